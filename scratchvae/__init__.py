@@ -1,0 +1,19 @@
+"""scratchvae: a Variational Autoencoder from scratch in NumPy (and CuPy), made to be learned from.
+
+The path of one image, module by module:
+    backend        NumPy or CuPy, chosen from the arrays
+    layers         Linear and MLP (forward beside backward), activations in ``activations``
+    distributions  log-densities, closed-form KL, reparameterization, with gradients
+    decoders       Bernoulli and Gaussian p(x|z)
+    vae            the model: x -> (mu, logvar) -> z -> p(x|z) -> ELBO, and back
+    optim          SGD, Adagrad, Adam, in place
+    gradcheck      finite differences you can reuse
+"""
+from .backend import (DeviceError, as_cupy, as_numpy, get_array_module, gpu_available, make_rng,
+                      to_device)
+from .gradcheck import check_directional, check_gradients, format_report, numerical_gradient, rel_error
+from .layers import MLP, Linear
+from .optim import SGD, Adagrad, Adam
+from .vae import ELBO, VAE
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""One code path for CPU and GPU: pick NumPy or CuPy from the arrays themselves.
+
+Every function in scratchvae is written against an "array module" ``xp``:
+``xp = get_array_module(x)`` is ``cupy`` when ``x`` lives on a GPU and ``numpy``
+otherwise, so ``xp.exp(x)`` runs where ``x`` is.
+
+The rule for mixed inputs: if *any* argument is a CuPy array the module is CuPy.
+CuPy refuses to combine a device array with a host array implicitly (that would
+hide a slow copy), so code that mixes them fails loudly at the first operation
+instead of silently computing on the wrong device; move arrays explicitly with
+:func:`to_device`, :func:`as_numpy` or :func:`as_cupy`.
+
+CuPy is optional: ``import scratchvae`` works without it, and asking for the GPU
+without it raises :class:`DeviceError` with the install command.
+"""
+import numpy as np
+
+try:  # CuPy is an optional extra (pip install scratchvae[gpu])
+    import cupy
+except Exception:  # ImportError, or a CUDA library that fails to load
+    cupy = None
+
+DEVICES = ("cpu", "gpu", "auto")
+INSTALL_HINT = ("install CuPy for your CUDA version, e.g. `pip install cupy-cuda12x` "
+                "(or `pip install scratchvae[gpu]`; use cupy-cuda13x for CUDA 13)")
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used on this machine."""
+
+
+def gpu_available():
+    """True when CuPy is importable and sees at least one CUDA device."""
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver, or no device
+        return False
+
+
+def is_cupy(x):
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any argument is a CuPy array, else ``numpy`` (see the module docstring)."""
+    return cupy if any(is_cupy(a) for a in arrays) else np
+
+
+def resolve_device(device="cpu"):
+    """Map ``'cpu' | 'gpu' | 'auto'`` to ``'cpu'`` or ``'gpu'``; raise if the GPU is unusable."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        return "gpu" if gpu_available() else "cpu"
+    if device == "gpu":
+        if cupy is None:
+            raise DeviceError(f"device='gpu' needs CuPy, which is not installed: {INSTALL_HINT}")
+        if not gpu_available():
+            raise DeviceError("device='gpu' but CuPy finds no CUDA GPU on this machine "
+                              "(use device='cpu' or 'auto')")
+    return device
+
+
+def xp_for(device):
+    """The array module for a device name."""
+    return cupy if resolve_device(device) == "gpu" else np
+
+
+def device_of(x):
+    return "gpu" if is_cupy(x) else "cpu"
+
+
+def as_numpy(x):
+    """A NumPy array with the values of ``x`` (copies from the GPU if needed)."""
+    return cupy.asnumpy(x) if is_cupy(x) else np.asarray(x)
+
+
+def as_cupy(x):
+    """A CuPy array with the values of ``x`` (copies to the GPU if needed)."""
+    if cupy is None:
+        raise DeviceError(f"CuPy is not installed: {INSTALL_HINT}")
+    return cupy.asarray(x)
+
+
+def to_device(x, device):
+    """Move ``x`` to ``'cpu'`` or ``'gpu'`` (no copy when it is already there)."""
+    return as_cupy(x) if resolve_device(device) == "gpu" else as_numpy(x)
+
+
+def resolve_dtype(dtype="float32"):
+    """float32 by default (speed), float64 on request (gradient checks)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def make_rng(seed=None, device="cpu"):
+    """A seeded random generator living on the device: NumPy's ``Generator``
+    (PCG64) on the CPU, ``cupy.random.Generator`` (XORWOW) on the GPU.
+
+    Both offer ``standard_normal(size, dtype=...)``, ``random(size, dtype=...)``
+    and ``permutation(n)``; the two devices produce different streams."""
+    if resolve_device(device) == "gpu":
+        return cupy.random.default_rng(seed)
+    return np.random.default_rng(seed)

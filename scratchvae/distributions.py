@@ -1,0 +1,124 @@
+"""Log-densities, the closed-form KL and the reparameterization, with their gradients.
+
+Every function works on the last axis as the event axis and returns one value
+per row (summing over dimensions), in nats. Gradients are those of the *sum over
+rows*; multiply by the upstream gradient of each row to chain them.
+
+Notation: a diagonal Gaussian is given by its mean ``mu`` and log-variance
+``logvar`` (so sigma = exp(logvar / 2)); a Bernoulli by its ``logits``
+(p = sigmoid(logits)).
+"""
+import math
+
+from .activations import sigmoid, softplus
+from .backend import get_array_module
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------------------------------
+# Diagonal Gaussian
+# ---------------------------------------------------------------------------------------
+def gaussian_log_density(x, mu, logvar):
+    """log N(x; mu, diag(exp(logvar))) = -1/2 sum_d [log 2pi + logvar_d + (x_d - mu_d)^2 / exp(logvar_d)]."""
+    xp = get_array_module(x, mu, logvar)
+    return -0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * xp.exp(-logvar)).sum(axis=-1)
+
+
+def gaussian_log_density_grad(x, mu, logvar):
+    """Gradients of the summed log-density:
+
+        d/dmu     = (x - mu) / exp(logvar)
+        d/dlogvar = 1/2 [(x - mu)^2 / exp(logvar) - 1]
+        d/dx      = -(x - mu) / exp(logvar)
+
+    Returns ``(dmu, dlogvar, dx)``.
+    """
+    xp = get_array_module(x, mu, logvar)
+    precision = xp.exp(-logvar)
+    diff = x - mu
+    dmu = diff * precision
+    return dmu, 0.5 * (diff * dmu - 1.0), -dmu
+
+
+def standard_normal_log_density(z):
+    """log N(z; 0, I) = -1/2 sum_d [log 2pi + z_d^2]."""
+    return -0.5 * (LOG_2PI + z * z).sum(axis=-1)
+
+
+# ---------------------------------------------------------------------------------------
+# Bernoulli from logits
+# ---------------------------------------------------------------------------------------
+def bernoulli_log_likelihood(x, logits):
+    """log Bernoulli(x; sigmoid(l)) = sum_d [x_d log p_d + (1 - x_d) log(1 - p_d)]
+                                    = sum_d [x_d l_d - softplus(l_d)].
+
+    The second form never takes the log of a probability that rounded to 0 or 1,
+    so it stays finite and exact for logits as large as +-1e4 in float32. It also
+    accepts grey values x in [0, 1] (the cross-entropy form)."""
+    return (x * logits - softplus(logits)).sum(axis=-1)
+
+
+def bernoulli_log_likelihood_grad(x, logits):
+    """d/dl_d of the summed log-likelihood = x_d - sigmoid(l_d)."""
+    return x - sigmoid(logits)
+
+
+# ---------------------------------------------------------------------------------------
+# KL(q || p) between a diagonal Gaussian and the standard normal prior
+# ---------------------------------------------------------------------------------------
+def kl_standard_normal(mu, logvar):
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) = 1/2 sum_j [mu_j^2 + exp(logvar_j) - 1 - logvar_j].
+
+    (Kingma & Welling 2013, Appendix B, with sigma^2 = exp(logvar).)"""
+    xp = get_array_module(mu, logvar)
+    return 0.5 * (mu * mu + xp.exp(logvar) - 1.0 - logvar).sum(axis=-1)
+
+
+def kl_standard_normal_grad(mu, logvar):
+    """d KL / d mu = mu,   d KL / d logvar = 1/2 (exp(logvar) - 1).  Returns ``(dmu, dlogvar)``."""
+    xp = get_array_module(mu, logvar)
+    return mu.copy(), 0.5 * (xp.exp(logvar) - 1.0)
+
+
+# ---------------------------------------------------------------------------------------
+# Reparameterization
+# ---------------------------------------------------------------------------------------
+def reparameterize(mu, logvar, eps):
+    """z = mu + sigma * eps with sigma = exp(logvar / 2) and eps ~ N(0, I).
+
+    z is then distributed N(mu, diag(exp(logvar))): the *standard deviation*
+    multiplies eps, not the variance. ``eps`` may carry leading sample axes,
+    e.g. ``(L, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
+    xp = get_array_module(mu, logvar, eps)
+    return mu + xp.exp(0.5 * logvar) * eps
+
+
+def reparameterize_backward(dz, logvar, eps):
+    """Chain rule through z = mu + exp(logvar / 2) * eps:
+
+        dmu = dz,   dlogvar = dz * eps * exp(logvar / 2) / 2
+
+    summed over any leading sample axes of ``dz``. Returns ``(dmu, dlogvar)``."""
+    xp = get_array_module(dz, logvar, eps)
+    dlogvar = dz * eps * (0.5 * xp.exp(0.5 * logvar))
+    extra = tuple(range(dz.ndim - logvar.ndim))
+    if extra:
+        return dz.sum(axis=extra), dlogvar.sum(axis=extra)
+    return dz, dlogvar
+
+
+# ---------------------------------------------------------------------------------------
+# Stable reductions in log space
+# ---------------------------------------------------------------------------------------
+def logsumexp(a, axis=-1):
+    """log sum_i exp(a_i), computed as m + log sum_i exp(a_i - m) with m = max_i a_i."""
+    xp = get_array_module(a)
+    m = a.max(axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)  # an all -inf row stays -inf instead of NaN
+    return (m + xp.log(xp.exp(a - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def log_mean_exp(a, axis=-1):
+    """log (1/k) sum_i exp(a_i): the stable average of likelihood ratios in L_k."""
+    return logsumexp(a, axis) - math.log(a.shape[axis])

@@ -1,0 +1,142 @@
+"""Finite-difference gradient checks, for scratchvae and for your own code.
+
+The numerical gradient uses central differences, accurate to O(h^2):
+
+    df/dtheta_i ~ [f(theta + h e_i) - f(theta - h e_i)] / (2 h)
+
+and is compared with the analytic gradient through the relative error
+
+    rel(a, n) = |a - n| / max(|a| + |n|, tiny)
+
+Thresholds, in float64 with h = 1e-5 (it balances the O(h^2) truncation error against
+round-off of order 1e-16 |f| / h) and a loss of order one: below about 1e-7
+the gradient is right; 1e-5 to 1e-7 look closer (a kink such as ReLU's at 0
+nearby, or a loss so large that round-off dominates); above 1e-4 it is almost
+certainly wrong. Checks need float64: in float32 the round-off of f alone is
+about 1e-7 / h, which swamps any real error.
+
+Usage::
+
+    report = check_gradients(loss_fn, model.parameters(), model.gradients())
+    print(format_report(report))
+
+where ``loss_fn()`` recomputes the scalar loss from the *current* values of the
+parameter arrays (they are perturbed in place and restored).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import as_numpy, get_array_module
+
+DEFAULT_H = 1e-5
+DEFAULT_TINY = 1e-12
+THRESHOLD = 1e-7
+
+
+def rel_error(a, b, tiny=DEFAULT_TINY):
+    """Elementwise |a - b| / max(|a| + |b|, tiny), on the host."""
+    a, b = as_numpy(a).astype(np.float64), as_numpy(b).astype(np.float64)
+    return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), tiny)
+
+
+def _require_float64(name, a):
+    if a.dtype != np.float64:
+        raise TypeError(f"gradient checks need float64 arrays; {name} is {a.dtype}")
+
+
+def numerical_gradient(f, x, h=DEFAULT_H, indices=None):
+    """Central-difference gradient of the scalar ``f()`` with respect to the array ``x``.
+
+    ``x`` is perturbed in place, one coordinate at a time, and restored exactly.
+    ``indices`` (flat) limits the coordinates; the result is then a 1-D host array
+    of those derivatives, otherwise a host array shaped like ``x``."""
+    _require_float64("x", x)
+    if not x.flags.c_contiguous:
+        raise ValueError("x must be C-contiguous so that it can be perturbed in place")
+    flat = x.reshape(-1)  # a view: writing to it perturbs x
+    idx = range(flat.size) if indices is None else indices
+    out = np.empty(len(idx))
+    for k, i in enumerate(idx):
+        old = float(flat[i])
+        flat[i] = old + h
+        f_plus = float(f())
+        flat[i] = old - h
+        f_minus = float(f())
+        flat[i] = old
+        out[k] = (f_plus - f_minus) / (2 * h)
+    return out.reshape(x.shape) if indices is None else out
+
+
+@dataclass
+class TensorReport:
+    """How one tensor's analytic gradient compares with finite differences."""
+    name: str
+    shape: tuple
+    checked: int          # coordinates compared
+    worst: float          # largest relative error among them
+    where: tuple          # index of the worst coordinate
+    analytic: float       # the analytic derivative there
+    numeric: float        # the finite-difference derivative there
+
+    @property
+    def passed(self):
+        return self.worst < THRESHOLD
+
+
+def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=DEFAULT_TINY):
+    """Compare ``grads[name]`` with finite differences of ``f`` for every tensor.
+
+    Every coordinate of a tensor with at most ``max_coords`` entries is checked,
+    and a seeded random sample of ``max_coords`` coordinates of a larger one.
+    Returns a list of :class:`TensorReport`, one per tensor, in order."""
+    rng = np.random.default_rng(seed)
+    reports = []
+    for name, x in params.items():
+        _require_float64(name, x)
+        g = as_numpy(grads[name]).reshape(-1)
+        if g.size != x.size:
+            raise ValueError(f"grads[{name!r}] has {g.size} entries but the parameter has {x.size}")
+        idx = (np.arange(x.size) if x.size <= max_coords
+               else np.sort(rng.choice(x.size, max_coords, replace=False)))
+        num = numerical_gradient(f, x, h, indices=idx)
+        err = rel_error(g[idx], num, tiny)
+        k = int(np.argmax(err))
+        reports.append(TensorReport(name, tuple(x.shape), len(idx), float(err[k]),
+                                    np.unravel_index(idx[k], x.shape), float(g[idx[k]]), float(num[k])))
+    return reports
+
+
+def check_directional(f, params, grads, h=DEFAULT_H, seed=0, tiny=DEFAULT_TINY):
+    """One check over all parameters at once: along a random unit direction u,
+
+        [f(theta + h u) - f(theta - h u)] / (2 h)   vs   sum_i grad_i . u_i
+
+    Returns ``(relative_error, analytic, numeric)``."""
+    rng = np.random.default_rng(seed)
+    dirs = {n: rng.standard_normal(x.shape) for n, x in params.items()}
+    norm = np.sqrt(sum((u * u).sum() for u in dirs.values()))
+    analytic = sum(float((as_numpy(grads[n]) * u).sum()) for n, u in dirs.items()) / norm
+    originals = {n: x.copy() for n, x in params.items()}
+    xp = get_array_module(*params.values())
+
+    def shifted(sign):
+        for n, x in params.items():
+            x[...] = originals[n] + sign * h * xp.asarray(dirs[n] / norm)
+        return float(f())
+
+    try:
+        numeric = (shifted(+1) - shifted(-1)) / (2 * h)
+    finally:
+        for n, x in params.items():
+            x[...] = originals[n]
+    return float(rel_error(analytic, numeric, tiny)), analytic, numeric
+
+
+def format_report(reports):
+    """A table of the per-tensor reports, worst relative error first in each row."""
+    lines = [f"{'tensor':<24}{'shape':<14}{'checked':>8}{'worst rel err':>15}  {'at':<12}{'ok':>4}"]
+    for r in reports:
+        lines.append(f"{r.name:<24}{str(r.shape):<14}{r.checked:>8}{r.worst:>15.2e}  "
+                     f"{str(tuple(int(i) for i in r.where)):<12}{'yes' if r.passed else 'NO':>4}")
+    return "\n".join(lines)

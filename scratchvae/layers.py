@@ -1,0 +1,115 @@
+"""Linear layers and the MLP container, each ``forward`` beside its ``backward``.
+
+Shapes follow the row convention: a batch ``x`` is ``(B, in_dim)``, ``W`` is
+``(in_dim, out_dim)`` and ``y = x W + b`` is ``(B, out_dim)``.
+"""
+import math
+
+import numpy as np
+
+from . import validation
+from .activations import ACTIVATIONS
+from .backend import resolve_dtype, to_device, xp_for
+from .module import Module
+
+INITS = ("paper", "glorot", "he", "pytorch")
+
+
+def init_weights(in_dim, out_dim, init, rng):
+    """Initial ``(W, b)`` on the host, in float64, drawn from ``rng``:
+
+    - ``paper``:   W, b ~ N(0, 0.01^2)                       (Kingma & Welling 2013)
+    - ``glorot``:  W ~ U(-r, r), r = sqrt(6 / (in + out)); b = 0  (Glorot & Bengio 2010)
+    - ``he``:      W ~ N(0, 2 / in); b = 0                        (He et al. 2015, for ReLU)
+    - ``pytorch``: W, b ~ U(-r, r), r = 1 / sqrt(in)              (torch.nn.Linear's default)
+    """
+    validation.choice("init", init, INITS)
+    shape = (in_dim, out_dim)
+    if init == "paper":
+        return rng.normal(0.0, 0.01, shape), rng.normal(0.0, 0.01, out_dim)
+    if init == "glorot":
+        r = math.sqrt(6.0 / (in_dim + out_dim))
+        return rng.uniform(-r, r, shape), np.zeros(out_dim)
+    if init == "he":
+        return rng.normal(0.0, math.sqrt(2.0 / in_dim), shape), np.zeros(out_dim)
+    r = 1.0 / math.sqrt(in_dim)
+    return rng.uniform(-r, r, shape), rng.uniform(-r, r, out_dim)
+
+
+class Linear(Module):
+    """y = x W + b.
+
+    Backward, for the gradient ``dy`` of the loss with respect to ``y``:
+        dW = x^T dy,   db = sum over the batch of dy,   dx = dy W^T.
+
+    Initial values are drawn on the host with NumPy (so CPU and GPU models built
+    with the same seed start identical) and then moved to ``device``.
+    """
+
+    def __init__(self, in_dim, out_dim, init="glorot", rng=None, dtype="float32", device="cpu"):
+        super().__init__()
+        self.in_dim = validation.positive_int("in_dim", in_dim)
+        self.out_dim = validation.positive_int("out_dim", out_dim)
+        rng = np.random.default_rng() if rng is None else rng
+        dtype = resolve_dtype(dtype)
+        W, b = init_weights(self.in_dim, self.out_dim, init, rng)
+        xp = xp_for(device)
+        self.params = {"W": to_device(W.astype(dtype), device), "b": to_device(b.astype(dtype), device)}
+        self.grads = {k: xp.zeros_like(v) for k, v in self.params.items()}
+
+    def forward(self, x):
+        self.cache = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        x = self.cache
+        self.grads["W"][...] = x.T @ dy
+        self.grads["b"][...] = dy.sum(axis=0)
+        return dy @ self.params["W"].T
+
+    def __repr__(self):
+        return f"Linear({self.in_dim}, {self.out_dim})"
+
+
+class MLP(Module):
+    """Linear layers with an activation between them:
+
+        h_1 = act(x W_1 + b_1), ..., y = out_act(h_{n-1} W_n + b_n)
+
+    ``sizes = [in_dim, hidden..., out_dim]``. Parameters are named like PyTorch's
+    ``Sequential``: ``'0.W'``, ``'0.b'``, ``'2.W'``, ... (odd indices are activations).
+    """
+
+    def __init__(self, sizes, activation="relu", out_activation="identity", init="glorot",
+                 rng=None, dtype="float32", device="cpu"):
+        super().__init__()
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must list at least an input and an output size, got {sizes}")
+        for i, s in enumerate(sizes):
+            validation.positive_int(f"sizes[{i}]", s)
+        validation.choice("activation", activation, ACTIVATIONS)
+        validation.choice("out_activation", out_activation, ACTIVATIONS)
+        rng = np.random.default_rng() if rng is None else rng
+        self.sizes = sizes
+        self.layers = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.layers.append(Linear(n_in, n_out, init, rng, dtype, device))
+            last = i == len(sizes) - 2
+            self.layers.append(ACTIVATIONS[out_activation if last else activation]())
+
+    def children(self):
+        return {str(i): layer for i, layer in enumerate(self.layers) if layer.params}
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __repr__(self):
+        return f"MLP({self.sizes}, {type(self.layers[1]).__name__}, {type(self.layers[-1]).__name__})"
