@@ -58,8 +58,9 @@ def resolve_device(device="cpu"):
         if cupy is None:
             raise DeviceError(f"device='gpu' needs CuPy, which is not installed: {INSTALL_HINT}")
         if not gpu_available():
-            raise DeviceError("device='gpu' but CuPy finds no CUDA GPU on this machine "
-                              "(use device='cpu' or 'auto')")
+            raise DeviceError("device='gpu' but CuPy finds no CUDA GPU on this machine (use "
+                              "device='cpu' or 'auto'; on a machine with an NVIDIA GPU, check its "
+                              f"driver and that CuPy matches its CUDA version: {INSTALL_HINT})")
     return device
 
 
@@ -79,8 +80,9 @@ def as_numpy(x):
 
 def as_cupy(x):
     """A CuPy array with the values of ``x`` (copies to the GPU if needed)."""
-    if cupy is None:
-        raise DeviceError(f"CuPy is not installed: {INSTALL_HINT}")
+    if is_cupy(x):
+        return x
+    resolve_device("gpu")  # a DeviceError with the remedy, not a CUDA runtime error
     return cupy.asarray(x)
 
 
@@ -91,7 +93,10 @@ def to_device(x, device):
 
 def resolve_dtype(dtype="float32"):
     """float32 by default (speed), float64 on request (gradient checks)."""
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dtype}")
     return dtype

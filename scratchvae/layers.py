@@ -9,7 +9,7 @@ import numpy as np
 
 from . import validation
 from .activations import ACTIVATIONS
-from .backend import resolve_dtype, to_device, xp_for
+from .backend import get_array_module, resolve_dtype, to_device, xp_for
 from .module import Module
 
 INITS = ("paper", "glorot", "he", "pytorch")
@@ -59,13 +59,18 @@ class Linear(Module):
 
     def forward(self, x):
         self.cache = x
-        return x @ self.params["W"] + self.params["b"]
+        y = x @ self.params["W"]
+        y += self.params["b"]         # in place: no second (B, out_dim) array
+        return y
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """Fill ``grads`` and return ``dx`` (None when ``input_grad`` is False: the
+        first layer's input is the data, and dx would cost as much as the forward)."""
         x = self.cache
-        self.grads["W"][...] = x.T @ dy
-        self.grads["b"][...] = dy.sum(axis=0)
-        return dy @ self.params["W"].T
+        xp = get_array_module(x, dy)
+        xp.matmul(x.T, dy, out=self.grads["W"])   # dW = x^T dy, written in place
+        dy.sum(axis=0, out=self.grads["b"])       # db = sum over the batch of dy
+        return dy @ self.params["W"].T if input_grad else None
 
     def __repr__(self):
         return f"Linear({self.in_dim}, {self.out_dim})"
@@ -106,10 +111,13 @@ class MLP(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
+    def backward(self, dy, input_grad=True):
+        """Backpropagate ``dy`` through every layer; the gradient with respect to the
+        input (returned) is skipped when ``input_grad`` is False."""
+        first = self.layers[0]
+        for layer in reversed(self.layers[1:]):
             dy = layer.backward(dy)
-        return dy
+        return first.backward(dy, input_grad=input_grad)
 
     def __repr__(self):
         return f"MLP({self.sizes}, {type(self.layers[1]).__name__}, {type(self.layers[-1]).__name__})"

@@ -11,6 +11,7 @@ by parameter name (checkpoints need it). With g the gradient and t the step:
 """
 import math
 
+from . import validation
 from .backend import as_numpy, get_array_module, to_device, device_of
 
 
@@ -21,7 +22,7 @@ class Optimizer:
         self.named = [(name, p, g) for name, p, g in named_parameters]
         if not self.named:
             raise ValueError("named_parameters is empty: nothing to optimize")
-        if not (math.isfinite(lr) and lr > 0):
+        if validation.real_number("lr", lr) <= 0:
             raise ValueError(f"lr must be a positive number, got {lr}")
         self.lr = float(lr)
         self.t = 0
@@ -65,7 +66,7 @@ class SGD(Optimizer):
     """Stochastic gradient descent with (heavy-ball) momentum."""
 
     def __init__(self, named_parameters, lr=0.01, momentum=0.0):
-        if not 0 <= momentum < 1:
+        if not 0 <= validation.real_number("momentum", momentum) < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.state_names = ("v",) if momentum else ()

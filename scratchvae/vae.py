@@ -58,7 +58,7 @@ class VAE(Module):
         self.likelihood = validation.choice("likelihood", likelihood, DECODERS)
         self.activation = activation
         self.init = init
-        if not np.isfinite(weight_decay) or weight_decay < 0:
+        if validation.real_number("weight_decay", weight_decay) < 0:
             raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
         self.weight_decay = float(weight_decay)
         self.dtype = resolve_dtype(dtype)
@@ -95,6 +95,7 @@ class VAE(Module):
         """E[x|z]: pixel probabilities (Bernoulli) or means (Gaussian), shape (B, D)."""
         validation.float_array("z", z, shape=(None, self.z_dim))
         self._check_device("z", z)
+        validation.same_dtype("z", z, self.dtype)
         return self.decoder.mean(z)
 
     def sample(self, n, rng=None):
@@ -173,7 +174,7 @@ class VAE(Module):
         dmu_kl, dlogvar_kl = D.kl_standard_normal_grad(mu, logvar)
         dmu = dmu + dmu_kl / B
         dlogvar = dlogvar + dlogvar_kl / B
-        self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1))
+        self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
         if self.weight_decay:
             for _, p, g in self.named_parameters():
                 g += self.weight_decay * p

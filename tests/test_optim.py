@@ -1,0 +1,162 @@
+"""Optimizers: steps computed by hand, in-place updates, and state that survives a checkpoint."""
+import math
+
+import numpy as np
+import pytest
+
+from scratchvae import derivations as dv
+from scratchvae.backend import as_numpy
+from scratchvae.layers import MLP
+from scratchvae.optim import OPTIMIZERS, SGD, Adagrad, Adam
+
+
+def _one(xp, value, grad):
+    """A single scalar parameter with a fixed gradient, as (name, param, grad)."""
+    return ("w", xp.asarray(np.array([value])), xp.asarray(np.array([grad])))
+
+
+def _run(opt, p, steps):
+    out = []
+    for _ in range(steps):
+        opt.step()
+        out.append(float(as_numpy(p)[0]))
+    return out
+
+
+def test_sgd_by_hand(xp):
+    """Plain SGD, lr 0.1, gradient 2 held fixed: w = 1 - 0.2 t, i.e. 0.8, 0.6, 0.4."""
+    name, p, g = _one(xp, 1.0, 2.0)
+    assert _run(SGD([(name, p, g)], lr=0.1), p, 3) == pytest.approx([0.8, 0.6, 0.4], abs=1e-15)
+
+
+def test_sgd_momentum_by_hand(xp):
+    """Momentum 0.9, lr 0.1, gradient 1: v = 1, 1.9, 2.71, so w = 1 - 0.1, - 0.19, - 0.271: 0.9, 0.71, 0.439."""
+    name, p, g = _one(xp, 1.0, 1.0)
+    assert _run(SGD([(name, p, g)], lr=0.1, momentum=0.9), p, 3) == pytest.approx([0.9, 0.71, 0.439], abs=1e-15)
+
+
+def test_adagrad_by_hand(xp):
+    """lr 0.5, gradient 2: h = 4, 8, 12, steps 0.5 * 2 / sqrt(h) = 0.5, 0.3536, 0.2887 (eps 1e-8 aside)."""
+    name, p, g = _one(xp, 1.0, 2.0)
+    got = _run(Adagrad([(name, p, g)], lr=0.5), p, 3)
+    s1, s2, s3 = 1 / (2 + 1e-8), 1 / (math.sqrt(8) + 1e-8), 1 / (math.sqrt(12) + 1e-8)
+    assert got == pytest.approx([1 - s1, 1 - s1 - s2, 1 - s1 - s2 - s3], abs=1e-15)
+    assert got == pytest.approx([0.5, 0.5 - 0.35355339, 0.5 - 0.35355339 - 0.28867513], abs=1e-8)
+
+
+def test_adam_by_hand(xp):
+    """With a constant gradient g the bias corrections make m_hat = g and v_hat = g^2 exactly, so
+    each step is lr g / (|g| + eps): lr 0.1, g = 3 gives 1 - 0.1, 1 - 0.2, 1 - 0.3 (to 1e-9)."""
+    name, p, g = _one(xp, 1.0, 3.0)
+    step = 0.1 * 3 / (3 + 1e-8)
+    expected = [1 - step, 1 - 2 * step, 1 - 3 * step]
+    assert _run(Adam([(name, p, g)], lr=0.1), p, 3) == pytest.approx(expected, abs=1e-14)
+
+
+def test_adam_first_steps_with_changing_gradient(xp):
+    """Gradients 1 then -1 (b1 0.9, b2 0.999): step 1 moves lr; at step 2 m = 0.09 - 0.1 = -0.01,
+    v = 0.000999 + 0.001 = 0.001999, m_hat = -0.01/0.19, v_hat = 0.001999/0.001999 = 1,
+    so w2 = w1 + lr 0.01/0.19 / (1 + eps)."""
+    name, p, g = _one(xp, 0.0, 1.0)
+    opt = Adam([(name, p, g)], lr=0.1)
+    opt.step()
+    w1 = float(as_numpy(p)[0])
+    assert w1 == pytest.approx(-0.1, abs=1e-9)
+    g[...] = -1.0
+    opt.step()
+    assert float(as_numpy(p)[0]) == pytest.approx(w1 + 0.1 * (0.01 / 0.19) / (1 + 1e-8), abs=1e-14)
+
+
+def test_optimizers_match_the_textbook_trajectories(xp):
+    """Five steps on a quadratic, every optimizer, against plain-Python textbook updates (derivations check)."""
+    check = dv.optimizers(xp)
+    assert check.passed, check.details
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_updates_are_in_place(xp, device, name):
+    """A step changes the parameter arrays themselves (no new arrays), so models and optimizers
+    share them; the state arrays are also reused."""
+    mlp = MLP([3, 4, 2], rng=np.random.default_rng(0), dtype="float64", device=device)
+    before = {k: (id(p), as_numpy(p).copy()) for k, p in mlp.parameters().items()}
+    opt = OPTIMIZERS[name](mlp.named_parameters(), lr=0.1)
+    state_ids = [id(a) for arrays in opt.state.values() for a in arrays.values()]
+    for g in mlp.gradients().values():
+        g[...] = 1.0
+    opt.step()
+    opt.step()
+    for k, p in mlp.parameters().items():
+        assert id(p) == before[k][0]
+        assert not np.array_equal(as_numpy(p), before[k][1])
+    assert [id(a) for arrays in opt.state.values() for a in arrays.values()] == state_ids
+
+
+@pytest.mark.parametrize("name, kwargs",
+                         [("sgd", {"momentum": 0.9}), ("sgd", {}), ("adagrad", {}), ("adam", {})])
+def test_state_dict_round_trip_restores_the_trajectory(xp, device, name, kwargs):
+    """Save params and optimizer state after 3 steps, run 3 more; restore into a fresh optimizer
+    and run the same 3 steps: the parameters are bit-for-bit identical."""
+    def loss_grads(mlp, x):
+        mlp.forward(x)
+        mlp.backward(xp.ones((x.shape[0], 2)))
+
+    x = xp.asarray(np.random.default_rng(1).standard_normal((5, 3)))
+    mlp = MLP([3, 4, 2], activation="tanh", rng=np.random.default_rng(2), dtype="float64", device=device)
+    opt = OPTIMIZERS[name](mlp.named_parameters(), lr=0.05, **kwargs)
+    for _ in range(3):
+        loss_grads(mlp, x)
+        opt.step()
+    saved_params = {k: as_numpy(p).copy() for k, p in mlp.parameters().items()}
+    saved_state = opt.state_dict()
+    assert saved_state["t"] == 3
+    assert all(isinstance(v, np.ndarray) for k, v in saved_state.items() if k != "t")
+    for _ in range(3):
+        loss_grads(mlp, x)
+        opt.step()
+    first = {k: as_numpy(p).copy() for k, p in mlp.parameters().items()}
+
+    for k, p in mlp.parameters().items():
+        p[...] = xp.asarray(saved_params[k])
+    fresh = OPTIMIZERS[name](mlp.named_parameters(), lr=0.05, **kwargs)
+    fresh.load_state_dict(saved_state)
+    assert fresh.t == 3
+    for _ in range(3):
+        loss_grads(mlp, x)
+        fresh.step()
+    for k, p in mlp.parameters().items():
+        np.testing.assert_array_equal(as_numpy(p), first[k])
+
+
+def test_state_dict_is_a_copy(xp, device):
+    """Changing the exported state does not change the optimizer."""
+    mlp = MLP([2, 2], rng=np.random.default_rng(3), dtype="float64", device=device)
+    opt = Adam(mlp.named_parameters())
+    for g in mlp.gradients().values():
+        g[...] = 1.0
+    opt.step()
+    state = opt.state_dict()
+    state["m/0.W"][...] = 123.0
+    assert float(as_numpy(opt.state["m"]["0.W"]).max()) < 1.0
+
+
+def test_load_state_dict_refuses_a_mismatch_and_changes_nothing():
+    """Missing keys or wrong shapes raise ValueError naming the key, with the state untouched."""
+    mlp = MLP([3, 2], rng=np.random.default_rng(4), dtype="float64")
+    opt = Adam(mlp.named_parameters())
+    for g in mlp.gradients().values():
+        g[...] = 1.0
+    opt.step()
+    before = opt.state_dict()
+    bad = dict(before)
+    bad["v/0.b"] = np.zeros(5)
+    bad["m/0.W"] = np.full((3, 2), 7.0)            # valid, but must not be applied either
+    with pytest.raises(ValueError, match="v/0.b"):
+        opt.load_state_dict(bad)
+    missing = {k: v for k, v in before.items() if k != "m/0.W"}
+    with pytest.raises(ValueError, match="m/0.W"):
+        opt.load_state_dict(missing)
+    after = opt.state_dict()
+    assert after["t"] == before["t"]
+    for k in before:
+        if k != "t":
+            np.testing.assert_array_equal(after[k], before[k])
