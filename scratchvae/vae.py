@@ -110,19 +110,24 @@ class VAE(Module):
         return self.decoder.mean(mu)
 
     # -- the objective -----------------------------------------------------------------
-    def elbo(self, x, eps=None, n_samples=1):
+    def elbo(self, x, eps=None, n_samples=1, check=True):
         """Per-example ELBO with its reconstruction and KL terms.
 
         ``eps`` (shape (B, Z), or (L, B, Z) for L samples) freezes the noise for
         deterministic checks; otherwise L = ``n_samples`` draws come from ``self.rng``.
-        Keeps what :meth:`backward` needs."""
-        self._check_x(x)
+        Keeps what :meth:`backward` needs.
+
+        ``check=False`` skips the checks of the *values* of x and eps (finite, in [0, 1]),
+        not those of their shape, dtype and device. On the GPU each value check copies a
+        flag to the host and waits for the device, so a training loop that checked its
+        data once passes ``check=False`` to keep its step free of host/device transfers."""
+        self._check_x(x, values=check)
         B = x.shape[0]
         if eps is None:
             L = validation.positive_int("n_samples", n_samples)
             eps = self.rng.standard_normal((L, B, self.z_dim), dtype=self.dtype)
         else:
-            validation.float_array("eps", eps)
+            validation.float_array("eps", eps, finite=check)
             self._check_device("eps", eps)
             validation.same_dtype("eps", eps, self.dtype)
             if eps.ndim == 2:
@@ -179,9 +184,10 @@ class VAE(Module):
             for _, p, g in self.named_parameters():
                 g += self.weight_decay * p
 
-    def loss_and_grads(self, x, eps=None, n_samples=1):
-        """One training step's work: returns ``(loss, ELBO)`` and fills ``grads``."""
-        terms = self.elbo(x, eps, n_samples)
+    def loss_and_grads(self, x, eps=None, n_samples=1, check=True):
+        """One training step's work: returns ``(loss, ELBO)`` and fills ``grads``.
+        (``check``: as in :meth:`elbo`.)"""
+        terms = self.elbo(x, eps, n_samples, check=check)
         self.backward()
         return -float(terms.elbo.mean()) + self.weight_penalty(), terms
 
@@ -191,11 +197,11 @@ class VAE(Module):
             raise TypeError(f"{name} is on the {device_of(a)} but the model is on the {self.device}; "
                             f"move it with scratchvae.to_device({name}, {self.device!r})")
 
-    def _check_x(self, x):
-        validation.float_array("x", x, shape=(None, self.x_dim))
+    def _check_x(self, x, values=True):
+        validation.float_array("x", x, shape=(None, self.x_dim), finite=values)
         self._check_device("x", x)
         validation.same_dtype("x", x, self.dtype)
-        if self.likelihood == "bernoulli":
+        if values and self.likelihood == "bernoulli":
             validation.in_unit_interval("x", x)
 
     def __repr__(self):

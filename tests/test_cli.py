@@ -1,0 +1,249 @@
+"""The command line, run as a user would: real files in a temporary folder, real exit codes."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scratchvae import backend
+from scratchvae.checkpoint import load
+from scratchvae.cli import build_parser, main
+from scratchvae.train import CHECKPOINT, METRICS, read_metrics
+
+TINY = ["--hidden-dim", "32", "--batch-size", "100", "--no-progress"]
+
+
+def _run(capsys, *argv):
+    """``main(argv)``: (exit status, stdout, stderr)."""
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_clean_line(err):
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["plot"], ["gradcheck"], ["data"]])
+def test_help_of_every_command(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: scratchvae")
+    if command == ["train"]:
+        for flag in ("--epochs", "--batch-size", "--lr", "--seed", "--latent-dim", "--hidden-dim",
+                     "--optimizer", "--device", "--data-dir", "--out", "--dataset", "--likelihood",
+                     "--activation", "--samples", "--binarization", "--resume", "--no-progress"):
+            assert flag in out
+
+
+def test_every_command_is_listed():
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert {"train", "evaluate", "plot", "gradcheck", "data"} <= set(choices)
+
+
+def test_train_evaluate_plot_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "train", "--epochs", 3, *TINY)
+    assert status == 0, err
+    run = tmp_path / "runs" / "digits-z2"                    # the default --out
+    assert "held-out elbo" in out and "figures:" in out
+    for name in (CHECKPOINT, METRICS, "manifold.png", "samples.png", "latents.png",
+                 "reconstructions.png", "curves.png"):
+        assert (run / name).is_file(), name
+    assert [r["epoch"] for r in read_metrics(run / METRICS)] == [1, 2, 3]
+
+    status, out, err = _run(capsys, "evaluate", "--out", run, "--k", 20, "--n-images", 30)
+    assert status == 0, err
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["n_test"] == 297 and result["k"] == 20 and result["n_images"] == 30
+    assert result["test_elbo"] < 0 and result["L_k"] < 0 and "L_20" in out
+
+    status, out, err = _run(capsys, "plot", "manifold", "--out", run, "--output", tmp_path / "m.png")
+    assert status == 0 and (tmp_path / "m.png").is_file(), err
+    status, out, err = _run(capsys, "plot", "all", "--out", run)
+    assert status == 0, err
+
+    status, out, err = _run(capsys, "train", "--epochs", 2, "--latent-dim", 3, *TINY)
+    assert status == 0, err
+    status, out, err = _run(capsys, "plot", "curves", "--runs", run, tmp_path / "runs" / "digits-z3",
+                            "--labels", "z=2", "z=3", "--output", tmp_path / "c.png")
+    assert status == 0 and (tmp_path / "c.png").stat().st_size > 10000, err
+    status, out, err = _run(capsys, "plot", "manifold", "--out", tmp_path / "runs" / "digits-z3")
+    assert status == 2 and "needs a 2-D latent space" in _one_clean_line(err)
+
+
+def test_resume_continues_and_refuses_a_different_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(capsys, "train", "--epochs", 2, "--out", out, *TINY)[0] == 0
+
+    status, _, err = _run(capsys, "train", "--epochs", 2, "--out", out, *TINY)
+    line = _one_clean_line(err)
+    assert status == 2 and "already holds a run" in line and "--resume" in line
+
+    before = (out / CHECKPOINT).read_bytes()
+    status, _, err = _run(capsys, "train", "--epochs", 4, "--out", out, "--resume", "--latent-dim", 3,
+                          *TINY)
+    line = _one_clean_line(err)
+    assert status == 1 and "different model" in line and "z_dim: 2 -> 3" in line
+    assert (out / CHECKPOINT).read_bytes() == before
+
+    status, _, err = _run(capsys, "train", "--epochs", 4, "--out", out, "--resume", *TINY)
+    assert status == 0, err
+    assert len(read_metrics(out / METRICS)) == 4
+
+    status, _, err = _run(capsys, "train", "--epochs", 1, "--out", tmp_path / "nothing", "--resume")
+    assert status == 2 and "no checkpoint" in _one_clean_line(err)
+
+
+def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, capsys):
+    """A real SIGINT to a real training process."""
+    out = tmp_path / "run"
+    argv = ["train", "--epochs", "100000", "--out", str(out), "--no-plots", *TINY]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "scratchvae", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((out / METRICS).is_file() and len(read_metrics(out / METRICS)) >= 2):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    line = _one_clean_line(err)
+    assert proc.returncode == 130
+    assert "interrupted at step" in line and "the last checkpoint" in line
+    assert line.endswith("scratchvae " + " ".join(argv) + " --resume")
+    kept = load(out / CHECKPOINT)                       # intact, and it resumes
+    assert _run(capsys, *argv[:1], "--epochs", 1, *argv[3:], "--resume")[0] == 0
+    assert load(out / CHECKPOINT).meta["progress"]["samples"] >= kept.meta["progress"]["samples"]
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("a file where the folder should be")
+    status, _, err = _run(capsys, "train", "--out", tmp_path / "file" / "run", *TINY)
+    assert status == 1 and "cannot write to the output folder" in _one_clean_line(err)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        status, _, err = _run(capsys, "train", "--out", folder, *TINY)
+    finally:
+        folder.chmod(0o700)
+    assert status == 1 and "cannot write to the output folder" in _one_clean_line(err)
+
+
+def test_missing_data_offline(tmp_path, capsys):
+    status, _, err = _run(capsys, "train", "--dataset", "mnist", "--data-dir", tmp_path / "empty",
+                          "--no-download", "--out", tmp_path / "run")
+    assert status == 1 and "Traceback" not in err
+    first = err.splitlines()[0]
+    assert first.startswith("scratchvae train: error:") and "mnist" in first
+    assert "t10k-images-idx3-ubyte.gz" in err                # which file to put where
+
+
+def test_corrupted_data_file(tmp_path, capsys):
+    (tmp_path / "data" / "frey").mkdir(parents=True)
+    (tmp_path / "data" / "frey" / "frey_rawface.mat").write_bytes(b"MATLAB 5.0 but not really")
+    status, _, err = _run(capsys, "train", "--dataset", "frey", "--data-dir", tmp_path / "data",
+                          "--out", tmp_path / "run")
+    assert status == 1 and "frey_rawface.mat" in err and "Traceback" not in err
+    assert (tmp_path / "data" / "frey" / "frey_rawface.mat").read_bytes().startswith(b"MATLAB 5.0 but")
+
+
+def test_corrupted_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / CHECKPOINT).write_bytes(b"PK\x03\x04 truncated")
+    for command in (["evaluate"], ["plot", "samples"]):
+        status, _, err = _run(capsys, *command, "--out", run)
+        assert status == 1 and "corrupted or truncated" in _one_clean_line(err)
+    status, _, err = _run(capsys, "evaluate", "--out", tmp_path / "none")
+    assert status == 1 and "no checkpoint at" in _one_clean_line(err)
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--batch-size", "many"],
+                                  ["train", "--lr", "-1"], ["train", "--optimizer", "lbfgs"],
+                                  ["plot", "everything"], ["frobnicate"], []])
+def test_bad_flags_exit_with_usage(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: scratchvae" in err and "Traceback" not in err
+
+
+def test_conflicting_flags(tmp_path, capsys):
+    status, _, err = _run(capsys, "train", "--epochs", 1, "--samples", 10, "--out", tmp_path)
+    assert status == 2 and "not both" in _one_clean_line(err)
+    status, _, err = _run(capsys, "train", "--binarization", "dynamic", "--likelihood", "gaussian",
+                          "--out", tmp_path / "g", *TINY)
+    assert status == 1 and "needs a Bernoulli likelihood" in _one_clean_line(err)
+
+
+@pytest.mark.skipif(backend.gpu_available(), reason="this machine has a usable GPU")
+def test_gpu_without_a_gpu(tmp_path, capsys):
+    status, _, err = _run(capsys, "train", "--device", "gpu", "--out", tmp_path, *TINY)
+    assert status == 1 and "CuPy" in _one_clean_line(err)
+
+
+def test_gradcheck_prints_a_table_and_passes(capsys):
+    status, out, _ = _run(capsys, "gradcheck")
+    assert status == 0
+    assert out.splitlines()[0].startswith("check")
+    assert "vae_gradient" in out and " NO" not in out
+    assert out.rstrip().endswith("checks passed")
+
+
+def test_data_verify_reports_missing_files(tmp_path, capsys):
+    status, out, _ = _run(capsys, "data", "verify", "--data-dir", tmp_path)
+    assert status == 1
+    assert "missing" in out and "frey_rawface.mat" in out and "t10k-images-idx3-ubyte.gz" in out
+
+
+def test_python_dash_m_runs_the_same_main(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-m", "scratchvae", "train", "--help"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0 and "--latent-dim" in result.stdout
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(language):
+    text = README.read_text()
+    return [block.split("```", 1)[0] for block in text.split(f"```{language}\n")[1:]]
+
+
+def test_readme_python_example_runs(capsys):
+    (code,) = _blocks("python")
+    exec(compile(code, str(README), "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("loss ") and out[1].startswith("ELBO(elbo=")
+    assert float(out[2]) > float(out[1].split("elbo=")[1].split(",")[0]) - 1   # L_1000 vs ELBO
+
+
+def test_readme_commands_parse():
+    """Every `scratchvae ...` line of the README uses options that exist."""
+    parser = build_parser()
+    commands = [line.split("#")[0].split() for block in _blocks("bash") for line in block.splitlines()
+                if line.startswith("scratchvae ")]
+    assert len(commands) >= 8
+    for words in commands:
+        parser.parse_args(words[1:])
+    assert 'python3 -m pytest -m "not slow" -q' in README.read_text()
