@@ -7,9 +7,14 @@ rows*; multiply by the upstream gradient of each row to chain them.
 Notation: a diagonal Gaussian is given by its mean ``mu`` and log-variance
 ``logvar`` (so sigma = exp(logvar / 2)); a Bernoulli by its ``logits``
 (p = sigmoid(logits)).
+
+On CuPy arrays, each function with a gradient hands its work to the fused CUDA kernel
+of the same name in :mod:`scratchvae.kernels` (``if kernels.active(...)``), which
+computes the same formula in one launch; the NumPy expression below it is the reference.
 """
 import math
 
+from . import kernels
 from .activations import sigmoid, softplus
 from .backend import get_array_module
 
@@ -21,6 +26,8 @@ LOG_2PI = math.log(2.0 * math.pi)
 # ---------------------------------------------------------------------------------------
 def gaussian_log_density(x, mu, logvar):
     """log N(x; mu, diag(exp(logvar))) = -1/2 sum_d [log 2pi + logvar_d + (x_d - mu_d)^2 / exp(logvar_d)]."""
+    if kernels.active(x, mu, logvar):
+        return kernels.gaussian_log_density(x, mu, logvar)
     xp = get_array_module(x, mu, logvar)
     return -0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * xp.exp(-logvar)).sum(axis=-1)
 
@@ -34,6 +41,8 @@ def gaussian_log_density_grad(x, mu, logvar):
 
     Returns ``(dmu, dlogvar, dx)``.
     """
+    if kernels.active(x, mu, logvar):
+        return kernels.gaussian_log_density_grad(x, mu, logvar)
     xp = get_array_module(x, mu, logvar)
     precision = xp.exp(-logvar)
     diff = x - mu
@@ -56,11 +65,15 @@ def bernoulli_log_likelihood(x, logits):
     The second form never takes the log of a probability that rounded to 0 or 1,
     so it stays finite and exact for logits as large as +-1e4 in float32. It also
     accepts grey values x in [0, 1] (the cross-entropy form)."""
+    if kernels.active(x, logits):
+        return kernels.bernoulli_log_likelihood(x, logits)
     return (x * logits - softplus(logits)).sum(axis=-1)
 
 
 def bernoulli_log_likelihood_grad(x, logits):
     """d/dl_d of the summed log-likelihood = x_d - sigmoid(l_d)."""
+    if kernels.active(x, logits):
+        return kernels.bernoulli_log_likelihood_grad(x, logits)
     return x - sigmoid(logits)
 
 
@@ -71,12 +84,16 @@ def kl_standard_normal(mu, logvar):
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) = 1/2 sum_j [mu_j^2 + exp(logvar_j) - 1 - logvar_j].
 
     (Kingma & Welling 2013, Appendix B, with sigma^2 = exp(logvar).)"""
+    if kernels.active(mu, logvar):
+        return kernels.kl_standard_normal(mu, logvar)
     xp = get_array_module(mu, logvar)
     return 0.5 * (mu * mu + xp.exp(logvar) - 1.0 - logvar).sum(axis=-1)
 
 
 def kl_standard_normal_grad(mu, logvar):
     """d KL / d mu = mu,   d KL / d logvar = 1/2 (exp(logvar) - 1).  Returns ``(dmu, dlogvar)``."""
+    if kernels.active(mu, logvar):
+        return kernels.kl_standard_normal_grad(mu, logvar)
     xp = get_array_module(mu, logvar)
     return mu.copy(), 0.5 * (xp.exp(logvar) - 1.0)
 
@@ -90,6 +107,8 @@ def reparameterize(mu, logvar, eps):
     z is then distributed N(mu, diag(exp(logvar))): the *standard deviation*
     multiplies eps, not the variance. ``eps`` may carry leading sample axes,
     e.g. ``(L, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
+    if kernels.active(mu, logvar, eps):
+        return kernels.reparameterize(mu, logvar, eps)
     xp = get_array_module(mu, logvar, eps)
     return mu + xp.exp(0.5 * logvar) * eps
 
@@ -100,6 +119,8 @@ def reparameterize_backward(dz, logvar, eps):
         dmu = dz,   dlogvar = dz * eps * exp(logvar / 2) / 2
 
     summed over any leading sample axes of ``dz``. Returns ``(dmu, dlogvar)``."""
+    if kernels.active(dz, logvar, eps):
+        return kernels.reparameterize_backward(dz, logvar, eps)
     xp = get_array_module(dz, logvar, eps)
     dlogvar = dz * eps * (0.5 * xp.exp(0.5 * logvar))
     extra = tuple(range(dz.ndim - logvar.ndim))

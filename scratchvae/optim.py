@@ -8,10 +8,13 @@ by parameter name (checkpoints need it). With g the gradient and t the step:
     Adagrad:  h = h + g^2;                 theta -= lr g / (sqrt(h) + eps)
     Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
               theta -= lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+
+On CuPy arrays, Adagrad and Adam update each tensor with one fused CUDA kernel of
+:mod:`scratchvae.kernels` (optim.cu) instead of the sequence of in-place operations below.
 """
 import math
 
-from . import validation
+from . import kernels, validation
 from .backend import as_numpy, get_array_module, to_device, device_of
 
 
@@ -91,6 +94,8 @@ class Adagrad(Optimizer):
         super().__init__(named_parameters, lr)
 
     def update(self, p, g, h, buf):
+        if kernels.active(p, g, h):
+            return kernels.adagrad_update(p, g, h, self.lr, self.eps)
         xp = get_array_module(p)
         xp.multiply(g, g, out=buf)
         h += buf                      # h = h + g^2
@@ -125,6 +130,8 @@ class Adam(Optimizer):
             self.update(p, g, self.state["m"][name], self.state["v"][name], buf=self._buf[name])
 
     def update(self, p, g, m, v, buf):
+        if kernels.active(p, g, m, v):
+            return kernels.adam_update(p, g, m, v, self.b1, self.b2, self._lr_t, self._eps_t)
         xp = get_array_module(p)
         m *= self.b1
         xp.multiply(g, 1 - self.b1, out=buf)
