@@ -1,0 +1,89 @@
+"""The benchmark runs end to end on a tiny configuration, and the training step keeps the
+memory properties it reports. Nothing here is timed: timings belong in the benchmark."""
+import json
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import scratchvae as sv
+from scratchvae import bench
+
+# One thread: on a busy machine, two threads that wait for each other can take 100x longer.
+TINY = ["--dataset", "digits", "--batch-sizes", "50", "--repeats", "2", "--hidden", "16",
+        "--z-dim", "2", "--threads", "1"]
+
+
+def _run(tmp_path, *extra):
+    path = tmp_path / "bench.json"
+    assert bench.main([*TINY, "--json", str(path), *extra]) == 0
+    return json.loads(path.read_text())
+
+
+def test_bench_runs_and_writes_its_json(tmp_path, capsys):
+    report = _run(tmp_path)
+    out = capsys.readouterr().out
+    assert "scratchvae bench: 64-16-2 ReLU Bernoulli VAE" in out
+    r = report["batch"]["50"]
+    assert r["steps_per_epoch"] == 1500 // 50 and r["epochs"] == 2
+    expected = {"scratchvae", "gemm_floor"} | ({"torch", "torch_fused"} if report["torch"]["version"] else set())
+    assert set(r["median_s"]) == expected
+    assert all(len(t) == 2 and min(t) > 0 for t in r["times_s"].values())
+    assert r["ratios"]["scratchvae/gemm_floor"] == pytest.approx(
+        r["median_s"]["scratchvae"] / r["median_s"]["gemm_floor"])
+    # Trained for 2 epochs: the held-out -ELBO of 8x8 digits is a finite number of nats
+    # between 0 and 64 log 2 (what a model that ignores the pixels would pay at p = 1/2).
+    nelbo = r["heldout_nelbo"]
+    assert set(nelbo) == expected - {"gemm_floor"} and r["heldout_after_epochs"] == 2
+    assert all(0 < v < 64 * np.log(2) for v in nelbo.values())
+    if report["torch"]["version"]:  # same weights, same batches: the same model, within noise
+        assert r["valid"] and r["nelbo_spread"] < bench.ELBO_TOLERANCE
+    assert [g["batch_size"] for g in report["goals"]] == [128, 128, 32]
+    assert all(g["met"] is None for g in report["goals"])  # those batch sizes were not run
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_without_pytorch_it_says_so_and_compares_with_the_gemm_floor(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    report = _run(tmp_path)
+    out = capsys.readouterr().out
+    assert "PyTorch is not installed" in out and "GEMM floor only" in out
+    assert report["torch"] == {"version": None, "why_not": "PyTorch is not installed (pip install torch)"}
+    assert set(report["batch"]["50"]["median_s"]) == {"scratchvae", "gemm_floor"}
+
+
+def test_gemm_floor_multiplies_at_the_models_shapes():
+    """Forward x W and dW = x^T dy for every layer, dx = dy W^T for all but the first."""
+    model = bench.make_model(784, 400, 20, seed=0)
+    floor = bench.GemmFloor(model, batch_size=32)
+    shapes = [(a.shape, b.shape) for a, b, _ in floor.products]
+    assert shapes == [((32, 784), (784, 400)), ((784, 32), (32, 400)),                     # encoder 1
+                      ((32, 400), (400, 40)), ((400, 32), (32, 40)), ((32, 40), (40, 400)),  # 2
+                      ((32, 20), (20, 400)), ((20, 32), (32, 400)), ((32, 400), (400, 20)),  # decoder 1
+                      ((32, 400), (400, 784)), ((400, 32), (32, 784)), ((32, 784), (784, 400))]
+
+
+def test_memory_run_reports_resident_memory_per_epoch(tmp_path):
+    args = bench.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
+        [*TINY, "--memory-epochs", "3"])
+    m = bench.measure_memory(args, log=lambda *_: None)
+    assert m["epochs"] == 3 and len(m["rss_per_epoch"]) == 3
+    assert 0 < m["rss_after_setup"] <= m["peak_rss"] and max(m["rss_per_epoch"]) <= m["peak_rss"]
+    assert m["parameters"] == sum(p.size for p in bench.make_model(64, 16, 2, 0).parameters().values())
+
+
+def test_an_adam_step_allocates_nothing_proportional_to_the_parameters():
+    model = sv.VAE(784, 20, (400,), seed=0)
+    opt = sv.Adam(model.named_parameters())
+    x = np.random.default_rng(0).random((32, 784), dtype=np.float32)
+    model.loss_and_grads(x)
+    opt.step()  # the first step may create what later steps reuse
+    tracemalloc.start()
+    try:
+        opt.step()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    n_bytes = sum(p.nbytes for p in model.parameters().values())  # 2.6 MB
+    assert peak < 16 * 1024 < n_bytes / 100
