@@ -5,11 +5,13 @@
     scratchvae plot        redraw a run's figures, or compare runs' learning curves
     scratchvae gradcheck   check every derivation against finite differences
     scratchvae data        download (fetch) or check (verify) MNIST and Frey Face
+    scratchvae bench       time scratchvae against PyTorch and the GEMM floor
 
 Flags follow pytorch/examples (``--epochs``, ``--batch-size``, ``--lr``, ...). Bad input
 ends with one line on stderr and a non-zero exit status, never a traceback.
 """
 import argparse
+import importlib
 import json
 import math
 import shlex
@@ -378,8 +380,18 @@ def build_parser():
     _add_plot(sub)
     _add_gradcheck(sub)
     _add_data(sub)
-    # Further commands (e.g. a benchmark) register here: _add_<name>(sub).
+    _add_module(sub, "bench", "time scratchvae against PyTorch and the GEMM floor")
     return parser
+
+
+def _add_module(sub, name, help):
+    """A command whose options and work live in the module ``scratchvae.<name>``
+    (it provides ``add_arguments(parser)`` and ``run(args)``)."""
+    module = importlib.import_module(f"{__package__}.{name}")
+    p = sub.add_parser(name, help=help, description=module.__doc__.strip().split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(p)
+    p.set_defaults(func=lambda args, argv: module.run(args))
 
 
 def _expected_errors():

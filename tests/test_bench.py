@@ -87,3 +87,10 @@ def test_an_adam_step_allocates_nothing_proportional_to_the_parameters():
         tracemalloc.stop()
     n_bytes = sum(p.nbytes for p in model.parameters().values())  # 2.6 MB
     assert peak < 16 * 1024 < n_bytes / 100
+
+
+def test_bench_is_a_scratchvae_command(tmp_path):
+    from scratchvae.cli import main
+    path = tmp_path / "bench.json"
+    assert main(["bench", *TINY, "--repeats", "1", "--no-torch", "--json", str(path)]) == 0
+    assert json.loads(path.read_text())["batch"]["50"]["epochs"] == 1
