@@ -30,7 +30,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import validation
-from .backend import as_numpy, to_device
+from .backend import as_numpy, make_rng, to_device
 from .datasets import BINARIZATIONS, batches, binarize
 from .evaluate import evaluate_elbo
 
@@ -142,7 +142,10 @@ class Trainer:
         # as many training images as held-out ones: comparable noise, bounded cost
         train_idx = np.sort(pick.permutation(n_train)[:min(eval_size, n_test)])
         device = model.device
-        self.train_x = host["train"]    # batches are drawn on the host, then moved to the device
+        self.train_x = host["train"]
+        if device != "cpu":   # the images live on the device: a step then copies nothing in
+            self.train_x_device = to_device(host["train"], device)
+            self.device_rng = make_rng(int(streams["binarize_train"].generate_state(1)[0]), device)
         self.eval_sets = {"train": to_device(eval_train[train_idx], device),
                           "test": to_device(host["test"][:eval_size], device)}
         self.n_train, self.n_test = n_train, n_test
@@ -178,7 +181,17 @@ class Trainer:
         """One gradient step on the minibatch ``x``; returns the loss (a float).
 
         Raises :class:`TrainingDiverged` *before* the update if the loss is not finite.
-        The values of ``x`` are not checked again (the constructor checked the data)."""
+        The values of ``x`` are not checked again (the constructor checked the data).
+
+        On the GPU the step neither reads anything back nor copies anything in: it returns
+        the mean -ELBO as a 0-d device array (without the weight penalty, which would need a
+        sum over every parameter), and a non-finite loss or parameter is caught at the next
+        evaluation point instead, still before any checkpoint is written."""
+        if self.model.device != "cpu":
+            terms = self.model.elbo(x, check=False)
+            self.model.backward()
+            self.optimizer.step()
+            return -terms.elbo.mean()
         loss, _ = self.model.loss_and_grads(x, check=False)
         if not math.isfinite(loss):
             raise TrainingDiverged(self._diverged_message(f"the loss became {loss}",
@@ -246,7 +259,7 @@ class Trainer:
                     due = due or eval_every is None
                 if bar is not None:
                     bar.update(x.shape[0])
-                    if self.step_count % 20 == 0:
+                    if self.step_count % 20 == 0 and self.model.device == "cpu":  # no GPU sync
                         bar.set_postfix(loss=f"{self._loss_sum / self._loss_count:.2f}",
                                         epoch=self.epoch + 1, refresh=False)
                 if callback is not None:
@@ -268,13 +281,26 @@ class Trainer:
         batches already trained on are drawn again and dropped, so the rest of the
         epoch (order and dynamic binarization alike) is what it would have been."""
         ckpt.set_rng_state(self.data_rng, self._epoch_rng_state)
+        if self.model.device != "cpu":
+            return self._device_batches()
         binarization = "dynamic" if self.binarization == "dynamic" else "none"
         it = batches(self.train_x, self.batch_size, self.data_rng, binarization=binarization)
         for _ in range(self.batch_in_epoch):
             next(it)
-        if self.model.device == "cpu":
-            return it
-        return (to_device(x, self.model.device) for x in it)
+        return it
+
+    def _device_batches(self):
+        """The epoch's batches sliced from the images on the device. The order is drawn on
+        the host as on the CPU and copied over once per epoch; a dynamic binarization draws
+        its noise on the device. (So a GPU run is reproducible, but its stream of binary
+        images differs from the CPU's.)"""
+        xp = self.model.xp
+        order = xp.asarray(self.data_rng.permutation(self.n_train))
+        for start in range(self.batch_in_epoch * self.batch_size, self.n_train, self.batch_size):
+            x = self.train_x_device[order[start:start + self.batch_size]]
+            if self.binarization == "dynamic":
+                x = (self.device_rng.random(x.shape, dtype=x.dtype) < x).astype(x.dtype)
+            yield x
 
     # -- evaluation points: metrics and checkpoints ------------------------------------------
     def evaluate(self):
@@ -283,7 +309,7 @@ class Trainer:
         record = {"epoch": round(self.samples / self.n_train, 4), "step": self.step_count,
                   "samples": self.samples}
         if self._loss_count:
-            record["loss"] = self._loss_sum / self._loss_count
+            record["loss"] = float(self._loss_sum / self._loss_count)   # one GPU read per evaluation
         for split, x in self.eval_sets.items():
             terms = evaluate_elbo(self.model, x, seed=self.eval_seed)
             record.update({f"{split}_{name}": value for name, value in terms._asdict().items()})

@@ -207,3 +207,26 @@ def test_gpu_benchmark_explains_that_it_needs_a_gpu():
     assert done.returncode == 2
     assert "this benchmark needs a CUDA GPU" in done.stderr and "Nothing was measured" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
+
+
+@gpu
+@pytest.mark.parametrize("binarization", ["none", "dynamic"])
+def test_the_trainers_step_makes_no_host_device_transfer(binarization):
+    """The same property for Trainer: its batches are sliced from images kept on the device
+    (the epoch's order is copied over once, when the epoch starts) and its loss stays there."""
+    from scratchvae.train import Trainer
+
+    host_x = _digits(400)
+    model = sv.VAE(64, z_dim=8, hidden_dims=(32,), device="gpu", seed=0)
+    trainer = Trainer(model, sv.Adam(model.named_parameters()), host_x, host_x[:100],
+                      batch_size=50, binarization=binarization, progress=False)
+    it = trainer._epoch_batches()
+    losses = []
+
+    def step():
+        losses.append(trainer.step(next(it)))
+
+    step()
+    step()
+    assert _transfers(lambda: [step() for _ in range(3)]) == {"read back": False, "copied in": False}
+    assert all(np.isfinite(float(loss)) for loss in losses)
