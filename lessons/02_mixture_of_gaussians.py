@@ -1,0 +1,201 @@
+# %% [markdown]
+# # Lesson 2: the mixture of Gaussians and EM
+#
+# The shallow latent-variable model of note 000: with K components,
+#
+#     z ~ Categorical(pi),   x | z = k ~ N(mu_k, Sigma_k),
+#     p(x) = sum_{k=1}^{K} pi_k N(x; mu_k, Sigma_k).
+#
+# (Note 000 writes the sum as `\sum_{k=1}^{k}`; the upper limit is K.)
+#
+# Three ideas in this lesson:
+#
+# 1. **The log-likelihood through logsumexp.** log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, Sigma_k)]
+#    stays finite where sum_k pi_k N(x; ...) underflows to 0.
+# 2. **It is not concave** in theta = (pi, mu, Sigma): relabelling the components gives the same
+#    likelihood, so there are several maxima with lower ground between them, and gradient
+#    methods or EM can stop at a poor one.
+# 3. **EM** raises it anyway, using note 001's decomposition for any q(Z) over the labels:
+#
+#        ln p(X|theta) = L(q, theta) + KL(q || p(Z|X, theta))
+#        L(q, theta) = sum_n sum_k q_nk [ln p(x_n, z_n = k|theta) - ln q_nk]
+#
+#    (note 001 prints the second term as KL(q||q); it is the KL to the posterior, lesson 5).
+#    The E-step sets q to the posterior, so KL = 0 and L touches ln p; the M-step raises L over
+#    theta with q fixed, and ln p rises at least as much because KL >= 0 again.
+#
+# The fit is compared with scikit-learn's `GaussianMixture`, started from the same parameters.
+
+# %%
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+from _lesson import Lesson
+from scratchvae import distributions as D
+from scratchvae.mixture import GaussianMixture, fit_em, init_mixture
+
+run = Lesson("02_mixture_of_gaussians")
+rng = np.random.default_rng(run.seed)
+n_iter = run.pick(fast=40, full=300)
+
+truth = GaussianMixture(np.array([0.5, 0.3, 0.2]),
+                        np.array([[0.0, 0.0], [3.0, 1.0], [1.0, 3.5]]),
+                        np.array([[[1.0, 0.6], [0.6, 0.8]], [[0.4, -0.2], [-0.2, 0.6]],
+                                  [[0.8, 0.0], [0.0, 0.2]]]))
+x, labels = truth.sample(500, rng)
+print(f"  {x.shape[0]} points from a 3-component mixture; ln p(X) under the truth = "
+      f"{truth.log_prob(x).sum():.2f}")
+
+# %% [markdown]
+# ## 1. The log-likelihood through logsumexp
+#
+# `log_joint(x)` holds log p(x_n, z_n = k) = log pi_k + log N(x_n; mu_k, Sigma_k), an (N, K) matrix;
+# `log_prob` reduces it with logsumexp. Summing the densities first gives the same number where
+# it is representable, and -inf once every component density underflows (about 38 standard
+# deviations from every mean in float64).
+
+# %%
+naive = np.log(np.exp(truth.log_joint(x)).sum(axis=1))
+run.check("log sum_k exp vs logsumexp on the data", naive, truth.log_prob(x), tol=1e-12)
+far = np.linspace(0, 80, 401)[:, None] * np.array([[1.0, 1.0]]) / np.sqrt(2)   # walking away
+with np.errstate(divide="ignore"):
+    far_naive = np.log(np.exp(truth.log_joint(far)).sum(axis=1))
+far_lse = truth.log_prob(far)
+print(f"  at distance 80 from the origin: naive {far_naive[-1]}, logsumexp {far_lse[-1]:.1f}")
+
+# %% [markdown]
+# ## 2. Not concave: relabelling and local maxima
+#
+# Move theta along a straight line from the true parameters to the same parameters with
+# components 0 and 1 swapped. Both ends have the same likelihood (they are the same mixture), but
+# the middle is far lower: two maxima with a valley between them, which a concave function cannot
+# have. And EM started from different points stops at different maxima.
+
+# %%
+swap = [1, 0, 2]
+ts = np.linspace(0, 1, 41)
+path = [GaussianMixture((1 - t) * truth.pi + t * truth.pi[swap], (1 - t) * truth.mu + t * truth.mu[swap],
+                        (1 - t) * truth.cov + t * truth.cov[swap]).log_prob(x).sum() for t in ts]
+run.check("ln p(X) at both ends of the swap path", path[-1], path[0], tol=1e-12)
+print(f"  ln p(X) in the middle of the path: {path[20]:.1f} (ends: {path[0]:.1f})")
+
+starts = range(run.pick(fast=4, full=12))
+runs = {seed: fit_em(x, 3, n_iter=n_iter, init=init_mixture(x, 3, seed=seed)) for seed in starts}
+final = {seed: hist[-1].log_lik for seed, (_, hist) in runs.items()}
+best_seed, worst_seed = max(final, key=final.get), min(final, key=final.get)
+print("  final ln p(X) of EM from each start: " + ", ".join(f"{v:.1f}" for v in final.values()))
+
+# %% [markdown]
+# ## 3. EM, with the decomposition recorded at every half-step
+#
+# `fit_em` records, after each E-step and each M-step, ln p(X|theta), L(q, theta) and
+# KL(q || p(Z|X, theta)). Checked at every record: the identity ln p = L + KL, KL = 0 right
+# after an E-step, and ln p never decreasing.
+
+# %%
+model, history = runs[best_seed]
+log_lik = np.array([h.log_lik for h in history])
+bound = np.array([h.lower_bound for h in history])
+kl = np.array([h.kl for h in history])
+run.check("ln p(X) = L(q, theta) + KL(q || p(Z|X)), every half-step", bound + kl, log_lik, tol=1e-12)
+kl_after_e = max(abs(h.kl) for h in history if h.stage == "E")
+print(f"  largest |KL| right after an E-step: {kl_after_e:.1e} (zero up to round-off)")
+assert kl_after_e < 1e-9 and np.all(np.diff(log_lik) > -1e-8 * abs(log_lik[0]))
+
+# %% [markdown]
+# ## scikit-learn, from the same start
+#
+# scikit-learn's `GaussianMixture` runs the same EM (with the same `reg_covar` added to each
+# covariance). Given our starting proportions, means and precisions and the same number of
+# iterations, it lands on the same parameters.
+
+# %%
+start = init_mixture(x, 3, seed=best_seed)
+sk = SklearnGaussianMixture(3, covariance_type="full", max_iter=n_iter, tol=0.0, reg_covar=1e-6,
+                            weights_init=start.pi, means_init=start.mu,
+                            precisions_init=np.linalg.inv(start.cov))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)     # tol=0: run every iteration
+    sk.fit(x)
+run.check("ln p(X): scratchvae EM vs scikit-learn", model.log_prob(x).sum(), sk.score(x) * len(x),
+          tol=1e-10)
+run.check("means: scratchvae EM vs scikit-learn", model.mu, sk.means_, tol=1e-8)
+
+# %%
+def ellipse(ax, mean, cov, **kw):
+    """The two-standard-deviation contour of N(mean, cov)."""
+    values, vectors = np.linalg.eigh(cov)
+    angle = np.linspace(0, 2 * np.pi, 100)
+    circle = np.stack([np.cos(angle), np.sin(angle)])
+    ax.plot(*(mean[:, None] + vectors @ (2 * np.sqrt(values)[:, None] * circle)), **kw)
+
+
+fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
+ax = axes[0, 0]
+ax.scatter(*x.T, s=5, c=[f"C{k}" for k in labels], alpha=0.5)
+for k in range(3):
+    ellipse(ax, model.mu[k], model.cov[k], color="k", lw=1.5,
+            label="EM, best start" if k == 0 else None)
+    ellipse(ax, runs[worst_seed][0].mu[k], runs[worst_seed][0].cov[k], color="C3", ls="--",
+            label="EM, a poor start" if k == 0 else None)
+ax.plot(*sk.means_.T, "x", color="C4", ms=10, mew=2, label="scikit-learn means")
+ax.set(title="(a) data (coloured by true z) and fits", xlabel="x_1", ylabel="x_2", aspect="equal")
+ax.legend(fontsize=8)
+
+ax = axes[0, 1]
+shown = slice(2, 2 * min(9, n_iter))                   # iterations 2 to 9 (the first jump is huge)
+steps = np.arange(len(history))[shown] / 2 + 0.5
+ax.plot(steps, log_lik[shown], "k.-", label="ln p(X | theta)")
+ax.plot(steps, bound[shown], "C0.-", label="L(q, theta)")
+ax.fill_between(steps, bound[shown], log_lik[shown], color="C0", alpha=0.2,
+                label="KL(q || p(Z|X, theta))")
+ax.set(title="(b) EM: L touches ln p after each E-step", ylabel="nats",
+       xlabel="EM iteration (E-step at n - 0.5, M-step at n)")
+ax.legend(fontsize=8)
+
+ax = axes[0, 2]
+m_steps = [h for h in history if h.stage == "M"]
+ax.semilogy([h.iteration for h in m_steps], [max(h.kl, 1e-16) for h in m_steps], "C0.-",
+            label="KL after the M-step (the gap)")
+ax.semilogy([h.iteration for h in m_steps][:-1], np.maximum(np.diff([h.log_lik for h in m_steps]), 1e-16),
+            "k.-", label="rise of ln p(X) per iteration")
+ax.set(title="(c) the gap and the progress shrink together", xlabel="EM iteration", ylabel="nats")
+ax.legend(fontsize=8)
+
+ax = axes[1, 0]
+for seed, (_, hist) in runs.items():
+    curve = [h.log_lik for h in hist if h.stage == "M"]
+    ax.plot(np.arange(1, len(curve) + 1), curve, color="C3" if final[seed] < final[best_seed] - 1 else "C0",
+            lw=1)
+ax.axhline(truth.log_prob(x).sum(), color="k", ls=":", label="ln p(X) under the true theta")
+ax.set(title="(d) EM from several starts: local maxima", xlabel="EM iteration", ylabel="ln p(X | theta)",
+       xscale="log", ylim=(final[best_seed] - 250, final[best_seed] + 20))
+ax.legend(fontsize=8)
+
+ax = axes[1, 1]
+ax.plot(ts, path, "k")
+ax.set(title="(e) ln p(X) from theta to theta with 2 labels swapped", xlabel="t (0: theta, 1: swapped)",
+       ylabel="ln p(X)")
+
+ax = axes[1, 2]
+distance = np.linalg.norm(far, axis=1)
+ax.plot(distance, -far_lse, "C0", lw=3, label="-logsumexp_k log p(x, z = k)")
+ax.plot(distance, -far_naive, "C3--", lw=2, label="-log sum_k exp(...) (inf beyond the dashes)")
+ax.set(title="(f) -log p(x) walking away from the data", xlabel="distance from the origin",
+       ylabel="-log p(x)  (nats)", yscale="log")
+ax.legend(fontsize=8)
+fig.tight_layout()
+run.save(fig, "em")
+
+# %% [markdown]
+# ## What to remember
+#
+# * Evaluate mixture likelihoods in log space with logsumexp.
+# * The log-likelihood has several maxima; EM climbs to one of them, so restarts matter.
+# * Each EM step is the decomposition ln p = L + KL at work: the E-step closes the gap, the
+#   M-step raises the bound. The VAE keeps the bound but replaces the exact E-step (impossible for
+#   a neural decoder) by an encoder q(z|x) trained with it (lesson 5).

@@ -1,0 +1,133 @@
+# %% [markdown]
+# # Lesson 3: the deep latent-variable model, a mixture of infinitely many Gaussians
+#
+# Replace the mixture's discrete label by a continuous z (note 000):
+#
+#     z ~ N(0, I),   p(x|z) = N(mu(z), Sigma(z)),
+#     mu(z) = sigmoid(A z + c),   Sigma(z) = diag(exp(sigmoid(B z + d))),   theta = (A, B, c, d).
+#
+# Each p(x|z) is one simple Gaussian; the marginal
+#
+#     p(x) = ∫ p(x|z) p(z) dz = E_{z ~ N(0, I)} p(x|z)
+#
+# is a mixture of infinitely many of them, one for every z, weighted by the prior. A Monte Carlo
+# estimate with S draws z_1..z_S is literally a mixture of S equal-weight Gaussians,
+#
+#     log p(x) ~ log (1/S) sum_s N(x; mu(z_s), Sigma(z_s))   (log-mean-exp, so nothing underflows),
+#
+# and as S grows it approaches the continuous mixture. In `scratchvae.deep_lvm.DeepLVM`,
+# `log_marginal` computes this estimate and `grid_log_marginal` evaluates it on a 2-D grid.
+#
+# Note 000 prints the covariance as
+# `\left.\Sigma_{\theta}(\mathbf{z})=\operatorname{diag}(\exp (\sigma(B \mathbf{z}+d)))\right)=...`
+# with its second diagonal entry garbled (`\exp \left(\sigma_{\left.2 z+d_{2}\right)}\right)`):
+# it is exp(sigmoid(b_2 z + d_2)), like the first.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from _lesson import Lesson
+from scratchvae import distributions as D
+from scratchvae.deep_lvm import DeepLVM
+from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
+
+run = Lesson("03_deep_latent_variable_model")
+rng = np.random.default_rng(run.seed)
+
+# %% [markdown]
+# ## The gradient of log p(x|z)
+#
+# Learning theta needs d log p(x|z) / d theta, through the two sigmoids (the formulas are in the
+# `deep_lvm` docstring). Checked against central differences for every parameter tensor:
+
+# %%
+model = DeepLVM(A=np.array([[1.5], [4.0]]), B=np.array([[2.0], [-2.0]]),   # 2-D x, 1-D z
+                c=np.array([0.0, -2.0]), d=np.array([0.0, 0.0]))
+x, z = model.sample(8, rng)
+model.log_prob(x, z)
+model.backward()
+grads = {k: g.copy() for k, g in model.grads.items()}
+reports = check_gradients(lambda: model.log_prob(x, z).sum(), model.params, grads)
+print(format_report(reports))
+assert all(r.worst < THRESHOLD for r in reports)
+
+# %% [markdown]
+# ## How good is the Monte Carlo estimate?
+#
+# With one latent dimension the integral over z can also be done on a fine grid (z spaced 0.004
+# apart over [-8, 8]), which is exact to round-off. The Monte Carlo estimate agrees up to its
+# sampling error, which shrinks like 1/sqrt(S).
+
+# %%
+z_grid = np.linspace(-8.0, 8.0, 4001)[:, None]
+log_weight = D.standard_normal_log_density(z_grid) + np.log(z_grid[1, 0] - z_grid[0, 0])
+points = np.array([[0.5, 0.5], [2.0, -1.0], [-1.0, 3.0]])
+exact = D.logsumexp(model.pairwise_log_prob(points, z_grid) + log_weight, axis=1)
+S = run.pick(fast=20_000, full=400_000)
+estimate = model.log_marginal(points, n_samples=S, rng=np.random.default_rng(1))
+run.check(f"log p(x), Monte Carlo with S = {S} vs quadrature", estimate, exact, tol=3 / np.sqrt(S))
+
+# %% [markdown]
+# ## The note's model is a soft blob
+#
+# exp(sigmoid(.)) lies between 1 and e, so every conditional has a variance of at least 1, while
+# the means stay inside the unit square: p(x) comes out as one smooth blob whatever theta is.
+# To see the infinite mixture underneath, shrink every variance by the same factor exp(-6):
+# a subclass that changes only `likelihood_params` inherits sampling and the Monte Carlo
+# marginal from the library.
+
+# %%
+class SharperLVM(DeepLVM):
+    """Note 000's model with Sigma(z) = exp(shift) diag(exp(sigmoid(B z + d))), shift < 0."""
+    shift = -6.0
+
+    def likelihood_params(self, z):
+        mu, logvar = super().likelihood_params(z)
+        return mu, logvar + self.shift
+
+
+sharp = SharperLVM(**{k: v.copy() for k, v in model.params.items()})
+
+# Every estimate is an average of Gaussians, so it integrates to 1; check on a wide grid.
+for name, m, lo, hi, n in [("note 000's model", model, -9.0, 10.0, 191),
+                           ("sharper model", sharp, -1.0, 2.0, 301)]:
+    g = np.linspace(lo, hi, n)
+    mass = np.exp(m.grid_log_marginal(g, g, n_samples=300)).sum() * (g[1] - g[0]) ** 2
+    run.check(f"∫ p(x) dx = 1, {name}", mass, 1.0, tol=1e-3)
+
+# %% [markdown]
+# ## The picture: S Gaussians become a continuum
+#
+# Each row shows the Monte Carlo p(x) with S = 1, 10 and many draws of z, the curve mu(z) in
+# white. Top: note 000's model as written. Bottom: the same theta with smaller variances, where
+# the mixture of S bumps along mu(z) visibly fills in to a curved ridge: a density no single
+# Gaussian, and no finite mixture of a few, could draw.
+
+# %%
+n_grid = run.pick(fast=90, full=200)
+S_many = run.pick(fast=1000, full=5000)
+curve = model.likelihood_params(np.linspace(-4, 4, 400)[:, None])[0]
+fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
+for row, (m, lo, hi) in enumerate([(model, -3.0, 4.0), (sharp, -0.2, 1.2)]):
+    g = np.linspace(lo, hi, n_grid)
+    for col, S in enumerate([1, 10, S_many]):
+        ax = axes[row, col]
+        density = np.exp(m.grid_log_marginal(g, g, n_samples=S, rng=np.random.default_rng(2)))
+        im = ax.imshow(density, origin="lower", extent=[lo, hi, lo, hi], cmap="magma")
+        ax.plot(*curve.T, "w", lw=0.8, alpha=0.8)
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="x_1", ylabel="x_2",
+               title=f"{'note 000' if row == 0 else 'variances x exp(-6)'}, S = {S}")
+        fig.colorbar(im, ax=ax, fraction=0.046, label="p(x)")
+fig.tight_layout()
+run.save(fig, "infinite_mixture")
+
+# %% [markdown]
+# ## What to remember
+#
+# * p(x) = E_z p(x|z) is a continuous mixture; its Monte Carlo estimate is a finite one.
+# * Simple conditionals give a flexible marginal only when they are narrow compared with how far
+#   mu(z) moves; the note's exp(sigmoid(.)) keeps every variance in (1, e) and the marginal stays
+#   a blob. The VAE's Gaussian decoder learns an unconstrained log-variance instead (lesson 8).
+# * Evaluating p(x) this way needs many draws when p(x|z) is narrow, because most z miss x; the
+#   VAE's encoder proposes z where p(x|z) is large instead (lessons 5 and 9).

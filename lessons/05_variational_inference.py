@@ -1,0 +1,237 @@
+# %% [markdown]
+# # Lesson 5: variational inference and the ELBO
+#
+# For a latent-variable model p(x, z | theta) = p(x|z, theta) p(z), the evidence
+# log p(x|theta) = log ∫ p(x, z|theta) dz is an integral we cannot do in general. For *any*
+# distribution q(z), though,
+#
+#     log p(x|theta) = elbo(q, theta) + KL(q(z) || p(z|x, theta))
+#     elbo(q, theta) = E_q[log p(x, z|theta) - log q(z)]
+#                    = E_q[log p(x|z, theta)] - KL(q(z) || p(z))
+#
+# Because KL >= 0, elbo <= log p(x|theta): the ELBO is a lower bound, and the gap is exactly how far
+# q is from the true posterior. Maximizing the ELBO over q (log p(x) does not depend on q) pulls q
+# toward p(z|x); maximizing over theta then raises log p(x) or tightens the bound. A VAE does both
+# at once, with q(z|x) = N(mu, diag(exp(logvar))) given by an encoder and KL(q || N(0, I)) in
+# closed form.
+#
+# Everything below is computed for note 000's model with one latent dimension and 100 observed
+# ones (an "image" of 100 pixels), where integrals over z can be done on a fine grid, so every
+# term is exact to ~1e-12 and each identity can be checked.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.optimize import minimize
+
+from _lesson import Lesson
+from scratchvae import distributions as D
+from scratchvae.deep_lvm import DeepLVM
+from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
+from scratchvae.linear_gaussian import LinearGaussian
+
+run = Lesson("05_variational_inference")
+
+model = DeepLVM.random(x_dim=100, z_dim=1, scale=3.0, seed=0)      # theta = (A, B, c, d)
+x, z_true = model.sample(2, np.random.default_rng(1))
+x, z_true = x[1:], z_true[1:]                                      # one image x, shape (1, 100)
+
+z = np.linspace(-8.0, 8.0, 4001)[:, None]                         # quadrature grid over z
+dz = z[1, 0] - z[0, 0]
+log_lik = model.log_prob(np.repeat(x, len(z), axis=0), z)          # log p(x|z) on the grid
+log_joint = log_lik + D.standard_normal_log_density(z)             # log p(x, z)
+log_px = float(D.logsumexp(log_joint) + np.log(dz))                # log p(x) = log ∫ p(x, z) dz
+log_post = log_joint - log_px                                      # log p(z|x)
+print(f"  log p(x) = {log_px:.6f} nats  (the true z was {z_true[0, 0]:.3f})")
+run.check("posterior integrates to 1", np.exp(D.logsumexp(log_post) + np.log(dz)), 1.0, tol=1e-10)
+
+# %% [markdown]
+# ## The three terms for any Gaussian q
+#
+# q(z) = N(mu, exp(logvar)). On the grid: elbo = sum_z q (log p(x, z) - log q) dz, and
+# KL(q || p(z|x)) = sum_z q (log q - log p(z|x)) dz. The second form of the ELBO uses the
+# library's closed-form `kl_standard_normal(mu, logvar)` for KL(q || p(z)).
+
+# %%
+def terms(mu, logvar):
+    """elbo, its two-term form, and KL(q || p(z|x)) for q = N(mu, exp(logvar)) (scalars)."""
+    log_q = D.gaussian_log_density(z, np.array([mu]), np.array([logvar]))
+    q = np.exp(log_q)
+    elbo = float((q * (log_joint - log_q)).sum() * dz)
+    elbo_two_terms = float((q * log_lik).sum() * dz
+                           - D.kl_standard_normal(np.array([mu]), np.array([logvar])))
+    kl_post = float((q * (log_q - log_post)).sum() * dz)
+    return elbo, elbo_two_terms, kl_post
+
+
+for mu, logvar in [(0.0, 0.0), (1.0, np.log(0.1)), (-0.5, np.log(0.5))]:
+    elbo, elbo_two_terms, kl_post = terms(mu, logvar)
+    print(f"  q = N({mu}, {np.exp(logvar):.2f}):  elbo = {elbo:.4f}, KL(q || p(z|x)) = {kl_post:.4f}")
+    run.check("log p(x) = elbo + KL(q || p(z|x))", elbo + kl_post, log_px, tol=1e-10)
+    run.check("elbo = E_q log p(x|z) - KL(q || p(z))", elbo_two_terms, elbo, tol=1e-10)
+
+# %% [markdown]
+# ## The closed-form KL and its gradient
+#
+# For q = N(mu, diag(exp(logvar))) and p(z) = N(0, I) (Kingma & Welling 2013, appendix B):
+#
+#     kl = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)
+#     dkl/dmu = mu,    dkl/dlogvar = 1/2 (exp(logvar) - 1)
+#
+# Checked against the quadrature and, for the gradients, against central differences of the
+# library's own `kl_standard_normal` on a batch, every entry of both tensors.
+
+# %%
+log_q = D.gaussian_log_density(z, np.array([0.7]), np.array([np.log(0.3)]))
+kl_quad = float((np.exp(log_q) * (log_q - D.standard_normal_log_density(z))).sum() * dz)
+run.check("closed-form KL(N(0.7, 0.3) || N(0, 1)) vs quadrature",
+          float(D.kl_standard_normal(np.array([0.7]), np.array([np.log(0.3)]))), kl_quad, tol=1e-10)
+
+rng = np.random.default_rng(run.seed)
+params = {"mu": rng.standard_normal((4, 3)), "logvar": rng.normal(0.0, 0.5, (4, 3))}
+dmu, dlogvar = D.kl_standard_normal_grad(params["mu"], params["logvar"])
+reports = check_gradients(lambda: D.kl_standard_normal(params["mu"], params["logvar"]).sum(),
+                          params, {"mu": dmu, "logvar": dlogvar})
+print(format_report(reports))
+assert all(r.worst < THRESHOLD for r in reports), "the KL gradient disagrees with central differences"
+
+# %% [markdown]
+# ## Maximizing the bound
+#
+# The best Gaussian q maximizes the ELBO; since log p(x) is fixed, it is the Gaussian closest to
+# the posterior in KL(q || p). The posterior of this nonlinear model is skewed, so even the best
+# Gaussian leaves a gap: KL(q* || p(z|x)) > 0.
+
+# %%
+best = minimize(lambda v: -terms(*v)[0], x0=[0.0, 0.0], method="Nelder-Mead",
+                options=dict(xatol=1e-6, fatol=1e-10))
+mu_star, logvar_star = best.x
+elbo_star, _, gap_star = terms(mu_star, logvar_star)
+print(f"  best q = N({mu_star:.4f}, {np.exp(logvar_star):.4f}): elbo = {elbo_star:.4f} <= "
+      f"log p(x) = {log_px:.4f}, gap KL(q* || p(z|x)) = {gap_star:.4f} nats")
+
+# %% [markdown]
+# When the family does contain the posterior, the bound is tight. In the linear-Gaussian model
+# z ~ N(0, 1), x | z ~ N(W z + b, s^2 I) (probabilistic PCA) the posterior is Gaussian, and
+# choosing q = p(z|x) makes the ELBO equal log p(x), all in closed form (`linear_gaussian`):
+
+# %%
+lg = LinearGaussian.random(x_dim=3, z_dim=1, s=0.5, seed=0)
+x_lg, _ = lg.sample(4, np.random.default_rng(2))
+m, S = lg.posterior(x_lg)
+logvar_post = np.full_like(m, np.log(S[0, 0]))
+run.check("linear-Gaussian: elbo(q = p(z|x)) vs log p(x)", lg.elbo(x_lg, m, logvar_post),
+          lg.log_marginal(x_lg), tol=1e-12)
+
+# %% [markdown]
+# ## The errors in the notes
+#
+# **Note 001** (EM-style decomposition, lines 29, 41, 43 and 18 of the note) writes
+#
+#     $$\ln p(X|\theta) = \mathcal{L}(q, \theta)  + KL(q\|q)$$
+#
+# but KL(q || q) = 0 for every q, which would make L(q, theta) = ln p(X|theta) for *every* q. The
+# second term is KL(q || p(Z|X, theta)), the distance to the posterior, as the note's own next
+# lines define it. Its bound is then stated for the wrong variable:
+#
+#     Therefore, $\mathcal{L}(q, \theta) \le \ln p(Z\|\theta)$, in other words that $\mathcal{L}(q, \theta)$ is a lower bound of  $\ln p(Z\|\theta)$.
+#
+# It is ln p(X|theta), the evidence of the data, that L bounds (p(Z) is the prior, which the
+# bound says nothing about); likewise its introduction's "maximizing the marginal log-likelihood
+# $p(z)$ over the parameter $\theta$ and latent variable $z$" should read: maximizing the marginal
+# log-likelihood log p(x) over theta, with z integrated out, not optimized. Its last line flips a
+# sign:
+#
+#     &=  \sum_{Z}q(Z) \ln p(X|Z) + KL(q(Z)\| p(Z)) \\ &= E_{q(Z)} log p(X|Z) + KL(q(Z)\| p(Z))
+#
+# The line before it has sum_Z q ln (p(Z) / q(Z)), which is **minus** KL(q || p(Z)). With the plus
+# sign the expression is no lower bound: it exceeds log p(x), and it grows without limit as q
+# shrinks to a point (KL(q || p(z)) contains -1/2 log sigma^2), so maximizing it would collapse
+# the encoder instead of fitting it. (The proof above it also drops a minus in its third row,
+# "&=  \sum_{Z} q(Z) \ln\frac{p(X,Z)}{q(Z)} + ...", then restores it in the fourth.)
+#
+# **Note 002** (line 90) writes $p_\theta (x^{(i)}) \geq \mathcal{L}(x^{(i)}, \theta, \phi)$: the
+# bound is on log p_theta(x^{(i)}). Its reparameterization formula is treated in lesson 6.
+
+# %%
+def note001_objective(mu, logvar):
+    """Note 001's last line: E_q log p(x|z) + KL(q || p(z)) (the sign flipped)."""
+    elbo, _, _ = terms(mu, logvar)
+    return elbo + 2 * float(D.kl_standard_normal(np.array([mu]), np.array([logvar])))
+
+
+print(f"  with KL(q||q) = 0 the note's identity says L = log p(x) for every q; but for q = N(0, 1) "
+      f"L = {terms(0.0, 0.0)[0]:.3f} and log p(x) = {log_px:.3f}")
+for sigma in (0.3, 0.03, 0.003):
+    print(f"  note 001's objective at q = N({mu_star:.2f}, {sigma}^2): "
+          f"{note001_objective(mu_star, 2 * np.log(sigma)):9.3f}   vs log p(x) = {log_px:.3f}")
+assert note001_objective(mu_star, logvar_star) > log_px        # no lower bound
+
+# %% [markdown]
+# **Note 003** (line 99) gives the Gaussian decoder's negative log-likelihood as
+#
+#     $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
+#
+# which leaves out the constant D/2 log 2pi. The gradients do not change, but the numbers are
+# then not nats: an ELBO computed this way is D/2 log 2pi too high (514.6 nats for a 560-pixel
+# Frey Face image) and cannot be compared with published log-likelihoods (lesson 8).
+
+# %%
+x3, mu3, logvar3 = rng.uniform(0, 1, (2, 560)), rng.uniform(0, 1, (2, 560)), rng.normal(-3, 1, (2, 560))
+note003_nll = (0.5 * logvar3 + (x3 - mu3) ** 2 / (2 * np.exp(logvar3))).sum(axis=1)
+run.check("-log p(x|z) - note 003's value = D/2 log 2pi",
+          -D.gaussian_log_density(x3, mu3, logvar3) - note003_nll, np.full(2, 280 * D.LOG_2PI), tol=1e-12)
+
+# %% [markdown]
+# ## The picture
+#
+# (a) prior, posterior and the best Gaussian q; (b) moving q's mean with its variance fixed at
+# the best: the ELBO touches log p(x) only up to the gap KL(q || p(z|x)), while note 001's signed
+# version climbs above log p(x); (c) the ELBO over (mu, logvar) with its maximum.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+t = z[:, 0]
+axes[0].plot(t, np.exp(D.standard_normal_log_density(z)), color="0.5", label="prior p(z)")
+axes[0].plot(t, np.exp(log_post), "k", lw=2, label="posterior p(z|x)")
+axes[0].plot(t, np.exp(D.gaussian_log_density(z, np.array([mu_star]), np.array([logvar_star]))),
+             "C0--", lw=2, label=f"best Gaussian q*\nKL(q* || p(z|x)) = {gap_star:.3f}")
+axes[0].axvline(z_true[0, 0], color="C2", ls=":", label="z that made x")
+axes[0].set(xlim=(-3, 3), title="(a) the posterior is not Gaussian", xlabel="z", ylabel="density")
+axes[0].legend(fontsize=8)
+
+mus = np.linspace(mu_star - 1.0, mu_star + 1.0, run.pick(fast=41, full=161))
+elbos = np.array([terms(m, logvar_star)[0] for m in mus])
+note = np.array([note001_objective(m, logvar_star) for m in mus])
+axes[1].axhline(log_px, color="k", label="log p(x)")
+axes[1].plot(mus, elbos, "C0", lw=2, label="elbo(q)")
+axes[1].fill_between(mus, elbos, log_px, color="C0", alpha=0.2, label="gap = KL(q || p(z|x))")
+axes[1].plot(mus, note, "C3--", lw=2, label="note 001: E log p(x|z) + KL(q || p(z))")
+axes[1].set(ylim=(log_px - 8, log_px + 4), title="(b) the bound as q's mean moves",
+            xlabel=f"mu of q (variance fixed at {np.exp(logvar_star):.3f})", ylabel="nats")
+axes[1].legend(fontsize=8, loc="lower center")
+
+n = run.pick(fast=25, full=81)
+grid_mu = np.linspace(mu_star - 1.5, mu_star + 1.5, n)
+grid_logvar = np.linspace(logvar_star - 3.0, logvar_star + 3.0, n)
+E = np.array([[terms(m, lv)[0] for m in grid_mu] for lv in grid_logvar])
+im = axes[2].imshow(np.maximum(E, log_px - 30), origin="lower", aspect="auto", cmap="viridis",
+                    extent=[grid_mu[0], grid_mu[-1], grid_logvar[0], grid_logvar[-1]])
+axes[2].contour(grid_mu, grid_logvar, E, levels=log_px - np.array([20, 10, 5, 2, 1, 0.5]),
+                colors="w", linewidths=0.7, linestyles="solid")
+axes[2].plot(mu_star, logvar_star, "r*", ms=12, label="maximum: q*")
+axes[2].set(title="(c) elbo(mu, logvar), clipped 30 nats below log p(x)", xlabel="mu",
+            ylabel="logvar")
+axes[2].legend(fontsize=8)
+fig.colorbar(im, ax=axes[2], label="nats")
+fig.tight_layout()
+run.save(fig, "elbo_decomposition")
+
+# %% [markdown]
+# ## What to remember
+#
+# * log p(x) = elbo + KL(q || p(z|x)) holds for every q; the ELBO is a bound because KL >= 0.
+# * The ELBO's second form, E_q log p(x|z) **minus** KL(q || p(z)), is what a VAE computes; the
+#   KL has a closed form for Gaussians, with gradients mu and (exp(logvar) - 1) / 2.
+# * The best q within a family still leaves a gap when the posterior is outside the family
+#   (lesson 9 measures it for a trained VAE).
