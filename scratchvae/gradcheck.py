@@ -15,6 +15,14 @@ nearby, or a loss so large that round-off dominates); above 1e-4 it is almost
 certainly wrong. Checks need float64: in float32 the round-off of f alone is
 about 1e-7 / h, which swamps any real error.
 
+A derivative smaller than what central differences can resolve has no meaningful
+relative error: f(theta +- h) are each known to a few units in the last place, so
+their difference over 2h is uncertain by about ``resolution = 4 eps |f| / (2 h)``
+(eps = 2.2e-16; 3.5e-10 for a loss of 8 and h = 1e-5). :func:`check_gradients`
+therefore uses ``tiny = resolution / THRESHOLD`` by default: derivatives above the
+resolution are judged by relative error as usual, those below it by an absolute
+error within the resolution.
+
 Usage::
 
     report = check_gradients(loss_fn, model.parameters(), model.gradients())
@@ -84,12 +92,21 @@ class TensorReport:
         return self.worst < THRESHOLD
 
 
-def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=DEFAULT_TINY):
+def resolution(f_value, h=DEFAULT_H):
+    """How finely a central difference of a float64 function of size ``f_value`` can
+    resolve a derivative: about 4 eps |f| / (2 h) (see the module docstring)."""
+    return 4 * np.finfo(np.float64).eps * abs(f_value) / (2 * h)
+
+
+def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=None):
     """Compare ``grads[name]`` with finite differences of ``f`` for every tensor.
 
     Every coordinate of a tensor with at most ``max_coords`` entries is checked,
     and a seeded random sample of ``max_coords`` coordinates of a larger one.
+    ``tiny`` defaults to ``max(resolution(f()) / THRESHOLD, 1e-12)``.
     Returns a list of :class:`TensorReport`, one per tensor, in order."""
+    if tiny is None:
+        tiny = max(resolution(float(f()), h) / THRESHOLD, DEFAULT_TINY)
     rng = np.random.default_rng(seed)
     reports = []
     for name, x in params.items():

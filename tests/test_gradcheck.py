@@ -117,3 +117,18 @@ def test_parameters_are_restored_after_checks(xp):
     check_directional(f, params, grads)
     for k in params:
         np.testing.assert_array_equal(as_numpy(params[k]), before[k])
+
+
+def test_derivatives_below_the_resolution_are_judged_by_absolute_error():
+    """f = 1e3 + 1e-12 theta: the derivative 1e-12 is far below the resolution of a central
+    difference of a function of size 1e3 (about 4e-8 with h = 1e-5), so any analytic value
+    within that resolution passes, and one that is off by more fails."""
+    import numpy as np
+    from scratchvae.gradcheck import check_gradients, resolution, THRESHOLD
+    theta = np.zeros(1)
+    f = lambda: 1e3 + 1e-12 * theta[0]
+    res = resolution(1e3)
+    assert 1e-8 < res < 1e-7
+    assert check_gradients(f, {"theta": theta}, {"theta": np.array([1e-12])})[0].worst < THRESHOLD
+    off = check_gradients(f, {"theta": theta}, {"theta": np.array([10 * res])})[0]
+    assert off.worst > THRESHOLD
