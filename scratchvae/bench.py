@@ -311,8 +311,17 @@ def rss_bytes():
 
 
 def peak_rss_bytes():
+    """Peak resident memory of this process: VmHWM on Linux (getrusage's ru_maxrss would
+    include the parent's memory at the fork that started this process)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
 def memory_child(args):
@@ -398,10 +407,11 @@ def _x(value):
 
 def format_table(report):
     cfg = report["config"]
-    lines = [f"scratchvae bench: {cfg['model']}, Adam lr {cfg['lr']:g}, float32, "
+    title = (f"scratchvae bench: {cfg['model']}, Adam lr {cfg['lr']:g}, float32, "
              f"{cfg['threads']} threads, {cfg['data']}; median of {cfg['repeats']} interleaved "
              f"epochs (load average {report['machine']['load_before'][0]:.2f} before, "
-             f"{report['machine']['load_after'][0]:.2f} after)"]
+             f"{report['machine']['load_after'][0]:.2f} after)")
+    lines = [title]
     if report["torch"]["version"] is None:
         lines.append(f"PyTorch: not compared ({report['torch']['why_not']}); "
                      "scratchvae against the GEMM floor only")

@@ -6,6 +6,7 @@
     scratchvae gradcheck   check every derivation against finite differences
     scratchvae data        download (fetch) or check (verify) MNIST and Frey Face
     scratchvae bench       time scratchvae against PyTorch and the GEMM floor
+    scratchvae reproduce   regenerate the results of Kingma & Welling (2013)
 
 Flags follow pytorch/examples (``--epochs``, ``--batch-size``, ``--lr``, ...). Bad input
 ends with one line on stderr and a non-zero exit status, never a traceback.
@@ -381,6 +382,7 @@ def build_parser():
     _add_gradcheck(sub)
     _add_data(sub)
     _add_module(sub, "bench", "time scratchvae against PyTorch and the GEMM floor")
+    _add_module(sub, "reproduce", "regenerate the results of Kingma & Welling (2013)")
     return parser
 
 

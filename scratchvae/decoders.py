@@ -17,19 +17,30 @@ class BernoulliDecoder(Module):
     def __init__(self, net):
         super().__init__()
         self.net = net
+        self.dlogits = None  # (x, d log p(x|z) / d logits), from the last log_prob
 
     def children(self):
         return {"net": self.net}
 
     def forward(self, z):
         self.cache = self.net.forward(z)
+        self.dlogits = None
         return self.cache
 
     def log_prob(self, x):
-        return D.bernoulli_log_likelihood(x, self.cache)
+        """log p(x|z) per row. Its gradient with respect to the logits comes out of the
+        same work, so it is kept for ``backward(x, ...)``."""
+        logp, dlogits = D.bernoulli_log_likelihood_and_grad(x, self.cache)
+        self.dlogits = (x, dlogits)
+        return logp
 
     def backward(self, x, dlogp):
-        dlogits = D.bernoulli_log_likelihood_grad(x, self.cache) * dlogp[:, None]
+        kept, self.dlogits = self.dlogits, None   # used once: scaled in place below
+        if kept is not None and kept[0] is x:
+            dlogits = kept[1]
+        else:
+            dlogits = D.bernoulli_log_likelihood_grad(x, self.cache)
+        dlogits *= dlogp[:, None]
         return self.net.backward(dlogits)
 
     def mean(self, z):

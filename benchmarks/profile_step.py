@@ -1,0 +1,113 @@
+"""Where the time of one scratchvae training step goes, piece by piece.
+
+    python benchmarks/profile_step.py [--batch-size 128] [--threads 2] [--epochs 3] [--json PATH]
+
+Trains the benchmark's model (784-400-20, ReLU, Bernoulli, Adam) on the benchmark's data
+and times every piece of every step with ``time.perf_counter``: each Linear layer's
+forward and backward (its matrix products, bias and sums), each activation, the
+decoder's likelihood and its gradient, the rest of ``VAE.elbo`` and ``VAE.backward``
+(reparameterization, KL, small arrays, checks), and ``Adam.step``. Prints the median
+microseconds per step of each piece beside the GEMM floor of the same step, and
+``--cprofile`` adds cProfile's table of the same loop.
+"""
+import argparse
+import cProfile
+import json
+import pstats
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratchvae import bench
+
+
+def timed(table, name, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        table[name] += time.perf_counter() - start
+        return out
+    return wrapper
+
+
+def instrument(model, optimizer, table):
+    """Wrap the methods of this model's parts (instances only) so they add their time to table."""
+    for net_name, net in (("encoder", model.encoder), ("decoder", model.decoder.net)):
+        for i, layer in enumerate(net.layers):
+            kind = "linear" if layer.params else type(layer).__name__.lower()
+            for method in ("forward", "backward"):
+                setattr(layer, method, timed(table, f"{net_name}.{i} {kind} {method}",
+                                             getattr(layer, method)))
+    dec = model.decoder
+    dec.log_prob = timed(table, "decoder log_prob (Bernoulli)", dec.log_prob)
+    optimizer.step = timed(table, "Adam.step", optimizer.step)
+
+
+def profile(batch_size, threads, epochs, seed=0, use_cprofile=False):
+    train, _, split = bench.load_images("mnist", None)
+    with bench.limit_threads(threads):
+        run = bench.ScratchRun(bench.make_model(train.shape[1], 400, 20, seed), lr=1e-3)
+        floor = bench.GemmFloor(run.model, batch_size, seed)
+        run.epoch(train, bench.epoch_order(len(train), seed, 0), batch_size)  # warm up
+        table = defaultdict(float)
+        instrument(run.model, run.optimizer, table)
+        steps, per_step = len(train) // batch_size, defaultdict(list)
+        profiler = cProfile.Profile() if use_cprofile else None
+        floor_times = []
+        for epoch in range(1, epochs + 1):
+            order = bench.epoch_order(len(train), seed, epoch)
+            for s in range(steps):
+                table.clear()
+                x = train[order[s * batch_size:(s + 1) * batch_size]]
+                start = time.perf_counter()
+                if profiler:
+                    profiler.enable()
+                run.model.loss_and_grads(x)
+                run.optimizer.step()
+                if profiler:
+                    profiler.disable()
+                total = time.perf_counter() - start
+                for k, v in table.items():
+                    per_step[k].append(v)
+                per_step["rest of loss_and_grads"].append(total - sum(table.values()))
+                per_step["step total"].append(total)
+                start = time.perf_counter()
+                for a, b, out in floor.products:
+                    np.matmul(a, b, out=out)
+                floor_times.append(time.perf_counter() - start)
+    us = {k: 1e6 * statistics.median(v) for k, v in per_step.items()}
+    us["GEMM floor (same step's products)"] = 1e6 * statistics.median(floor_times)
+    return {"batch_size": batch_size, "threads": threads, "steps": steps * epochs, "data": split,
+            "median_us_per_step": us}, profiler
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--cprofile", action="store_true", help="also print cProfile's table")
+    p.add_argument("--json", help="write the figures here")
+    args = p.parse_args(argv)
+    result, profiler = profile(args.batch_size, args.threads, args.epochs, use_cprofile=args.cprofile)
+    us = result["median_us_per_step"]
+    total = us["step total"]
+    print(f"batch {args.batch_size}, {args.threads} threads, median of {result['steps']} steps "
+          f"(microseconds per step; pieces are medians, so they need not add up to the total)")
+    for name, value in sorted(us.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<40} {value:8.0f}  {100 * value / total:5.1f}%")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""The paper-reproduction entry point: its settings, its schedule, and a seconds-long
+end-to-end run on the embedded 8x8 digits (train, resume, evaluate, report)."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from scratchvae import reproduce
+from scratchvae.datasets import DataSplits
+from scratchvae.optim import Adagrad
+from scratchvae.train import read_metrics
+
+
+def test_eval_points_are_log_spaced_batch_multiples_ending_at_the_target():
+    points = reproduce.eval_points(10**7)
+    assert points[0] == 10**4 and points[-1] == 10**7
+    assert all(p % reproduce.BATCH_SIZE == 0 for p in points)
+    assert len(points) == 3 * 8 + 1                      # 8 per decade over 3 decades
+    ratios = np.diff(np.log10(points))
+    assert np.allclose(ratios, 1 / 8, atol=0.01)
+    assert 10**6 in points and 10**5 in points
+    assert reproduce.eval_points(12345)[-1] == 12345      # an odd target is still reached
+
+
+@pytest.mark.parametrize("name, hidden, likelihood_data", [("frey-z20", 200, "gaussian"),
+                                                           ("mnist-z5", 500, "bernoulli")])
+def test_experiments_carry_the_papers_settings(tmp_path, name, hidden, likelihood_data):
+    exp = reproduce.experiment(name)
+    assert exp.hidden == hidden and exp.lr in reproduce.STEP_SIZES
+    n_train, d = 300, 12
+    rng = np.random.default_rng(0)
+    data = DataSplits(exp.dataset, rng.random((n_train, d), dtype=np.float32),
+                      rng.random((50, d), dtype=np.float32), None, None, (3, 4),
+                      likelihood_data, "test split")
+    trainer = reproduce.build_trainer(exp, data, tmp_path / "run")
+    model = trainer.model
+    assert model.hidden_dims == (hidden,) and model.z_dim == exp.z_dim
+    assert model.activation == "tanh" and model.init == "paper"
+    assert model.likelihood == likelihood_data
+    assert model.weight_decay == pytest.approx(1 / n_train)      # N(0, I) prior over N images
+    assert isinstance(trainer.optimizer, Adagrad) and trainer.optimizer.lr == exp.lr
+    assert trainer.batch_size == 100
+    assert trainer.binarization == ("dynamic" if exp.dataset == "mnist" else "none")
+    w = model.encoder.parameters()
+    first_weight = next(v for k, v in w.items() if k.endswith("W"))
+    assert 0.008 < float(first_weight.std()) < 0.012              # N(0, 0.01^2)
+
+
+@pytest.mark.parametrize("bad", ["frey", "mnist-z0", "cifar-z2", "frey-z2x"])
+def test_bad_experiment_names(bad, capsys):
+    with pytest.raises(ValueError, match="experiment must be"):
+        reproduce.experiment(bad)
+    assert reproduce.main(["train", bad]) == 1
+    assert "experiment must be" in capsys.readouterr().err
+
+
+def test_bad_numbers_are_refused_before_any_work(tmp_path, capsys):
+    assert reproduce.main(["train", "digits-z2", "--samples", "0", "--runs-dir", str(tmp_path)]) == 1
+    assert "--samples" in capsys.readouterr().err
+    assert reproduce.main(["train", "digits-z2", "--max-minutes", "-1",
+                           "--runs-dir", str(tmp_path)]) == 1
+    assert "--max-minutes" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    common = ["--runs-dir", str(runs)]
+    assert reproduce.main(["train", "digits-z2", "--samples", "3000", *common]) == 0
+    first = read_metrics(runs / "digits-z2" / "metrics.jsonl")
+    assert [r["samples"] for r in first] == [3000]               # below 10^4: the target alone
+    # a second call with a larger target resumes: the earlier records are kept as they were
+    assert reproduce.main(["train", "digits-z2", "--samples", "12000", *common]) == 0
+    assert "resuming at 3000 samples" in capsys.readouterr().out
+    records = read_metrics(runs / "digits-z2" / "metrics.jsonl")
+    assert records[: len(first)] == first
+    assert [r["samples"] for r in records][-2:] == [10000, 12000]
+    assert records[-1]["train_elbo"] > first[0]["train_elbo"]     # it learned
+
+    assert reproduce.main(["evaluate", "digits-z2", "--k", "50", "--n-images", "20", *common]) == 0
+    ev = json.loads((runs / "digits-z2" / "evaluation.json").read_text())
+    assert ev["n_images"] == 20 and ev["k"] == 50 and ev["samples_trained"] == 12000
+    assert math.isfinite(ev["L_k"]) and ev["L_k"] >= ev["elbo"] - 3 * ev["L_k_stderr"]
+    blocks = ev["heldout_elbo_blocks"]                            # every held-out image, in blocks
+    assert blocks[0]["images"][0] == 0 and blocks[-1]["images"][1] == 297
+    assert all(a["images"][1] == b["images"][0] for a, b in zip(blocks, blocks[1:]))
+
+    capsys.readouterr()
+    assert reproduce.main(["report", *common, "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits-z2-manifold.png", "digits-z2-samples.png", "digits-curves.png"):
+        png = results / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.stat().st_size < 150 * 1024
+    rows = json.loads((results / "summary.json").read_text())
+    assert [r["experiment"] for r in rows] == ["digits-z2"]
+    assert rows[0]["samples"] == 12000 and rows[0]["evaluation"]["L_k"] == ev["L_k"]
+    assert "| digits-z2 | 1.2e+04 |" in out
+
+
+def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):
+    assert reproduce.main(["train", "digits-z2", "--samples", "10000000", "--max-minutes", "1e-6",
+                           "--runs-dir", str(tmp_path)]) == 0
+    records = read_metrics(tmp_path / "digits-z2" / "metrics.jsonl")
+    assert [r["samples"] for r in records] == [10**4]            # the first point only
+    assert "budget would not reach" in capsys.readouterr().out
