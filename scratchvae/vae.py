@@ -53,6 +53,9 @@ class VAE(Module):
         self.z_dim = validation.positive_int("z_dim", z_dim)
         if isinstance(hidden_dims, int):
             hidden_dims = (hidden_dims,)
+        if not isinstance(hidden_dims, (tuple, list)):
+            raise TypeError(f"hidden_dims must be a positive integer or a tuple of them, "
+                            f"got {hidden_dims!r}")
         self.hidden_dims = tuple(validation.positive_int(f"hidden_dims[{i}]", h)
                                  for i, h in enumerate(hidden_dims))
         self.likelihood = validation.choice("likelihood", likelihood, DECODERS)

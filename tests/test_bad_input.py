@@ -325,3 +325,16 @@ def test_pca_and_angles_bad_input():
         pca(x, 0)
     with pytest.raises(ValueError, match=r"V must have shape \(4, any\)"):
         principal_angles(np.ones((4, 2)), np.ones((5, 2)))
+
+
+@pytest.mark.parametrize("hidden_dims", [None, "400", 4.0])
+def test_hidden_dims_that_are_not_sizes_are_named(hidden_dims):
+    with pytest.raises(TypeError, match="hidden_dims must be a positive integer or a tuple"):
+        sv.VAE(4, 2, hidden_dims=hidden_dims)
+
+
+@pytest.mark.parametrize("betas", [0.9, (0.9,), (0.9, 0.99, 0.5)])
+def test_adam_betas_must_be_a_pair(betas):
+    model = sv.VAE(4, 2, (3,))
+    with pytest.raises(TypeError, match=r"betas must be a pair \(b1, b2\)"):
+        sv.Adam(model.named_parameters(), betas=betas)
