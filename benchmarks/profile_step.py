@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scratchvae import bench
+from scratchvae.experiments import bench
 
 
 def timed(table, name, fn):

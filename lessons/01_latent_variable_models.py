@@ -28,8 +28,8 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from _lesson import Lesson
-from scratchvae.deep_lvm import DeepLVM
-from scratchvae.mixture import GaussianMixture
+from scratchvae.models.deep_lvm import DeepLVM
+from scratchvae.models.mixture import GaussianMixture
 
 run = Lesson("01_latent_variable_models")
 rng = np.random.default_rng(run.seed)

@@ -36,7 +36,7 @@ from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from _lesson import Lesson
 from scratchvae import distributions as D
-from scratchvae.mixture import GaussianMixture, fit_em, init_mixture
+from scratchvae.models.mixture import GaussianMixture, fit_em, init_mixture
 
 run = Lesson("02_mixture_of_gaussians")
 rng = np.random.default_rng(run.seed)

@@ -15,7 +15,7 @@
 #
 #     log p(x) ~ log (1/S) sum_s N(x; mu(z_s), Sigma(z_s))   (log-mean-exp, so nothing underflows),
 #
-# and as S grows it approaches the continuous mixture. In `scratchvae.deep_lvm.DeepLVM`,
+# and as S grows it approaches the continuous mixture. In `scratchvae.models.deep_lvm.DeepLVM`,
 # `log_marginal` computes this estimate and `grid_log_marginal` evaluates it on a 2-D grid.
 #
 # Note 000 prints the covariance as
@@ -29,7 +29,7 @@ import numpy as np
 
 from _lesson import Lesson
 from scratchvae import distributions as D
-from scratchvae.deep_lvm import DeepLVM
+from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
 
 run = Lesson("03_deep_latent_variable_model")

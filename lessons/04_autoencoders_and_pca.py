@@ -26,10 +26,10 @@ import numpy as np
 from sklearn.decomposition import IncrementalPCA
 
 from _lesson import Lesson
-from scratchvae.autoencoder import Autoencoder, fit, linear_autoencoder, pca, principal_angles
-from scratchvae.datasets import batches, load_dataset
+from scratchvae.models.autoencoder import Autoencoder, fit, linear_autoencoder, pca, principal_angles
+from scratchvae.data.datasets import batches, load_dataset
 from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
-from scratchvae.plots import tile
+from scratchvae.training.plots import tile
 
 run = Lesson("04_autoencoders_and_pca")
 data = load_dataset("digits")
@@ -118,7 +118,7 @@ for name, value in held_out.items():
 #
 # Both can be batched. The autoencoder above already trains on minibatches of 64 images, one at a
 # time. PCA only needs the mean and the covariance, and both are sums over the data, so they
-# can be accumulated batch by batch (batches from `scratchvae.datasets.batches`), holding a
+# can be accumulated batch by batch (batches from `scratchvae.data.datasets.batches`), holding a
 # D x D matrix instead of the data:
 #
 #     mean = 1/N sum_n x_n,   Cov = 1/N sum_n x_n x_n^T - mean mean^T,

@@ -26,9 +26,9 @@ from scipy.optimize import minimize
 
 from _lesson import Lesson
 from scratchvae import distributions as D
-from scratchvae.deep_lvm import DeepLVM
+from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
-from scratchvae.linear_gaussian import LinearGaussian
+from scratchvae.models.linear_gaussian import LinearGaussian
 
 run = Lesson("05_variational_inference")
 

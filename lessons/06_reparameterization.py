@@ -28,7 +28,7 @@ import numpy as np
 from _lesson import Lesson
 from scratchvae import distributions as D
 from scratchvae.gradcheck import numerical_gradient
-from scratchvae.linear_gaussian import LinearGaussian
+from scratchvae.models.linear_gaussian import LinearGaussian
 
 run = Lesson("06_reparameterization")
 rng = np.random.default_rng(run.seed)
@@ -38,7 +38,7 @@ N = run.pick(fast=20_000, full=400_000)      # Monte Carlo samples per estimate
 # ## A test problem with a known answer
 #
 # Take a "decoder" whose mean is z itself, p(x|z) = N(x; z, s_x^2 I): the linear-Gaussian model of
-# `scratchvae.linear_gaussian` with W = I and b = 0, so f(z) = log p(x|z) = `log_likelihood`. Then
+# `scratchvae.models.linear_gaussian` with W = I and b = 0, so f(z) = log p(x|z) = `log_likelihood`. Then
 #
 #     E_q[f(z)] = -1/2 sum_j [ log(2 pi s_x^2) + ((x_j - mu_j)^2 + sigma_j^2) / s_x^2 ]
 #

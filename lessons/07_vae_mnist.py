@@ -12,7 +12,7 @@
 #     elbo = log p(x|z) - kl,   kl = KL(q(z|x) || N(0, I))   (closed form, lesson 5)
 #
 # and their Algorithm 1: draw a minibatch, one eps per image, step theta along the gradient of
-# the mean ELBO (`scratchvae.train.Trainer`, which also measures the ELBO on held-out images).
+# the mean ELBO (`scratchvae.training.trainer.Trainer`, which also measures the ELBO on held-out images).
 # As in the paper: one hidden layer of 500 tanh units on each side, minibatches of 100. Unlike
 # it: Adam instead of Adagrad, and a few hundred thousand training samples instead of 10^8.
 #
@@ -31,8 +31,8 @@ import numpy as np
 from _lesson import Lesson
 from scratchvae import VAE, Adam
 from scratchvae.gradcheck import THRESHOLD, check_directional, check_gradients, format_report
-from scratchvae.plots import latent_grid, tile
-from scratchvae.train import Trainer
+from scratchvae.training.plots import latent_grid, tile
+from scratchvae.training.trainer import Trainer
 
 run = Lesson("07_vae_mnist")
 data = run.load("mnist")

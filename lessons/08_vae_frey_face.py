@@ -28,8 +28,8 @@ from scratchvae.activations import sigmoid, softplus
 from scratchvae.backend import get_array_module
 from scratchvae.gradcheck import THRESHOLD, check_directional, check_gradients, format_report
 from scratchvae.module import Module
-from scratchvae.plots import latent_grid, tile
-from scratchvae.train import Trainer
+from scratchvae.training.plots import latent_grid, tile
+from scratchvae.training.trainer import Trainer
 
 run = Lesson("08_vae_frey_face")
 data = run.load("frey")

@@ -15,7 +15,7 @@
 #
 #     log p(x) - elbo = KL(q(z|x) || p(z|x)),
 #
-# how far the encoder's Gaussian is from the true posterior. `scratchvae.evaluate` computes L_k
+# how far the encoder's Gaussian is from the true posterior. `scratchvae.training.evaluate` computes L_k
 # (`importance_sampled_bound`, log-mean-exp in chunks) and the ELBO (`evaluate_elbo`).
 #
 # With a 2-D latent space log p(x) = log ∫ p(x|z) p(z) dz can also be computed on a grid of z,
@@ -30,8 +30,8 @@ import numpy as np
 from _lesson import Lesson
 from scratchvae import VAE, Adam
 from scratchvae import distributions as D
-from scratchvae.evaluate import evaluate_elbo, importance_sampled_bound
-from scratchvae.train import Trainer, heldout_images
+from scratchvae.training.evaluate import evaluate_elbo, importance_sampled_bound
+from scratchvae.training.trainer import Trainer, heldout_images
 
 run = Lesson("09_importance_sampling")
 data = run.load("mnist")

@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from scratchvae.datasets import default_data_dir
+from scratchvae.data.datasets import default_data_dir
 from scratchvae.gradcheck import rel_error
 
 HERE = Path(__file__).resolve().parent
@@ -78,7 +78,7 @@ class Lesson:
     def load(self, name):
         """The data set ``name`` ('mnist' or 'frey') in full mode; scikit-learn's built-in 8 x 8
         digits in fast mode. Without the files: a message saying what to get, then exit 2."""
-        from scratchvae.datasets import DataError, load_dataset
+        from scratchvae.data.datasets import DataError, load_dataset
         if self.fast:
             return load_dataset("digits")
         try:

@@ -8,6 +8,10 @@ The path of one image, module by module:
     vae            the model: x -> (mu, logvar) -> z -> p(x|z) -> ELBO, and back
     optim          SGD, Adagrad, Adam, in place
     gradcheck      finite differences you can reuse
+
+Everything else is a subpackage named for what it holds: ``models`` (the notes' other
+models), ``derivations`` (every derivation of the notes, checked), ``data``, ``training``,
+``experiments`` (the paper's section 5, the benchmark), ``kernels`` (CUDA) and ``cli``.
 """
 from .backend import (DeviceError, as_cupy, as_numpy, get_array_module, gpu_available, make_rng,
                       to_device)
@@ -15,5 +19,8 @@ from .gradcheck import check_directional, check_gradients, format_report, numeri
 from .layers import MLP, Linear
 from .optim import SGD, Adagrad, Adam
 from .vae import ELBO, VAE
+# What a student reaches for first, from the subpackages (they import the core, never the reverse).
+from .data import load_dataset
+from .training import Trainer, evaluate_elbo, importance_sampled_bound, load_model
 
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from scratchvae.autoencoder import Autoencoder, fit, linear_autoencoder, pca, principal_angles
+from scratchvae.models.autoencoder import Autoencoder, fit, linear_autoencoder, pca, principal_angles
 from scratchvae.backend import as_numpy
 from scratchvae.gradcheck import THRESHOLD, check_directional, check_gradients
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
-from scratchvae.autoencoder import Autoencoder, fit, pca, principal_angles
+from scratchvae.models.autoencoder import Autoencoder, fit, pca, principal_angles
 from scratchvae.backend import as_numpy
-from scratchvae.deep_lvm import DeepLVM
+from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.layers import MLP, Linear
-from scratchvae.linear_gaussian import LinearGaussian
-from scratchvae.mixture import GaussianMixture, fit_em
+from scratchvae.models.linear_gaussian import LinearGaussian
+from scratchvae.models.mixture import GaussianMixture, fit_em
 from scratchvae.optim import SGD, Adagrad, Adam
 
 

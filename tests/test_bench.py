@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
-from scratchvae import bench
+from scratchvae.experiments import bench
 
 # One thread: on a busy machine, two threads that wait for each other can take 100x longer.
 TINY = ["--dataset", "digits", "--batch-sizes", "50", "--repeats", "2", "--hidden", "16",

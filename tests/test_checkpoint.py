@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
-from scratchvae import checkpoint as ckpt
+from scratchvae.training import checkpoint as ckpt
 
 
 def _model(z_dim=2, seed=0, **kw):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from scratchvae import backend
-from scratchvae.checkpoint import load
+from scratchvae.training.checkpoint import load
 from scratchvae.cli import build_parser, main
-from scratchvae.train import CHECKPOINT, METRICS, read_metrics
+from scratchvae.training.trainer import CHECKPOINT, METRICS, read_metrics
 
 TINY = ["--hidden-dim", "32", "--batch-size", "100", "--no-progress"]
 

@@ -12,7 +12,7 @@ import scipy.io
 from datafiles import (SHARED_DATA, idx_bytes, mnist_like, needs_shared, register, write_gz,
                        write_mnist)
 
-from scratchvae.datasets import (BINARIZATIONS, CorruptDataError, DataSplits, MissingDataError,
+from scratchvae.data.datasets import (BINARIZATIONS, CorruptDataError, DataSplits, MissingDataError,
                                  batches, binarize, default_data_dir, load_dataset, read_frey,
                                  read_idx, read_mnist)
 

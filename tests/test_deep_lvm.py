@@ -7,7 +7,7 @@ import scipy.stats
 from scratchvae import derivations as dv
 from scratchvae.activations import sigmoid
 from scratchvae.backend import as_numpy, make_rng
-from scratchvae.deep_lvm import DeepLVM
+from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.gradcheck import THRESHOLD, check_gradients
 
 

@@ -10,9 +10,9 @@ import pytest
 from datafiles import loopback  # noqa: F401  (a fixture)
 from datafiles import SHARED_DATA, closed_port_url, needs_shared, register, write_mnist
 
-from scratchvae import download
-from scratchvae.datasets import load_dataset
-from scratchvae.download import (CorruptDataError, DataDirError, DataFile, MissingDataError,
+from scratchvae.data import download
+from scratchvae.data.datasets import load_dataset
+from scratchvae.data.download import (CorruptDataError, DataDirError, DataFile, MissingDataError,
                                  download_file, fetch, verify)
 
 PAYLOAD = np.random.default_rng(7).integers(0, 256, size=50_000, dtype=np.uint8).tobytes()

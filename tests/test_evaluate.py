@@ -13,7 +13,7 @@ import pytest
 
 import scratchvae as sv
 from scratchvae import distributions as D
-from scratchvae.evaluate import evaluate_elbo, importance_sampled_bound, importance_weights
+from scratchvae.training.evaluate import evaluate_elbo, importance_sampled_bound, importance_weights
 
 
 def _model(z_dim, x_dim=5, seed=2):

@@ -18,7 +18,7 @@ import pytest
 
 import scratchvae as sv
 from scratchvae import backend, kernels
-from scratchvae.datasets import load_dataset
+from scratchvae.data.datasets import load_dataset
 from scratchvae.gradcheck import THRESHOLD
 
 
@@ -203,7 +203,7 @@ def test_gpu_benchmark_explains_that_it_needs_a_gpu():
 def test_the_trainers_step_makes_no_host_device_transfer(binarization):
     """The same property for Trainer: its batches are sliced from images kept on the device
     (the epoch's order is copied over once, when the epoch starts) and its loss stays there."""
-    from scratchvae.train import Trainer
+    from scratchvae.training.trainer import Trainer
 
     host_x = _digits(400)
     model = sv.VAE(64, z_dim=8, hidden_dims=(32,), device="gpu", seed=0)

@@ -7,7 +7,7 @@ import scipy.stats
 from scratchvae import derivations as dv
 from scratchvae.backend import as_numpy, make_rng
 from scratchvae.gradcheck import THRESHOLD, check_gradients
-from scratchvae.linear_gaussian import LinearGaussian
+from scratchvae.models.linear_gaussian import LinearGaussian
 
 
 def _model(xp, orthogonal=False):

@@ -6,7 +6,7 @@ import scipy.stats
 
 from scratchvae import derivations as dv
 from scratchvae.backend import as_numpy, make_rng
-from scratchvae.mixture import GaussianMixture, fit_em, m_step, mvn_log_density
+from scratchvae.models.mixture import GaussianMixture, fit_em, m_step, mvn_log_density
 
 
 def _model(xp, covariance="full"):

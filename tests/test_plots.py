@@ -8,8 +8,8 @@ from matplotlib.image import imread
 from scipy.stats import norm
 
 import scratchvae as sv
-from scratchvae import plots
-from scratchvae.train import METRICS
+from scratchvae.training import plots
+from scratchvae.training.trainer import METRICS
 
 
 def _png(path, min_size=(150, 150)):

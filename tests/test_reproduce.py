@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from scratchvae import reproduce
-from scratchvae.datasets import DataSplits
+from scratchvae.experiments import reproduce
+from scratchvae.data.datasets import DataSplits
 from scratchvae.optim import Adagrad
-from scratchvae.train import read_metrics
+from scratchvae.training.trainer import read_metrics
 
 
 def test_eval_points_are_log_spaced_batch_multiples_ending_at_the_target():

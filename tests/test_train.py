@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
-from scratchvae import checkpoint as ckpt
-from scratchvae.datasets import load_dataset
-from scratchvae.train import (CHECKPOINT, METRICS, Trainer, TrainingDiverged, TrainingInterrupted,
+from scratchvae.training import checkpoint as ckpt
+from scratchvae.data.datasets import load_dataset
+from scratchvae.training.trainer import (CHECKPOINT, METRICS, Trainer, TrainingDiverged, TrainingInterrupted,
                               read_metrics)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import validation
-from .backend import as_numpy, to_device
+from .. import validation
+from ..backend import as_numpy, to_device
 from .checkpoint import atomic_write, writable_dir
 
 
@@ -98,7 +98,7 @@ def plot_manifold(model, image_shape, path, n=None):
 
 def plot_samples(model, image_shape, path, n=100, seed=0):
     """Figure 5: decoder means E[x|z] for ``n`` draws z ~ N(0, I)."""
-    from .backend import make_rng
+    from ..backend import make_rng
 
     image_shape = _check_shape(model, image_shape)
     x = model.sample(validation.positive_int("n", n), rng=make_rng(seed, model.device))
@@ -149,7 +149,7 @@ def plot_curves(runs, path, labels=None, title="lower bound during training"):
     (solid) and training (dashed), one colour per run.
 
     ``runs`` lists ``metrics.jsonl`` files, or run folders holding one."""
-    from .train import METRICS, read_metrics
+    from .trainer import METRICS, read_metrics
 
     runs = [Path(r) for r in runs]
     if not runs:
@@ -189,7 +189,7 @@ def plot_run(model, image_shape, test_x, out, test_labels=None, kinds=FIGURES, r
     ``<kind>.png`` (or into ``output`` when one kind is asked for); returns their paths.
     ``manifold`` is left out for a latent space that is not 2-D, ``curves`` when no
     metrics file exists (``runs`` defaults to ``[out]``)."""
-    from .train import METRICS
+    from .trainer import METRICS
 
     out = writable_dir(out)
     kinds = [validation.choice("kind", kind, FIGURES) for kind in kinds]

@@ -32,17 +32,17 @@ import scipy.integrate
 import scipy.special
 import scipy.stats
 
-from . import distributions as D
-from .activations import ACTIVATIONS
-from .backend import as_numpy, device_of, make_rng
-from .deep_lvm import DeepLVM
-from .gradcheck import THRESHOLD as GRAD
-from .gradcheck import check_directional, check_gradients, rel_error
-from .layers import MLP, Linear
-from .linear_gaussian import LinearGaussian
-from .mixture import GaussianMixture, fit_em
-from .optim import SGD, Adagrad, Adam
-from .vae import VAE
+from .. import distributions as D
+from ..activations import ACTIVATIONS
+from ..backend import as_numpy, device_of, make_rng
+from ..models.deep_lvm import DeepLVM
+from ..gradcheck import THRESHOLD as GRAD
+from ..gradcheck import check_directional, check_gradients, rel_error
+from ..layers import MLP, Linear
+from ..models.linear_gaussian import LinearGaussian
+from ..models.mixture import GaussianMixture, fit_em
+from ..optim import SGD, Adagrad, Adam
+from ..vae import VAE
 
 EXACT = 1e-10
 ALPHA = 1e-4

@@ -25,9 +25,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import distributions as D
-from . import validation
-from .backend import get_array_module
+from .. import distributions as D
+from .. import validation
+from ..backend import get_array_module
 
 COVARIANCES = ("full", "diag")
 

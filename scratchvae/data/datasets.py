@@ -32,7 +32,7 @@ from .download import (  # noqa: F401  (re-exported: the public names live here)
     DATA_DIR_ENV, DATASETS, CorruptDataError, DataDirError, DataError, DataFile, FileStatus,
     MissingDataError, default_data_dir, download_file, fetch, files_for, manual_instructions,
     resolve_data_dir, verify, verify_present)
-from .validation import choice, float_array, in_unit_interval, positive_int
+from ..validation import choice, float_array, in_unit_interval, positive_int
 
 BINARIZATIONS = ("none", "fixed", "dynamic")
 IDX_IMAGES, IDX_LABELS = 2051, 2049  # IDX magic numbers: unsigned bytes, 3-D and 1-D

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import validation
-from .backend import as_numpy, make_rng, to_device
-from .datasets import BINARIZATIONS, batches, binarize
+from .. import validation
+from ..backend import as_numpy, make_rng, to_device
+from ..data.datasets import BINARIZATIONS, batches, binarize
 from .evaluate import evaluate_elbo
 
 CHECKPOINT = "checkpoint.npz"
@@ -368,7 +368,7 @@ class Trainer:
         ckpt.restore(c, self.model, self.optimizer)
         if not ckpt.set_rng_state(self.model.rng, c.meta["rng"]["model"]):
             # CuPy's generator state cannot be saved: continue with a fresh, seeded stream.
-            from .backend import make_rng
+            from ..backend import make_rng
             self.model.rng = make_rng(self.seed + c.meta["progress"]["step"], self.model.device)
         self._epoch_rng_state = c.meta["rng"]["data"]
         ckpt.set_rng_state(self.data_rng, self._epoch_rng_state)

@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
-from . import distributions as D
-from . import validation
-from .backend import get_array_module
+from .. import distributions as D
+from .. import validation
+from ..backend import get_array_module
 from .mixture import mvn_log_density
 
 

@@ -9,11 +9,11 @@ decoder's columns and PCA's components measures how close training came.
 """
 import numpy as np
 
-from . import validation
-from .backend import get_array_module
-from .layers import MLP
-from .module import Module
-from .optim import OPTIMIZERS
+from .. import validation
+from ..backend import get_array_module
+from ..layers import MLP
+from ..module import Module
+from ..optim import OPTIMIZERS
 
 
 class Autoencoder(Module):

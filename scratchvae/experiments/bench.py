@@ -43,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import load_dataset
-from .download import MissingDataError
-from .optim import Adam
-from .vae import VAE
+from ..data.datasets import load_dataset
+from ..data.download import MissingDataError
+from ..optim import Adam
+from ..vae import VAE
 
 BATCH_SIZES = (128, 32, 512)
 WIDTHS = (200, 400, 800, 1600)
@@ -357,7 +357,7 @@ def memory_child(args):
 
 def measure_memory(args, log=print):
     """Start the memory child (a fresh process: PyTorch must not share its memory)."""
-    argv = [sys.executable, "-m", "scratchvae.bench", "--memory-child",
+    argv = [sys.executable, "-m", "scratchvae.experiments.bench", "--memory-child",
             "--dataset", args.dataset, "--hidden", str(args.hidden), "--z-dim", str(args.z_dim),
             "--batch-sizes", str(args.batch_sizes[0]), "--threads", str(args.threads),
             "--memory-epochs", str(args.memory_epochs), "--seed", str(args.seed)]

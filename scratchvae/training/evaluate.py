@@ -20,10 +20,10 @@ import math
 
 import numpy as np
 
-from . import distributions as D
-from . import validation
-from .backend import as_numpy, make_rng
-from .vae import ELBO
+from .. import distributions as D
+from .. import validation
+from ..backend import as_numpy, make_rng
+from ..vae import ELBO
 
 
 def _batches(x, batch_size):

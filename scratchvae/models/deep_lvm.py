@@ -19,11 +19,11 @@ Rows are examples: ``z`` is (N, Z) and ``A z`` is written ``z @ A.T``.
 """
 import numpy as np
 
-from . import distributions as D
-from . import validation
-from .activations import sigmoid
-from .backend import get_array_module, resolve_device, resolve_dtype, to_device
-from .module import Module
+from .. import distributions as D
+from .. import validation
+from ..activations import sigmoid
+from ..backend import get_array_module, resolve_device, resolve_dtype, to_device
+from ..module import Module
 
 
 class DeepLVM(Module):

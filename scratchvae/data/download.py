@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .validation import choice
+from ..validation import choice
 
 DATA_DIR_ENV = "SCRATCHVAE_DATA_DIR"
 DATASETS = ("digits", "mnist", "frey")

@@ -1,9 +1,9 @@
 """Reproduce Kingma & Welling (2013), section 5: Figures 2, 4 and 5 and an L_5000 per model.
 
-    python -m scratchvae.reproduce stepsize                 pick Adagrad's step size as the paper did
-    python -m scratchvae.reproduce train frey-z20           train one experiment (resumes if begun)
-    python -m scratchvae.reproduce evaluate frey-z20        held-out ELBO and L_5000 of a trained run
-    python -m scratchvae.reproduce report                   figures, table and data of the results page
+    python -m scratchvae.experiments.reproduce stepsize                 pick Adagrad's step size as the paper did
+    python -m scratchvae.experiments.reproduce train frey-z20           train one experiment (resumes if begun)
+    python -m scratchvae.experiments.reproduce evaluate frey-z20        held-out ELBO and L_5000 of a trained run
+    python -m scratchvae.experiments.reproduce report                   figures, table and data of the results page
 
 An experiment is named ``<dataset>-z<latent size>``: ``frey-z2`` ... ``mnist-z20`` (and
 ``digits-z2``, a seconds-long stand-in that needs no download). Each uses the paper's
@@ -20,7 +20,7 @@ settings (section 5):
 
 Where the paper is silent this module chooses: MNIST images are binarized afresh for every
 minibatch (dynamic binarization; the held-out images once, with a fixed seed), and the
-splits are those of :mod:`scratchvae.datasets` (Frey Face: first 1500 frames / last 465;
+splits are those of :mod:`scratchvae.data.datasets` (Frey Face: first 1500 frames / last 465;
 MNIST: 60k/10k, or 9k/1k of the test file when only that is present).
 
 Training evaluates the bound at log-spaced numbers of training samples (the x-axis of
@@ -103,10 +103,10 @@ def eval_points(stop, start=10**4, per_decade=8):
 # training
 # ---------------------------------------------------------------------------------------
 def build_trainer(exp, data, out, seed=0, device="cpu", overwrite=False):
-    """Model, Adagrad and :class:`~scratchvae.train.Trainer` with the paper's settings."""
-    from .optim import Adagrad
-    from .train import Trainer
-    from .vae import VAE
+    """Model, Adagrad and :class:`~scratchvae.training.trainer.Trainer` with the paper's settings."""
+    from ..optim import Adagrad
+    from ..training.trainer import Trainer
+    from ..vae import VAE
 
     n_train = data.train.shape[0]
     model = VAE(data.train.shape[1], exp.z_dim, (exp.hidden,), likelihood=data.likelihood,
@@ -127,7 +127,7 @@ def train(exp, data, out, samples, max_minutes=None, seed=0, device="cpu", overw
     ``max_minutes``, no evaluation point is started that the measured speed says would
     end after the budget; the remaining time then goes to a last stretch rounded down to
     10^5 samples. Returns the trainer."""
-    from .train import CHECKPOINT
+    from ..training.trainer import CHECKPOINT
 
     out = Path(out)
     trainer = build_trainer(exp, data, out, seed, device, overwrite)
@@ -162,7 +162,7 @@ def _log(exp, trainer, print_fn):
 
 
 def load_data(exp, data_dir):
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     return load_dataset(exp.dataset, data_dir=data_dir, download=False)
 
@@ -178,7 +178,7 @@ def cmd_train(args):
 def cmd_stepsize(args):
     """Short runs with each candidate step size; the paper chose "based on performance on
     the training set in the first few iterations"."""
-    from .checkpoint import atomic_write
+    from ..training.checkpoint import atomic_write
 
     results = []
     for name in args.experiments:
@@ -213,9 +213,9 @@ def evaluate_run(run, data, k=EVAL_K, n_images=EVAL_IMAGES, seed=0, elbo_samples
     held-out images (binarized as in training), both in nats per image, with timings;
     and the ELBO of every ``block`` consecutive held-out images (all of them), which
     shows whether some part of the held-out set is unlike the training images."""
-    from .checkpoint import load_model
-    from .evaluate import evaluate_elbo, importance_sampled_bound
-    from .train import heldout_images
+    from ..training.checkpoint import load_model
+    from ..training.evaluate import evaluate_elbo, importance_sampled_bound
+    from ..training.trainer import heldout_images
 
     model, c = load_model(Path(run) / "checkpoint.npz")
     s = c.meta["settings"]
@@ -238,7 +238,7 @@ def evaluate_run(run, data, k=EVAL_K, n_images=EVAL_IMAGES, seed=0, elbo_samples
 
 
 def cmd_evaluate(args):
-    from .checkpoint import atomic_write
+    from ..training.checkpoint import atomic_write
 
     for name in args.experiments:
         exp = experiment(name)
@@ -274,7 +274,7 @@ def _at(records, samples):
 
 def table_rows(results_dir):
     """One row per experiment found in ``results_dir``: our bounds beside the paper's."""
-    from .train import read_metrics
+    from ..training.trainer import read_metrics
 
     rows = []
     for ds in ("frey", "mnist", "digits"):
@@ -322,8 +322,8 @@ def markdown_table(rows):
 
 
 def cmd_report(args):
-    from . import plots
-    from .checkpoint import atomic_write, load_model
+    from ..training import plots
+    from ..training.checkpoint import atomic_write, load_model
 
     runs, out = Path(args.runs_dir), Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -438,11 +438,11 @@ def run(args):
 
 def main(argv=None):
     parser = add_arguments(argparse.ArgumentParser(
-        prog="python -m scratchvae.reproduce", description=__doc__.split("\n")[0],
+        prog="python -m scratchvae.experiments.reproduce", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
-    from .cli import _expected_errors
-    from .train import TrainingInterrupted
+    from ..cli import _expected_errors
+    from ..training.trainer import TrainingInterrupted
 
     try:
         return run(args)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import as_numpy, device_of, to_device
+from ..backend import as_numpy, device_of, to_device
 
 FORMAT = "scratchvae-checkpoint"
 VERSION = 1
@@ -204,7 +204,7 @@ def load_model(path, device="cpu"):
 
     Returns ``(model, checkpoint)``; ``checkpoint.meta`` holds the run's settings
     (dataset, image shape, ...), progress and metrics history."""
-    from .vae import VAE
+    from ..vae import VAE
 
     c = load(path)
     try:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .optim import OPTIMIZERS
+from ..optim import OPTIMIZERS
 
 DATASETS = ("digits", "mnist", "frey")
 EPOCHS = {"digits": 200, "mnist": 10, "frey": 100}   # when neither --epochs nor --samples is given
@@ -111,16 +111,16 @@ def _add_train(sub):
 
 
 def _load_data(args, name):
-    from .datasets import load_dataset
+    from ..data.datasets import load_dataset
 
     return load_dataset(name, data_dir=args.data_dir, download=not args.no_download)
 
 
 def cmd_train(args, argv):
-    from . import plots
-    from .checkpoint import writable_dir
-    from .train import CHECKPOINT, Trainer, TrainingInterrupted
-    from .vae import VAE
+    from ..training import plots
+    from ..training.checkpoint import writable_dir
+    from ..training.trainer import CHECKPOINT, Trainer, TrainingInterrupted
+    from ..vae import VAE
 
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
@@ -209,7 +209,7 @@ def _add_evaluate(sub):
 
 def _load_run(args):
     """The model, checkpoint and data of the run in ``args.out``."""
-    from .checkpoint import load_model
+    from ..training.checkpoint import load_model
 
     out = Path(args.out or DEFAULT_RUN)
     model, c = load_model(out / "checkpoint.npz", device=args.device)
@@ -219,10 +219,10 @@ def _load_run(args):
 
 
 def cmd_evaluate(args, argv):
-    from .backend import to_device
-    from .checkpoint import atomic_write
-    from .evaluate import evaluate_elbo, importance_sampled_bound
-    from .train import heldout_images
+    from ..backend import to_device
+    from ..training.checkpoint import atomic_write
+    from ..training.evaluate import evaluate_elbo, importance_sampled_bound
+    from ..training.trainer import heldout_images
 
     if args.k < 0:
         raise UsageError(f"--k must be >= 0, got {args.k}")
@@ -261,7 +261,7 @@ def cmd_evaluate(args, argv):
 # plot
 # ---------------------------------------------------------------------------------------
 def _add_plot(sub):
-    from .plots import FIGURES
+    from ..training.plots import FIGURES
 
     p = sub.add_parser("plot", help="draw a run's figures, or compare runs' learning curves",
                        description="Draw figures of a trained run as PNG files: the 2-D latent "
@@ -279,10 +279,10 @@ def _add_plot(sub):
 
 
 def cmd_plot(args, argv):
-    from . import plots
-    from .backend import to_device
-    from .checkpoint import writable_dir
-    from .train import heldout_images
+    from ..training import plots
+    from ..backend import to_device
+    from ..training.checkpoint import writable_dir
+    from ..training.trainer import heldout_images
 
     out = Path(args.out or DEFAULT_RUN)
     if args.output and args.kind == "all":
@@ -326,8 +326,8 @@ def _add_gradcheck(sub):
 
 
 def cmd_gradcheck(args, argv):
-    from .backend import xp_for
-    from .derivations import format_table, run_all
+    from ..backend import xp_for
+    from ..derivations import format_table, run_all
 
     checks = run_all(xp_for(args.device))
     print(format_table(checks))
@@ -354,7 +354,7 @@ def _add_data(sub):
 
 
 def cmd_data(args, argv):
-    from . import datasets
+    from ..data import datasets
 
     names = ("mnist", "frey") if args.dataset == "all" else (args.dataset,)
     ok = True
@@ -387,9 +387,9 @@ def build_parser():
 
 
 def _add_module(sub, name, help):
-    """A command whose options and work live in the module ``scratchvae.<name>``
+    """A command whose options and work live in the module ``scratchvae.experiments.<name>``
     (it provides ``add_arguments(parser)`` and ``run(args)``)."""
-    module = importlib.import_module(f"{__package__}.{name}")
+    module = importlib.import_module(f"scratchvae.experiments.{name}")
     p = sub.add_parser(name, help=help, description=module.__doc__.strip().split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(p)
@@ -398,16 +398,16 @@ def _add_module(sub, name, help):
 
 def _expected_errors():
     """The exceptions that mean bad input or a fault the message explains."""
-    from .backend import DeviceError
-    from .download import DataError
-    from .train import TrainingDiverged
+    from ..backend import DeviceError
+    from ..data.download import DataError
+    from ..training.trainer import TrainingDiverged
 
     return (UsageError, ValueError, TypeError, OSError, DeviceError, DataError, TrainingDiverged)
 
 
 def main(argv=None):
     """Entry point of the ``scratchvae`` console script; returns the exit status."""
-    from .train import TrainingInterrupted
+    from ..training.trainer import TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)

@@ -1,0 +1,2 @@
+"""The ``scratchvae`` command: train, evaluate, plot, gradcheck, data, bench, reproduce."""
+from .main import _expected_errors, build_parser, main
