@@ -117,12 +117,13 @@ def _launched_kernels(module_name):
     tree = ast.parse((KERNEL_DIR / f"{module_name}.py").read_text())
     pairs = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        if not isinstance(node, ast.Call):
             continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
         args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-        if node.func.id == "launch" and len(args) >= 2:
+        if called == "launch" and len(args) >= 2:                   # on.launch("kl.cu", "kl_...", ...)
             pairs.append((args[0], args[1]))
-        elif node.func.id in ("_forward", "_backward") and args:  # activations.py's helpers
+        elif called in ("_forward", "_backward") and args:          # activations.py's helpers
             pairs.append(("activations.cu", args[0]))
     return pairs
 
@@ -157,18 +158,47 @@ def _reference(f):
     raise ImportError(dotted)
 
 
+def _positional(f):
+    """The parameters of ``f`` a caller passes by position (a wrapper's ``on=`` is not one)."""
+    return [n for n, p in inspect.signature(f).parameters.items() if p.kind != p.KEYWORD_ONLY]
+
+
 def test_every_wrapper_is_exported_and_names_its_reference_with_the_same_arguments():
     wrappers = dict(_wrappers())
-    assert len(wrappers) == 18
+    assert len(wrappers) == 19
     for name, f in wrappers.items():
         assert getattr(kernels, name) is f, f"scratchvae.kernels does not export {name}"
+        assert "on" in inspect.signature(f).parameters, f"{name} takes no on= (where it runs)"
         ref = _reference(f)
-        params = list(inspect.signature(f).parameters)
+        params = _positional(f)
         ref_params = [p for p in inspect.signature(ref).parameters if p != "self"]
+        assert getattr(ref, "fused_kernel", None) == name, f"{ref.__qualname__} is not @fused_by({name!r})"
         if "." not in ref.__qualname__:        # a function: the very same arguments
             assert params == ref_params, (name, ref.__qualname__)
-        elif ref.__name__ in ("forward", "backward"):  # a layer: the input or dy comes first
-            assert params[0] == ref_params[0], (name, ref.__qualname__)
+
+
+LIBRARY = ("distributions", "activations", "optim")
+
+
+def test_kernel_dispatch_happens_in_one_place():
+    """The reference modules hold formulas only: no module but scratchvae.kernels decides
+    when a kernel runs, and every @fused_by names an exported wrapper."""
+    fused = []
+    for module_name in LIBRARY:
+        source = (ROOT / "scratchvae" / f"{module_name}.py").read_text()
+        assert "kernels.active" not in source and "kernels.use_kernels" not in source, module_name
+        fused += re.findall(r'@kernels\.fused_by\("(\w+)"', source)
+    assert sorted(fused) == sorted(name for name, _ in _wrappers())
+
+
+def test_fused_by_passes_numpy_arrays_to_the_formula_and_keeps_it():
+    a = np.linspace(-3, 3, 12).reshape(3, 4)
+    assert A.tanh.reference is not A.tanh and A.tanh.fused_kernel == "tanh"
+    assert np.array_equal(A.tanh(a), np.tanh(a))
+    mu, logvar = np.ones((1, 4)), np.zeros((3, 4))
+    assert D.kl_standard_normal(mu, logvar=logvar).shape == (3,)       # arguments by name too
+    with pytest.raises(TypeError, match="a method needs args="):
+        kernels.fused_by("adam_update")(lambda self, p: p)
 
 
 def test_switch_and_dispatch_rule():
@@ -237,6 +267,7 @@ def _hooks():
         ("kl_standard_normal_grad", lambda: D.kl_standard_normal_grad(a, b), (a, b)),
         ("bernoulli_log_likelihood", lambda: D.bernoulli_log_likelihood(a, b), (a, b)),
         ("bernoulli_log_likelihood_grad", lambda: D.bernoulli_log_likelihood_grad(a, b), (a, b)),
+        ("bernoulli_log_likelihood_and_grad", lambda: D.bernoulli_log_likelihood_and_grad(a, b), (a, b)),
         ("gaussian_log_density", lambda: D.gaussian_log_density(a, b, c), (a, b, c)),
         ("gaussian_log_density_grad", lambda: D.gaussian_log_density_grad(a, b, c), (a, b, c)),
         ("sigmoid", lambda: A.sigmoid(a), (a,)),
@@ -252,7 +283,7 @@ def _hooks():
     ]
 
 
-@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("index", range(19))
 def test_library_hands_device_arrays_to_the_kernel(monkeypatch, index):
     wrapper, call, expected_args = _hooks()[index]
     seen = []
