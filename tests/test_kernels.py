@@ -3,9 +3,11 @@
 Without a GPU the tests here still check what can be checked: the sources compile
 with nvcc (the same script CI runs), the table of kernels the Python side launches
 matches the kernels the sources define, every wrapper names an existing reference
-with the same arguments, the library's functions hand CuPy arrays to the kernels,
-and the package imports without CuPy. With CuPy and a GPU, every kernel runs and
-must match its reference: to 1e-12 relative in float64 and 1e-5 in float32.
+with the same arguments, the library's functions hand CuPy arrays to the kernels
+(through ``@kernels.fused_by``, the one place that decides), and the package imports
+without CuPy. With CuPy and a GPU, every kernel runs and must match its reference:
+to 1e-12 relative in float64 and 1e-5 in float32. (tests/test_kernels_cpu.py runs
+every kernel on the CPU against the same references and tolerances, without a GPU.)
 """
 import ast
 import importlib
@@ -380,6 +382,35 @@ def test_kl_and_its_gradient(dtype, launches):
                         D.kl_standard_normal_grad(mu, logvar)):
         assert_matches(got, ref, dtype)
     assert launches["kl_standard_normal_rows"] == 1 and launches["kl_standard_normal_grad"] == 1
+
+
+@gpu
+@dtypes
+def test_kl_gradient_has_the_broadcast_shape_on_both_paths(dtype, launches):
+    rng = np.random.default_rng(6)
+    for mu_shape, logvar_shape in (((1, 5), (3, 5)), ((3, 5), (1, 5))):
+        mu, logvar = rng.normal(size=mu_shape).astype(dtype), rng.normal(size=logvar_shape).astype(dtype)
+        got = kernels.kl_standard_normal_grad(backend.cupy.asarray(mu), backend.cupy.asarray(logvar))
+        for g, r in zip(got, D.kl_standard_normal_grad(mu, logvar)):
+            assert g.shape == r.shape == (3, 5)
+            assert_matches(g, r, dtype)
+    assert launches["kl_standard_normal_grad"] == 2
+
+
+@gpu
+@dtypes
+def test_library_functions_take_the_kernel_and_keep_their_formula(dtype, launches):
+    """On CuPy arrays D.kl_standard_normal runs the kernel (through @kernels.fused_by);
+    its .reference runs the CuPy formula; the two agree, and agree with NumPy."""
+    (mu, logvar, _), (g_mu, g_logvar, _) = _encoder_output(dtype)
+    fused = D.kl_standard_normal(g_mu, g_logvar)
+    assert launches["kl_standard_normal_rows"] == 1
+    formula = D.kl_standard_normal.reference(g_mu, g_logvar)
+    with kernels.use_kernels(False):
+        switched_off = D.kl_standard_normal(g_mu, g_logvar)
+    assert launches["kl_standard_normal_rows"] == 1
+    for got in (fused, formula, switched_off):
+        assert_matches(got, D.kl_standard_normal(mu, logvar), dtype)
 
 
 @gpu

@@ -8,6 +8,11 @@ CuPy compiles a file once, with NVRTC, the first time one of its kernels runs
 ``python -m scratchvae.kernels.build`` compiles the same files with ``nvcc``
 where there is no GPU, so that a typo shows up without one.
 
+A wrapper launches through a :class:`Launcher`: :data:`GPU` (CuPy) by default, or
+the CPU harness of :mod:`scratchvae.kernels.cpu`, which runs the same launch (grid,
+block, arguments) on NumPy arrays. :func:`signatures` reads each kernel's parameter
+list from its source, and :func:`check_args` holds a launch's arguments to it.
+
 Nothing here imports CuPy at module level: ``import scratchvae.kernels`` works
 without it, and only launching a kernel needs a GPU.
 """
@@ -230,11 +235,6 @@ def kernel(filename, name, dtype, device_id):
     if name not in KERNELS[filename]:
         raise KeyError(f"{filename} defines no kernel {name!r}; it defines {KERNELS[filename]}")
     return _module(filename, device_id).get_function(f"{name}<{CTYPES[np.dtype(dtype)]}>")
-
-
-def launch(filename, name, dtype, blocks, threads, args):
-    """Run ``blocks`` x ``threads`` threads of the kernel on the current CUDA stream."""
-    GPU.launch(filename, name, dtype, blocks, threads, args)
 
 
 def elementwise_blocks(n):

@@ -22,6 +22,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -37,7 +38,8 @@ HEADER = Path(__file__).resolve().parent / "cuda_on_cpu.h"
 
 # -ffp-contract=off: a * b + c rounds twice, as in NumPy (nvcc fuses it into one fma).
 FLAGS = ("-std=c++20", "-O2", "-fPIC", "-pthread", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror")
-FMA_FLAGS = ("-ffp-contract=fast", "-mfma")   # nvcc's default rounding (-fmad=true), x86-64 only
+# nvcc's default rounding (-fmad=true): a * b + c in one fused multiply-add where it can
+FMA_FLAGS = ("-ffp-contract=fast",) + (("-mfma",) if platform.machine().lower() in ("x86_64", "amd64") else ())
 
 GUARD = 256   # NaN elements on each side of an output array
 
@@ -47,6 +49,20 @@ def compiler():
     if "CXX" in os.environ:
         return shutil.which(os.environ["CXX"])
     return next((found for name in ("g++", "c++", "clang++") if (found := shutil.which(name))), None)
+
+
+def fma_available():
+    """Whether this CPU has fused multiply-add instructions (x86-64 with FMA3, or ARM64),
+    which ``build(fma=True)`` needs."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return True
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return machine in ("x86_64", "amd64") and "fma" in flags.split()
 
 
 def _entry_points(filename):
@@ -164,6 +180,8 @@ class CPULauncher(Launcher):
         check_args(filename, name, dtype, args)
         if blocks == 0:
             return
+        if not (0 < blocks < 2 ** 31 and 0 < threads < 2 ** 31):
+            raise RuntimeError(f"{name}: invalid launch: {blocks} blocks of {threads} threads")
         values = []
         for arg in args:
             if isinstance(arg, np.ndarray):
