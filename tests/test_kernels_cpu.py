@@ -476,3 +476,31 @@ def test_float32_margin_with_fused_multiply_adds(on_cpu, on_cpu_fma):
                ("adam_update", "fma"): _adam_margin(on_cpu_fma)}
     assert all(margin < 0.5 for margin in margins.values()), margins
     assert margins["tanh_backward", "exact"] == 0 and margins["adam_update", "exact"] == 0, margins
+
+
+BREAKAGES = [  # (file, text, replaced by): kernels that compile, and are wrong
+    ("kl.cu", "mu[r * ld_mu + c];\n    dlogvar[i] = T(0.5) * (exp(logvar[r * ld_logvar + c])",   # the lds
+     "mu[r * ld_logvar + c];\n    dlogvar[i] = T(0.5) * (exp(logvar[r * ld_mu + c])"),        # swapped
+    ("kl.cu", "    T total = block_sum(sum);",                                  # a barrier some threads skip
+     "    if (threadIdx.x >= cols) return;\n    T total = block_sum(sum);"),
+]
+
+
+@needs_compiler
+def test_the_harness_catches_wrong_kernels(tmp_path):
+    """A copy of the sources with two bugs nvcc compiles without a word: a gradient that
+    reads mu = h[:, :Z] and logvar with each other's leading dimension differs from the
+    reference, and a block whose threads do not all reach the barrier is reported."""
+    for f in launch.HERE.glob("*.cu*"):
+        (tmp_path / f.name).write_text(f.read_text())
+    for filename, old, new in BREAKAGES:
+        text = (tmp_path / filename).read_text()
+        assert old in text
+        (tmp_path / filename).write_text(text.replace(old, new, 1))
+    broken = cpu.launcher(str(tmp_path / "cache"), source_dir=str(tmp_path))
+    h = np.random.default_rng(8).normal(size=(5, 8))
+    mu, logvar = h[:, :4], h[:, 4:].copy()                    # rows 8 and 4 apart
+    dmu, _ = kernels.kl_standard_normal_grad(mu, logvar, on=broken)
+    assert not np.allclose(dmu, mu)
+    with pytest.raises(RuntimeError, match=r"block 0: thread 4 called __syncthreads\(\) 0 times, thread 0 9 times"):
+        kernels.kl_standard_normal(mu, logvar, on=broken)

@@ -134,7 +134,7 @@ def active(*arrays):
     kernels are enabled and all arrays are CuPy arrays, of one float dtype, with at
     least one axis. Cheap on NumPy arrays (one isinstance check), so the CPU path
     pays nothing for it."""
-    if not _enabled or cupy is None or not isinstance(arrays[0], cupy.ndarray):
+    if not _enabled or cupy is None or not arrays or not isinstance(arrays[0], cupy.ndarray):
         return False
     dtype = arrays[0].dtype
     return dtype.name in _FLOATS and all(

@@ -94,12 +94,12 @@ def translation_unit():
     return "\n".join(parts)
 
 
-def _sources_key(cxx, flags):
+def _sources_key(cxx, flags, source_dir):
     digest = hashlib.sha256()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     for part in (cxx, version, " ".join(flags), HEADER.read_text()):
         digest.update(part.encode())
-    for path in sorted(KERNEL_DIR.glob("*.cu*")):
+    for path in sorted(Path(source_dir).glob("*.cu*")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -109,25 +109,27 @@ def default_cache_dir():
     return Path(root) / "scratchvae" / "cpu-kernels"
 
 
-def build(cache_dir=None, fma=False):
+def build(cache_dir=None, fma=False, source_dir=KERNEL_DIR):
     """Compile every ``.cu`` file of the package for the CPU into one shared library and
     return its path. The library is kept in ``cache_dir`` (default
     ``~/.cache/scratchvae/cpu-kernels``) under a hash of the sources, the header, the
     compiler and its flags, so an unchanged tree compiles once. ``fma=True`` lets the
-    compiler fuse multiply-adds, as nvcc does by default. A RuntimeError carries the
-    compiler's message when a file does not compile."""
+    compiler fuse multiply-adds, as nvcc does by default. ``source_dir`` is the folder
+    of the ``.cu`` files (the package's own by default; the kernels' signatures are
+    always read from the package's). A RuntimeError carries the compiler's message
+    when a file does not compile."""
     cxx = compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
     flags = FLAGS + (FMA_FLAGS if fma else ())
-    target = Path(cache_dir or default_cache_dir()) / _sources_key(cxx, flags) / "kernels.so"
+    target = Path(cache_dir or default_cache_dir()) / _sources_key(cxx, flags, source_dir) / "kernels.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as work:
         unit = Path(work) / "kernels.cpp"
         unit.write_text(translation_unit())
-        cmd = [cxx, *flags, "-shared", "-I", str(HEADER.parent), "-I", str(KERNEL_DIR),
+        cmd = [cxx, *flags, "-shared", "-I", str(HEADER.parent), "-I", str(source_dir),
                "-o", str(Path(work) / "kernels.so"), str(unit)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode:
@@ -200,6 +202,6 @@ class CPULauncher(Launcher):
 
 
 @functools.cache
-def launcher(cache_dir=None, fma=False):
+def launcher(cache_dir=None, fma=False, source_dir=KERNEL_DIR):
     """The :class:`CPULauncher` of the library :func:`build` makes (once per process)."""
-    return CPULauncher(build(cache_dir, fma))
+    return CPULauncher(build(cache_dir, fma, source_dir))
