@@ -7,26 +7,57 @@ slower), and arranged so that no intermediate overflows:
     sigmoid(a)  = 1 / (1 + exp(-a)) = (1 + tanh(a / 2)) / 2
     softplus(a) = log(1 + exp(a))   = max(a, 0) + log(1 + exp(-|a|))
 
-On CuPy arrays the forward and backward of each activation run as one CUDA kernel of
-:mod:`scratchvae.kernels` (activations.cu) when ``kernels.active(...)`` says so.
+Each backward takes the upstream gradient ``dy`` and what the layer's forward kept
+(the output y, or the input a for softplus). On CuPy arrays each of these functions
+runs as one CUDA kernel of :mod:`scratchvae.kernels` (activations.cu), as its
+``@kernels.fused_by`` line says; the formula below it is the kernel's reference.
 """
 from . import kernels
 from .backend import get_array_module
 from .module import Module
 
 
+@kernels.fused_by("tanh")
+def tanh(a):
+    return get_array_module(a).tanh(a)
+
+
+@kernels.fused_by("tanh_backward")
+def tanh_backward(dy, y):
+    return dy * (1 - y * y)
+
+
+@kernels.fused_by("relu")
+def relu(a):
+    xp = get_array_module(a)
+    return xp.maximum(a, xp.zeros_like(a))  # against an array: NumPy's scalar path is ~2x slower
+
+
+@kernels.fused_by("relu_backward")
+def relu_backward(dy, y):
+    return dy * (y > 0)
+
+
+@kernels.fused_by("sigmoid")
 def sigmoid(a):
-    if kernels.active(a):
-        return kernels.sigmoid(a)
     xp = get_array_module(a)
     return 0.5 * (1.0 + xp.tanh(0.5 * a))
 
 
+@kernels.fused_by("sigmoid_backward")
+def sigmoid_backward(dy, y):
+    return dy * y * (1 - y)
+
+
+@kernels.fused_by("softplus")
 def softplus(a):
-    if kernels.active(a):
-        return kernels.softplus(a)
     xp = get_array_module(a)
     return xp.maximum(a, 0) + xp.log1p(xp.exp(-xp.abs(a)))
+
+
+@kernels.fused_by("softplus_backward")
+def softplus_backward(dy, a):
+    return dy * sigmoid(a)
 
 
 class Identity(Module):
@@ -43,35 +74,24 @@ class Tanh(Module):
     """y = tanh(a);  dy/da = 1 - y^2."""
 
     def forward(self, a):
-        xp = get_array_module(a)
-        y = kernels.tanh(a) if kernels.active(a) else xp.tanh(a)
+        y = tanh(a)
         self.cache = y
         return y
 
     def backward(self, dy):
-        y = self.cache
-        if kernels.active(dy, y):
-            return kernels.tanh_backward(dy, y)
-        return dy * (1 - y * y)
+        return tanh_backward(dy, self.cache)
 
 
 class ReLU(Module):
     """y = max(a, 0);  dy/da = 1 if a > 0 else 0 (we take 0 at the kink a = 0)."""
 
     def forward(self, a):
-        xp = get_array_module(a)
-        if kernels.active(a):
-            y = kernels.relu(a)
-        else:
-            y = xp.maximum(a, xp.zeros_like(a))  # against an array: NumPy's scalar path is ~2x slower
+        y = relu(a)
         self.cache = y
         return y
 
     def backward(self, dy):
-        y = self.cache
-        if kernels.active(dy, y):
-            return kernels.relu_backward(dy, y)
-        return dy * (y > 0)
+        return relu_backward(dy, self.cache)
 
 
 class Sigmoid(Module):
@@ -83,10 +103,7 @@ class Sigmoid(Module):
         return y
 
     def backward(self, dy):
-        y = self.cache
-        if kernels.active(dy, y):
-            return kernels.sigmoid_backward(dy, y)
-        return dy * y * (1 - y)
+        return sigmoid_backward(dy, self.cache)
 
 
 class Softplus(Module):
@@ -97,9 +114,7 @@ class Softplus(Module):
         return softplus(a)
 
     def backward(self, dy):
-        if kernels.active(dy, self.cache):
-            return kernels.softplus_backward(dy, self.cache)
-        return dy * sigmoid(self.cache)
+        return softplus_backward(dy, self.cache)
 
 
 ACTIVATIONS = {"identity": Identity, "tanh": Tanh, "relu": ReLU,

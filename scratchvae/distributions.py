@@ -8,9 +8,11 @@ Notation: a diagonal Gaussian is given by its mean ``mu`` and log-variance
 ``logvar`` (so sigma = exp(logvar / 2)); a Bernoulli by its ``logits``
 (p = sigmoid(logits)).
 
-On CuPy arrays, each function with a gradient hands its work to the fused CUDA kernel
-of the same name in :mod:`scratchvae.kernels` (``if kernels.active(...)``), which
-computes the same formula in one launch; the NumPy expression below it is the reference.
+Each function is only its formula, on NumPy or CuPy arrays. ``@kernels.fused_by(name)``
+above a function says that on CuPy arrays the fused CUDA kernel of the same name in
+:mod:`scratchvae.kernels` computes the same formula in one launch, and is called
+instead (the formula below it is the kernel's reference; see that package's docstring
+for the rule).
 """
 import math
 
@@ -24,14 +26,14 @@ LOG_2PI = math.log(2.0 * math.pi)
 # ---------------------------------------------------------------------------------------
 # Diagonal Gaussian
 # ---------------------------------------------------------------------------------------
+@kernels.fused_by("gaussian_log_density")
 def gaussian_log_density(x, mu, logvar):
     """log N(x; mu, diag(exp(logvar))) = -1/2 sum_d [log 2pi + logvar_d + (x_d - mu_d)^2 / exp(logvar_d)]."""
-    if kernels.active(x, mu, logvar):
-        return kernels.gaussian_log_density(x, mu, logvar)
     xp = get_array_module(x, mu, logvar)
     return -0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * xp.exp(-logvar)).sum(axis=-1)
 
 
+@kernels.fused_by("gaussian_log_density_grad")
 def gaussian_log_density_grad(x, mu, logvar):
     """Gradients of the summed log-density:
 
@@ -41,8 +43,6 @@ def gaussian_log_density_grad(x, mu, logvar):
 
     Returns ``(dmu, dlogvar, dx)``.
     """
-    if kernels.active(x, mu, logvar):
-        return kernels.gaussian_log_density_grad(x, mu, logvar)
     xp = get_array_module(x, mu, logvar)
     precision = xp.exp(-logvar)
     diff = x - mu
@@ -58,6 +58,7 @@ def standard_normal_log_density(z):
 # ---------------------------------------------------------------------------------------
 # Bernoulli from logits
 # ---------------------------------------------------------------------------------------
+@kernels.fused_by("bernoulli_log_likelihood")
 def bernoulli_log_likelihood(x, logits):
     """log Bernoulli(x; sigmoid(l)) = sum_d [x_d log p_d + (1 - x_d) log(1 - p_d)]
                                     = sum_d [x_d l_d - softplus(l_d)].
@@ -65,18 +66,16 @@ def bernoulli_log_likelihood(x, logits):
     The second form never takes the log of a probability that rounded to 0 or 1,
     so it stays finite and exact for logits as large as +-1e4 in float32. It also
     accepts grey values x in [0, 1] (the cross-entropy form)."""
-    if kernels.active(x, logits):
-        return kernels.bernoulli_log_likelihood(x, logits)
     return (x * logits - softplus(logits)).sum(axis=-1)
 
 
+@kernels.fused_by("bernoulli_log_likelihood_grad")
 def bernoulli_log_likelihood_grad(x, logits):
     """d/dl_d of the summed log-likelihood = x_d - sigmoid(l_d)."""
-    if kernels.active(x, logits):
-        return kernels.bernoulli_log_likelihood_grad(x, logits)
     return x - sigmoid(logits)
 
 
+@kernels.fused_by("bernoulli_log_likelihood_and_grad")
 def bernoulli_log_likelihood_and_grad(x, logits):
     """Both functions above at once: they are the reference, this is how a training step
     computes them, with one tanh per pixel instead of an exp, a log1p and a tanh.
@@ -88,9 +87,6 @@ def bernoulli_log_likelihood_and_grad(x, logits):
     because 1 / (1 + exp(-|l|)) = sigmoid(|l|) = (1 + |t|) / 2, a number in [1/2, 1]
     whose log is accurate to rounding (and nothing can overflow). Returns
     ``(log p per row, d log p / d logits)``."""
-    if kernels.active(x, logits):
-        return (kernels.bernoulli_log_likelihood(x, logits),
-                kernels.bernoulli_log_likelihood_grad(x, logits))
     xp = get_array_module(x, logits)
     t = xp.tanh(0.5 * logits)
     dlogits = x - 0.5
@@ -108,47 +104,47 @@ def bernoulli_log_likelihood_and_grad(x, logits):
 # ---------------------------------------------------------------------------------------
 # KL(q || p) between a diagonal Gaussian and the standard normal prior
 # ---------------------------------------------------------------------------------------
+@kernels.fused_by("kl_standard_normal")
 def kl_standard_normal(mu, logvar):
     """KL(N(mu, diag(exp(logvar))) || N(0, I)) = 1/2 sum_j [mu_j^2 + exp(logvar_j) - 1 - logvar_j].
 
     (Kingma & Welling 2013, Appendix B, with sigma^2 = exp(logvar).)"""
-    if kernels.active(mu, logvar):
-        return kernels.kl_standard_normal(mu, logvar)
     xp = get_array_module(mu, logvar)
     return 0.5 * (mu * mu + xp.exp(logvar) - 1.0 - logvar).sum(axis=-1)
 
 
+@kernels.fused_by("kl_standard_normal_grad")
 def kl_standard_normal_grad(mu, logvar):
-    """d KL / d mu = mu,   d KL / d logvar = 1/2 (exp(logvar) - 1).  Returns ``(dmu, dlogvar)``."""
-    if kernels.active(mu, logvar):
-        return kernels.kl_standard_normal_grad(mu, logvar)
+    """d KL / d mu = mu,   d KL / d logvar = 1/2 (exp(logvar) - 1).  Returns ``(dmu, dlogvar)``,
+    both of the shape mu and logvar broadcast to (one row per row of the KL), like the
+    other gradients of this module."""
     xp = get_array_module(mu, logvar)
+    if mu.shape != logvar.shape:
+        mu, logvar = xp.broadcast_arrays(mu, logvar)
     return mu.copy(), 0.5 * (xp.exp(logvar) - 1.0)
 
 
 # ---------------------------------------------------------------------------------------
 # Reparameterization
 # ---------------------------------------------------------------------------------------
+@kernels.fused_by("reparameterize")
 def reparameterize(mu, logvar, eps):
     """z = mu + sigma * eps with sigma = exp(logvar / 2) and eps ~ N(0, I).
 
     z is then distributed N(mu, diag(exp(logvar))): the *standard deviation*
     multiplies eps, not the variance. ``eps`` may carry leading sample axes,
     e.g. ``(L, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
-    if kernels.active(mu, logvar, eps):
-        return kernels.reparameterize(mu, logvar, eps)
     xp = get_array_module(mu, logvar, eps)
     return mu + xp.exp(0.5 * logvar) * eps
 
 
+@kernels.fused_by("reparameterize_backward")
 def reparameterize_backward(dz, logvar, eps):
     """Chain rule through z = mu + exp(logvar / 2) * eps:
 
         dmu = dz,   dlogvar = dz * eps * exp(logvar / 2) / 2
 
     summed over any leading sample axes of ``dz``. Returns ``(dmu, dlogvar)``."""
-    if kernels.active(dz, logvar, eps):
-        return kernels.reparameterize_backward(dz, logvar, eps)
     xp = get_array_module(dz, logvar, eps)
     dlogvar = dz * eps * (0.5 * xp.exp(0.5 * logvar))
     extra = tuple(range(dz.ndim - logvar.ndim))

@@ -10,7 +10,8 @@ by parameter name (checkpoints need it). With g the gradient and t the step:
               theta -= lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
 
 On CuPy arrays, Adagrad and Adam update each tensor with one fused CUDA kernel of
-:mod:`scratchvae.kernels` (optim.cu) instead of the sequence of in-place operations below.
+:mod:`scratchvae.kernels` (optim.cu) instead of the sequence of in-place operations
+below, as the ``@kernels.fused_by`` line above their ``update`` says.
 """
 import math
 
@@ -93,9 +94,8 @@ class Adagrad(Optimizer):
         self.eps = float(eps)
         super().__init__(named_parameters, lr)
 
+    @kernels.fused_by("adagrad_update", args=lambda self, p, g, h, buf: (p, g, h, self.lr, self.eps))
     def update(self, p, g, h, buf):
-        if kernels.active(p, g, h):
-            return kernels.adagrad_update(p, g, h, self.lr, self.eps)
         xp = get_array_module(p)
         xp.multiply(g, g, out=buf)
         h += buf                      # h = h + g^2
@@ -131,9 +131,9 @@ class Adam(Optimizer):
         for name, p, g in self.named:
             self.update(p, g, self.state["m"][name], self.state["v"][name], buf=self._buf[name])
 
+    @kernels.fused_by("adam_update", args=lambda self, p, g, m, v, buf:
+                      (p, g, m, v, self.b1, self.b2, self._lr_t, self._eps_t))
     def update(self, p, g, m, v, buf):
-        if kernels.active(p, g, m, v):
-            return kernels.adam_update(p, g, m, v, self.b1, self.b2, self._lr_t, self._eps_t)
         xp = get_array_module(p)
         m *= self.b1
         xp.multiply(g, 1 - self.b1, out=buf)

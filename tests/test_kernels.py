@@ -3,9 +3,11 @@
 Without a GPU the tests here still check what can be checked: the sources compile
 with nvcc (the same script CI runs), the table of kernels the Python side launches
 matches the kernels the sources define, every wrapper names an existing reference
-with the same arguments, the library's functions hand CuPy arrays to the kernels,
-and the package imports without CuPy. With CuPy and a GPU, every kernel runs and
-must match its reference: to 1e-12 relative in float64 and 1e-5 in float32.
+with the same arguments, the library's functions hand CuPy arrays to the kernels
+(through ``@kernels.fused_by``, the one place that decides), and the package imports
+without CuPy. With CuPy and a GPU, every kernel runs and must match its reference:
+to 1e-12 relative in float64 and 1e-5 in float32. (tests/test_kernels_cpu.py runs
+every kernel on the CPU against the same references and tolerances, without a GPU.)
 """
 import ast
 import importlib
@@ -117,12 +119,13 @@ def _launched_kernels(module_name):
     tree = ast.parse((KERNEL_DIR / f"{module_name}.py").read_text())
     pairs = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        if not isinstance(node, ast.Call):
             continue
+        called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
         args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-        if node.func.id == "launch" and len(args) >= 2:
+        if called == "launch" and len(args) >= 2:                   # on.launch("kl.cu", "kl_...", ...)
             pairs.append((args[0], args[1]))
-        elif node.func.id in ("_forward", "_backward") and args:  # activations.py's helpers
+        elif called in ("_forward", "_backward") and args:          # activations.py's helpers
             pairs.append(("activations.cu", args[0]))
     return pairs
 
@@ -157,18 +160,47 @@ def _reference(f):
     raise ImportError(dotted)
 
 
+def _positional(f):
+    """The parameters of ``f`` a caller passes by position (a wrapper's ``on=`` is not one)."""
+    return [n for n, p in inspect.signature(f).parameters.items() if p.kind != p.KEYWORD_ONLY]
+
+
 def test_every_wrapper_is_exported_and_names_its_reference_with_the_same_arguments():
     wrappers = dict(_wrappers())
-    assert len(wrappers) == 18
+    assert len(wrappers) == 19
     for name, f in wrappers.items():
         assert getattr(kernels, name) is f, f"scratchvae.kernels does not export {name}"
+        assert "on" in inspect.signature(f).parameters, f"{name} takes no on= (where it runs)"
         ref = _reference(f)
-        params = list(inspect.signature(f).parameters)
+        params = _positional(f)
         ref_params = [p for p in inspect.signature(ref).parameters if p != "self"]
+        assert getattr(ref, "fused_kernel", None) == name, f"{ref.__qualname__} is not @fused_by({name!r})"
         if "." not in ref.__qualname__:        # a function: the very same arguments
             assert params == ref_params, (name, ref.__qualname__)
-        elif ref.__name__ in ("forward", "backward"):  # a layer: the input or dy comes first
-            assert params[0] == ref_params[0], (name, ref.__qualname__)
+
+
+LIBRARY = ("distributions", "activations", "optim")
+
+
+def test_kernel_dispatch_happens_in_one_place():
+    """The reference modules hold formulas only: no module but scratchvae.kernels decides
+    when a kernel runs, and every @fused_by names an exported wrapper."""
+    fused = []
+    for module_name in LIBRARY:
+        source = (ROOT / "scratchvae" / f"{module_name}.py").read_text()
+        assert "kernels.active" not in source and "kernels.use_kernels" not in source, module_name
+        fused += re.findall(r'@kernels\.fused_by\("(\w+)"', source)
+    assert sorted(fused) == sorted(name for name, _ in _wrappers())
+
+
+def test_fused_by_passes_numpy_arrays_to_the_formula_and_keeps_it():
+    a = np.linspace(-3, 3, 12).reshape(3, 4)
+    assert A.tanh.reference is not A.tanh and A.tanh.fused_kernel == "tanh"
+    assert np.array_equal(A.tanh(a), np.tanh(a))
+    mu, logvar = np.ones((1, 4)), np.zeros((3, 4))
+    assert D.kl_standard_normal(mu, logvar=logvar).shape == (3,)       # arguments by name too
+    with pytest.raises(TypeError, match="a method needs args="):
+        kernels.fused_by("adam_update")(lambda self, p: p)
 
 
 def test_switch_and_dispatch_rule():
@@ -237,6 +269,7 @@ def _hooks():
         ("kl_standard_normal_grad", lambda: D.kl_standard_normal_grad(a, b), (a, b)),
         ("bernoulli_log_likelihood", lambda: D.bernoulli_log_likelihood(a, b), (a, b)),
         ("bernoulli_log_likelihood_grad", lambda: D.bernoulli_log_likelihood_grad(a, b), (a, b)),
+        ("bernoulli_log_likelihood_and_grad", lambda: D.bernoulli_log_likelihood_and_grad(a, b), (a, b)),
         ("gaussian_log_density", lambda: D.gaussian_log_density(a, b, c), (a, b, c)),
         ("gaussian_log_density_grad", lambda: D.gaussian_log_density_grad(a, b, c), (a, b, c)),
         ("sigmoid", lambda: A.sigmoid(a), (a,)),
@@ -252,7 +285,7 @@ def _hooks():
     ]
 
 
-@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("index", range(19))
 def test_library_hands_device_arrays_to_the_kernel(monkeypatch, index):
     wrapper, call, expected_args = _hooks()[index]
     seen = []
@@ -349,6 +382,35 @@ def test_kl_and_its_gradient(dtype, launches):
                         D.kl_standard_normal_grad(mu, logvar)):
         assert_matches(got, ref, dtype)
     assert launches["kl_standard_normal_rows"] == 1 and launches["kl_standard_normal_grad"] == 1
+
+
+@gpu
+@dtypes
+def test_kl_gradient_has_the_broadcast_shape_on_both_paths(dtype, launches):
+    rng = np.random.default_rng(6)
+    for mu_shape, logvar_shape in (((1, 5), (3, 5)), ((3, 5), (1, 5))):
+        mu, logvar = rng.normal(size=mu_shape).astype(dtype), rng.normal(size=logvar_shape).astype(dtype)
+        got = kernels.kl_standard_normal_grad(backend.cupy.asarray(mu), backend.cupy.asarray(logvar))
+        for g, r in zip(got, D.kl_standard_normal_grad(mu, logvar)):
+            assert g.shape == r.shape == (3, 5)
+            assert_matches(g, r, dtype)
+    assert launches["kl_standard_normal_grad"] == 2
+
+
+@gpu
+@dtypes
+def test_library_functions_take_the_kernel_and_keep_their_formula(dtype, launches):
+    """On CuPy arrays D.kl_standard_normal runs the kernel (through @kernels.fused_by);
+    its .reference runs the CuPy formula; the two agree, and agree with NumPy."""
+    (mu, logvar, _), (g_mu, g_logvar, _) = _encoder_output(dtype)
+    fused = D.kl_standard_normal(g_mu, g_logvar)
+    assert launches["kl_standard_normal_rows"] == 1
+    formula = D.kl_standard_normal.reference(g_mu, g_logvar)
+    with kernels.use_kernels(False):
+        switched_off = D.kl_standard_normal(g_mu, g_logvar)
+    assert launches["kl_standard_normal_rows"] == 1
+    for got in (fused, formula, switched_off):
+        assert_matches(got, D.kl_standard_normal(mu, logvar), dtype)
 
 
 @gpu

@@ -51,7 +51,7 @@ __device__ T block_sum(T value) {
     __shared__ T partial[ROW_THREADS];
     partial[threadIdx.x] = value;
     __syncthreads();
-    for (int stride = ROW_THREADS / 2; stride > 0; stride /= 2) {
+    for (unsigned int stride = ROW_THREADS / 2; stride > 0; stride /= 2) {
         if (threadIdx.x < stride) {
             partial[threadIdx.x] += partial[threadIdx.x + stride];
         }
