@@ -10,8 +10,8 @@
 # backward and optimizer code runs on the GPU, one CuPy operation (one kernel launch) per array
 # expression. For the hot elementwise steps (the reparameterization, the KL, the likelihoods, the
 # activations, Adam) `scratchvae.kernels` holds hand-written CUDA kernels that fuse a whole
-# expression into one launch; the library calls them when `kernels.active(...)` says every array
-# is a CuPy array, and `kernels.use_kernels(False)` switches back to plain CuPy to compare.
+# expression into one launch. Each library function that has one is marked `@kernels.fused_by(...)`:
+# the kernel runs in its place when every array is a CuPy array of one float dtype, and `kernels.use_kernels(False)` switches back to plain CuPy to compare.
 #
 # On a machine without CuPy or a CUDA GPU this lesson says so and shows the CPU side: the shim
 # choosing NumPy, the kernel source beside its NumPy reference, and CPU timings.
