@@ -11,7 +11,8 @@
 # expression. For the hot elementwise steps (the reparameterization, the KL, the likelihoods, the
 # activations, Adam) `scratchvae.kernels` holds hand-written CUDA kernels that fuse a whole
 # expression into one launch. Each library function that has one is marked `@kernels.fused_by(...)`:
-# the kernel runs in its place when every array is a CuPy array of one float dtype, and `kernels.use_kernels(False)` switches back to plain CuPy to compare.
+# the kernel runs in its place when every array is a CuPy array of one float dtype, and
+# `kernels.use_kernels(False)` switches back to plain CuPy to compare.
 #
 # On a machine without CuPy or a CUDA GPU this lesson says so and shows the CPU side: the shim
 # choosing NumPy, the kernel source beside its NumPy reference, and CPU timings.
