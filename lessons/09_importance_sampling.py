@@ -99,8 +99,7 @@ model = models[2]
 
 def logits_on(z):
     """The decoder's logits for every row of z."""
-    model.decoder.forward(z.astype(model.dtype))
-    return model.decoder.cache
+    return model.decoder.forward(z.astype(model.dtype))
 
 
 c = np.linspace(-8.0, 8.0, 161)
