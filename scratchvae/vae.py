@@ -67,7 +67,7 @@ class VAE(Module):
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.xp = xp_for(self.device)
-        self.seed = seed
+        self.seed = validation.seed("seed", seed)
 
         init_rng = np.random.default_rng(seed)
         out_dim = self.x_dim if likelihood == "bernoulli" else 2 * self.x_dim

@@ -54,7 +54,7 @@ class DeepLVM(Module):
         x_dim = validation.positive_int("x_dim", x_dim)
         z_dim = validation.positive_int("z_dim", z_dim)
         dtype, device = resolve_dtype(dtype), resolve_device(device)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validation.seed("seed", seed))
         shapes = {"A": (x_dim, z_dim), "B": (x_dim, z_dim), "c": (x_dim,), "d": (x_dim,)}
         return cls(**{k: to_device(rng.normal(0.0, scale, s).astype(dtype), device)
                       for k, s in shapes.items()})

@@ -41,7 +41,7 @@ class LinearGaussian:
     @classmethod
     def random(cls, x_dim=3, z_dim=2, s=0.5, seed=0):
         """A model with W and b drawn from N(0, 1) on the host, in float64."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validation.seed("seed", seed))
         x_dim = validation.positive_int("x_dim", x_dim)
         z_dim = validation.positive_int("z_dim", z_dim)
         return cls(rng.standard_normal((x_dim, z_dim)), rng.standard_normal(x_dim), s)

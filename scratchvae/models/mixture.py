@@ -223,7 +223,7 @@ def init_mixture(x, n_components, covariance="full", seed=0):
     K = validation.positive_int("n_components", n_components)
     if K > x.shape[0]:
         raise ValueError(f"n_components must be at most the number of points {x.shape[0]}, got {K}")
-    idx = np.random.default_rng(seed).choice(x.shape[0], K, replace=False)
+    idx = np.random.default_rng(validation.seed("seed", seed)).choice(x.shape[0], K, replace=False)
     mu = x[xp.asarray(idx)]
     centered = x - x.mean(axis=0)
     cov = centered.T @ centered / x.shape[0]
