@@ -51,7 +51,7 @@ def test_gradient_wrt_A_B_c_d_and_z_two_oracles(xp, device):
         return f()
 
     theta0 = np.concatenate([as_numpy(model.params[k]).ravel() for k in names])
-    approx = scipy.optimize.approx_fprime(theta0, f_flat, 1e-7)     # forward differences: O(h) error
+    approx = scipy.optimize.approx_fprime(theta0, f_flat, 1e-7)     # forward differences: O(delta) error
     f_flat(theta0)
     analytic = np.concatenate([as_numpy(grads[k]).ravel() for k in names])
     np.testing.assert_allclose(analytic, approx, rtol=1e-5, atol=1e-6)

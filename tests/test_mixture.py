@@ -108,13 +108,13 @@ def test_em_decomposition_at_every_step(xp, covariance, device):
     model = _model(xp, covariance)
     x, _ = model.sample(400, make_rng(5, device))
     _, history = fit_em(x, 3, covariance, n_iter=10, seed=0, reg_covar=0.0)
-    assert [h.stage for h in history] == ["E", "M"] * 10
-    for h in history:
-        assert h.log_lik == pytest.approx(h.lower_bound + h.kl, rel=1e-12)
-        if h.stage == "E":
-            assert abs(h.kl) < 1e-10 * abs(h.log_lik)
+    assert [step.stage for step in history] == ["E", "M"] * 10
+    for step in history:
+        assert step.log_lik == pytest.approx(step.lower_bound + step.kl, rel=1e-12)
+        if step.stage == "E":
+            assert abs(step.kl) < 1e-10 * abs(step.log_lik)
     assert history[1].kl > 1e-3                                  # the first M-step moves a lot
-    lls = np.array([h.log_lik for h in history])
+    lls = np.array([step.log_lik for step in history])
     assert (np.diff(lls) >= -1e-10 * np.abs(lls[1:])).all()
 
 

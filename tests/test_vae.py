@@ -37,10 +37,10 @@ def test_encode_returns_mu_and_logvar_halves_of_the_encoder(xp):
     """encode(x) = (mu, logvar): the first Z and the last Z outputs of the encoder MLP, each (B, Z)."""
     model, x, _ = _model_and_batch(xp, "bernoulli", "tanh")
     mu, logvar = model.encode(x)
-    h = sv.as_numpy(model.encoder.forward(x))
+    out = sv.as_numpy(model.encoder.forward(x))
     assert mu.shape == (8, 3) and logvar.shape == (8, 3)
-    np.testing.assert_array_equal(sv.as_numpy(mu), h[:, :3])
-    np.testing.assert_array_equal(sv.as_numpy(logvar), h[:, 3:])
+    np.testing.assert_array_equal(sv.as_numpy(mu), out[:, :3])
+    np.testing.assert_array_equal(sv.as_numpy(logvar), out[:, 3:])
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
@@ -79,7 +79,7 @@ def test_reconstruct_decodes_the_posterior_mean(xp):
 # -- the objective ---------------------------------------------------------------------------
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_elbo_terms_from_their_definitions(xp, likelihood):
-    """elbo = rec - kl with rec = 1/L sum_l log p(x|z_l), z_l = mu + exp(logvar/2) eps_l, and
+    """elbo = rec - kl with rec = 1/S sum_s log p(x|z_s), z_s = mu + exp(logvar/2) eps_s, and
     kl = KL(N(mu, exp(logvar)) || N(0, I)), each recomputed from distributions.py."""
     model, x, eps = _model_and_batch(xp, likelihood, "tanh")
     terms = model.elbo(x, eps=eps)
