@@ -202,9 +202,9 @@ class VAE(Module):
         self._check_device("eps", eps)
         validation.same_dtype("eps", eps, self.dtype)
         eps = eps[None] if eps.ndim == 2 else eps
-        if eps.ndim != 3 or eps.shape[1:] != (B, self.z_dim):
+        if eps.ndim != 3 or eps.shape[1:] != (B, self.z_dim) or eps.shape[0] == 0:
             raise ValueError(f"eps must have shape (B, Z) = ({B}, {self.z_dim}) or "
-                             f"(S, {B}, {self.z_dim}); got {tuple(eps.shape)}")
+                             f"(S, {B}, {self.z_dim}) with S >= 1; got {tuple(eps.shape)}")
         return eps
 
     def _check_device(self, name, a):

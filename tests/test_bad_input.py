@@ -74,13 +74,15 @@ def test_vae_bernoulli_targets_outside_unit_interval(xp, device, value):
 
 
 def test_vae_bad_eps_and_n_samples(xp, device):
-    """eps of the wrong shape, dtype or device, non-finite eps, and n_samples < 1 or non-integer are refused."""
+    """eps of the wrong shape (or no samples), dtype or device, non-finite eps, and n_samples < 1 or
+    non-integer are refused."""
     model, x = _vae(device)
     before = _snapshot(model)
     rng_state = model.rng.bit_generator.state if device == "cpu" else None
     cases = [
         (dict(eps=xp.zeros((4, 3), dtype=np.float32)), ValueError, r"eps must have shape \(B, Z\) = \(4, 2\)"),
         (dict(eps=xp.zeros((2, 5, 2), dtype=np.float32)), ValueError, r"eps must have shape"),
+        (dict(eps=xp.zeros((0, 4, 2), dtype=np.float32)), ValueError, r"eps must have shape .* with S >= 1"),
         (dict(eps=xp.zeros((4, 2))), TypeError, r"eps must have dtype float32"),
         (dict(eps=xp.full((4, 2), np.nan, dtype=np.float32)), ValueError, r"eps contains NaN"),
         (dict(n_samples=0), ValueError, r"n_samples must be a positive integer"),
