@@ -35,7 +35,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from _lesson import Lesson
-from scratchvae import distributions as D
 from scratchvae.models.mixture import GaussianMixture, fit_em, init_mixture
 
 run = Lesson("02_mixture_of_gaussians")
@@ -98,11 +97,11 @@ print("  final ln p(X) of EM from each start: " + ", ".join(f"{v:.1f}" for v in 
 
 # %%
 model, history = runs[best_seed]
-log_lik = np.array([h.log_lik for h in history])
-bound = np.array([h.lower_bound for h in history])
-kl = np.array([h.kl for h in history])
+log_lik = np.array([step.log_lik for step in history])
+bound = np.array([step.lower_bound for step in history])
+kl = np.array([step.kl for step in history])
 run.check("ln p(X) = L(q, theta) + KL(q || p(Z|X)), every half-step", bound + kl, log_lik, tol=1e-12)
-kl_after_e = max(abs(h.kl) for h in history if h.stage == "E")
+kl_after_e = max(abs(step.kl) for step in history if step.stage == "E")
 print(f"  largest |KL| right after an E-step: {kl_after_e:.1e} (zero up to round-off)")
 assert kl_after_e < 1e-9 and np.all(np.diff(log_lik) > -1e-8 * abs(log_lik[0]))
 
@@ -158,17 +157,17 @@ ax.set(title="(b) EM: L touches ln p after each E-step", ylabel="nats",
 ax.legend(fontsize=8)
 
 ax = axes[0, 2]
-m_steps = [h for h in history if h.stage == "M"]
-ax.semilogy([h.iteration for h in m_steps], [max(h.kl, 1e-16) for h in m_steps], "C0.-",
+m_steps = [step for step in history if step.stage == "M"]
+ax.semilogy([step.iteration for step in m_steps], [max(step.kl, 1e-16) for step in m_steps], "C0.-",
             label="KL after the M-step (the gap)")
-ax.semilogy([h.iteration for h in m_steps][:-1], np.maximum(np.diff([h.log_lik for h in m_steps]), 1e-16),
-            "k.-", label="rise of ln p(X) per iteration")
+ax.semilogy([step.iteration for step in m_steps][:-1],
+            np.maximum(np.diff([step.log_lik for step in m_steps]), 1e-16), "k.-", label="rise of ln p(X) per iteration")
 ax.set(title="(c) the gap and the progress shrink together", xlabel="EM iteration", ylabel="nats")
 ax.legend(fontsize=8)
 
 ax = axes[1, 0]
 for seed, (_, hist) in runs.items():
-    curve = [h.log_lik for h in hist if h.stage == "M"]
+    curve = [step.log_lik for step in hist if step.stage == "M"]
     ax.plot(np.arange(1, len(curve) + 1), curve, color="C3" if final[seed] < final[best_seed] - 1 else "C0",
             lw=1)
 ax.axhline(truth.log_prob(x).sum(), color="k", ls=":", label="ln p(X) under the true theta")

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from _lesson import Lesson
-from scratchvae import distributions as D
+from scratchvae.distributions import logsumexp, standard_normal_log_density
 from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
 
@@ -61,9 +61,9 @@ assert all(r.worst < THRESHOLD for r in reports)
 
 # %%
 z_grid = np.linspace(-8.0, 8.0, 4001)[:, None]
-log_weight = D.standard_normal_log_density(z_grid) + np.log(z_grid[1, 0] - z_grid[0, 0])
+log_weight = standard_normal_log_density(z_grid) + np.log(z_grid[1, 0] - z_grid[0, 0])
 points = np.array([[0.5, 0.5], [2.0, -1.0], [-1.0, 3.0]])
-exact = D.logsumexp(model.pairwise_log_prob(points, z_grid) + log_weight, axis=1)
+exact = logsumexp(model.pairwise_log_prob(points, z_grid) + log_weight, axis=1)
 S = run.pick(fast=20_000, full=400_000)
 estimate = model.log_marginal(points, n_samples=S, rng=np.random.default_rng(1))
 run.check(f"log p(x), Monte Carlo with S = {S} vs quadrature", estimate, exact, tol=3 / np.sqrt(S))
@@ -92,8 +92,8 @@ sharp = SharperLVM(**{k: v.copy() for k, v in model.params.items()})
 # Every estimate is an average of Gaussians, so it integrates to 1; check on a wide grid.
 for name, m, lo, hi, n in [("note 000's model", model, -9.0, 10.0, 191),
                            ("sharper model", sharp, -1.0, 2.0, 301)]:
-    g = np.linspace(lo, hi, n)
-    mass = np.exp(m.grid_log_marginal(g, g, n_samples=300)).sum() * (g[1] - g[0]) ** 2
+    grid = np.linspace(lo, hi, n)
+    mass = np.exp(m.grid_log_marginal(grid, grid, n_samples=300)).sum() * (grid[1] - grid[0]) ** 2
     run.check(f"∫ p(x) dx = 1, {name}", mass, 1.0, tol=1e-3)
 
 # %% [markdown]
@@ -110,10 +110,10 @@ S_many = run.pick(fast=1000, full=5000)
 curve = model.likelihood_params(np.linspace(-4, 4, 400)[:, None])[0]
 fig, axes = plt.subplots(2, 3, figsize=(15, 9.5))
 for row, (m, lo, hi) in enumerate([(model, -3.0, 4.0), (sharp, -0.2, 1.2)]):
-    g = np.linspace(lo, hi, n_grid)
+    grid = np.linspace(lo, hi, n_grid)
     for col, S in enumerate([1, 10, S_many]):
         ax = axes[row, col]
-        density = np.exp(m.grid_log_marginal(g, g, n_samples=S, rng=np.random.default_rng(2)))
+        density = np.exp(m.grid_log_marginal(grid, grid, n_samples=S, rng=np.random.default_rng(2)))
         im = ax.imshow(density, origin="lower", extent=[lo, hi, lo, hi], cmap="magma")
         ax.plot(*curve.T, "w", lw=0.8, alpha=0.8)
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="x_1", ylabel="x_2",

@@ -25,7 +25,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from _lesson import Lesson
-from scratchvae import distributions as D
+from scratchvae.distributions import (LOG_2PI, gaussian_log_density, kl_standard_normal,
+                                      kl_standard_normal_grad, logsumexp, standard_normal_log_density)
 from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.gradcheck import THRESHOLD, check_gradients, format_report
 from scratchvae.models.linear_gaussian import LinearGaussian
@@ -39,11 +40,11 @@ x, z_true = x[1:], z_true[1:]                                      # one image x
 z = np.linspace(-8.0, 8.0, 4001)[:, None]                         # quadrature grid over z
 dz = z[1, 0] - z[0, 0]
 log_lik = model.log_prob(np.repeat(x, len(z), axis=0), z)          # log p(x|z) on the grid
-log_joint = log_lik + D.standard_normal_log_density(z)             # log p(x, z)
-log_px = float(D.logsumexp(log_joint) + np.log(dz))                # log p(x) = log ∫ p(x, z) dz
+log_joint = log_lik + standard_normal_log_density(z)             # log p(x, z)
+log_px = float(logsumexp(log_joint) + np.log(dz))                # log p(x) = log ∫ p(x, z) dz
 log_post = log_joint - log_px                                      # log p(z|x)
 print(f"  log p(x) = {log_px:.6f} nats  (the true z was {z_true[0, 0]:.3f})")
-run.check("posterior integrates to 1", np.exp(D.logsumexp(log_post) + np.log(dz)), 1.0, tol=1e-10)
+run.check("posterior integrates to 1", np.exp(logsumexp(log_post) + np.log(dz)), 1.0, tol=1e-10)
 
 # %% [markdown]
 # ## The three terms for any Gaussian q
@@ -55,11 +56,11 @@ run.check("posterior integrates to 1", np.exp(D.logsumexp(log_post) + np.log(dz)
 # %%
 def terms(mu, logvar):
     """elbo, its two-term form, and KL(q || p(z|x)) for q = N(mu, exp(logvar)) (scalars)."""
-    log_q = D.gaussian_log_density(z, np.array([mu]), np.array([logvar]))
+    log_q = gaussian_log_density(z, np.array([mu]), np.array([logvar]))
     q = np.exp(log_q)
     elbo = float((q * (log_joint - log_q)).sum() * dz)
     elbo_two_terms = float((q * log_lik).sum() * dz
-                           - D.kl_standard_normal(np.array([mu]), np.array([logvar])))
+                           - kl_standard_normal(np.array([mu]), np.array([logvar])))
     kl_post = float((q * (log_q - log_post)).sum() * dz)
     return elbo, elbo_two_terms, kl_post
 
@@ -82,15 +83,15 @@ for mu, logvar in [(0.0, 0.0), (1.0, np.log(0.1)), (-0.5, np.log(0.5))]:
 # library's own `kl_standard_normal` on a batch, every entry of both tensors.
 
 # %%
-log_q = D.gaussian_log_density(z, np.array([0.7]), np.array([np.log(0.3)]))
-kl_quad = float((np.exp(log_q) * (log_q - D.standard_normal_log_density(z))).sum() * dz)
+log_q = gaussian_log_density(z, np.array([0.7]), np.array([np.log(0.3)]))
+kl_quad = float((np.exp(log_q) * (log_q - standard_normal_log_density(z))).sum() * dz)
 run.check("closed-form KL(N(0.7, 0.3) || N(0, 1)) vs quadrature",
-          float(D.kl_standard_normal(np.array([0.7]), np.array([np.log(0.3)]))), kl_quad, tol=1e-10)
+          float(kl_standard_normal(np.array([0.7]), np.array([np.log(0.3)]))), kl_quad, tol=1e-10)
 
 rng = np.random.default_rng(run.seed)
 params = {"mu": rng.standard_normal((4, 3)), "logvar": rng.normal(0.0, 0.5, (4, 3))}
-dmu, dlogvar = D.kl_standard_normal_grad(params["mu"], params["logvar"])
-reports = check_gradients(lambda: D.kl_standard_normal(params["mu"], params["logvar"]).sum(),
+dmu, dlogvar = kl_standard_normal_grad(params["mu"], params["logvar"])
+reports = check_gradients(lambda: kl_standard_normal(params["mu"], params["logvar"]).sum(),
                           params, {"mu": dmu, "logvar": dlogvar})
 print(format_report(reports))
 assert all(r.worst < THRESHOLD for r in reports), "the KL gradient disagrees with central differences"
@@ -157,7 +158,7 @@ run.check("linear-Gaussian: elbo(q = p(z|x)) vs log p(x)", lg.elbo(x_lg, m, logv
 def note001_objective(mu, logvar):
     """Note 001's last line: E_q log p(x|z) + KL(q || p(z)) (the sign flipped)."""
     elbo, _, _ = terms(mu, logvar)
-    return elbo + 2 * float(D.kl_standard_normal(np.array([mu]), np.array([logvar])))
+    return elbo + 2 * float(kl_standard_normal(np.array([mu]), np.array([logvar])))
 
 
 print(f"  with KL(q||q) = 0 the note's identity says L = log p(x) for every q; but for q = N(0, 1) "
@@ -180,7 +181,7 @@ assert note001_objective(mu_star, logvar_star) > log_px        # no lower bound
 x3, mu3, logvar3 = rng.uniform(0, 1, (2, 560)), rng.uniform(0, 1, (2, 560)), rng.normal(-3, 1, (2, 560))
 note003_nll = (0.5 * logvar3 + (x3 - mu3) ** 2 / (2 * np.exp(logvar3))).sum(axis=1)
 run.check("-log p(x|z) - note 003's value = D/2 log 2pi",
-          -D.gaussian_log_density(x3, mu3, logvar3) - note003_nll, np.full(2, 280 * D.LOG_2PI), tol=1e-12)
+          -gaussian_log_density(x3, mu3, logvar3) - note003_nll, np.full(2, 280 * LOG_2PI), tol=1e-12)
 
 # %% [markdown]
 # ## The picture
@@ -192,9 +193,9 @@ run.check("-log p(x|z) - note 003's value = D/2 log 2pi",
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
 t = z[:, 0]
-axes[0].plot(t, np.exp(D.standard_normal_log_density(z)), color="0.5", label="prior p(z)")
+axes[0].plot(t, np.exp(standard_normal_log_density(z)), color="0.5", label="prior p(z)")
 axes[0].plot(t, np.exp(log_post), "k", lw=2, label="posterior p(z|x)")
-axes[0].plot(t, np.exp(D.gaussian_log_density(z, np.array([mu_star]), np.array([logvar_star]))),
+axes[0].plot(t, np.exp(gaussian_log_density(z, np.array([mu_star]), np.array([logvar_star]))),
              "C0--", lw=2, label=f"best Gaussian q*\nKL(q* || p(z|x)) = {gap_star:.3f}")
 axes[0].axvline(z_true[0, 0], color="C2", ls=":", label="z that made x")
 axes[0].set(xlim=(-3, 3), title="(a) the posterior is not Gaussian", xlabel="z", ylabel="density")

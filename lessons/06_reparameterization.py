@@ -26,7 +26,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from _lesson import Lesson
-from scratchvae import distributions as D
+from scratchvae.distributions import (gaussian_log_density, gaussian_log_density_grad, reparameterize,
+                                      reparameterize_backward)
 from scratchvae.gradcheck import numerical_gradient
 from scratchvae.models.linear_gaussian import LinearGaussian
 
@@ -100,7 +101,7 @@ grid = np.linspace(-6.0, 6.0, 241)[:, None]        # z values 0.05 apart
 
 def table_draw(mu, seed=7):
     """One draw from q by look-up, its random number fixed by the seed."""
-    weights = np.exp(D.gaussian_log_density(grid, mu, logvar))
+    weights = np.exp(gaussian_log_density(grid, mu, logvar))
     return np.random.default_rng(seed).choice(grid[:, 0], p=weights / weights.sum())
 
 
@@ -109,11 +110,11 @@ m = mu.copy()   # numerical_gradient nudges this array in place
 print(f"  dz/dmu of a table draw (random number fixed)  = "
       f"{numerical_gradient(lambda: table_draw(m), m)[0]:.4f}")
 print(f"  dz/dmu of z = mu + sigma * eps (eps fixed)    = "
-      f"{numerical_gradient(lambda: D.reparameterize(m, logvar, eps7).sum(), m)[0]:.4f}")
+      f"{numerical_gradient(lambda: reparameterize(m, logvar, eps7).sum(), m)[0]:.4f}")
 
 mus = np.linspace(-0.5, 1.0, 601)
 z_table = np.array([table_draw(np.array([v])) for v in mus])
-z_path = np.array([D.reparameterize(np.array([v]), logvar, eps7)[0, 0] for v in mus])
+z_path = np.array([reparameterize(np.array([v]), logvar, eps7)[0, 0] for v in mus])
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
 axes[0].plot(mus, z_table, color="C3", label="table look-up, random number fixed")
 axes[0].plot(mus, z_path, color="C0", label="mu + sigma * eps, eps fixed")
@@ -142,23 +143,23 @@ run.save(fig, "sampling_blocks_gradient")
 # %%
 def score_function(mu, logvar, x, eps, baseline=0.0):
     """One score-function estimate of (d/dmu, d/dlogvar) E_q[f] per row of eps."""
-    z = D.reparameterize(mu, logvar, eps)               # any way of drawing z ~ q would do
-    dmu_logq, dlogvar_logq, _ = D.gaussian_log_density_grad(z, mu, logvar)
+    z = reparameterize(mu, logvar, eps)               # any way of drawing z ~ q would do
+    dmu_logq, dlogvar_logq, _ = gaussian_log_density_grad(z, mu, logvar)
     weight = (f(z, x) - baseline)[:, None]
     return weight * dmu_logq, weight * dlogvar_logq
 
 
 def pathwise(mu, logvar, x, eps):
     """One pathwise estimate of (d/dmu, d/dlogvar) E_q[f] per row of eps."""
-    z = D.reparameterize(mu, logvar, eps)
+    z = reparameterize(mu, logvar, eps)
     dz = decoder(z.shape[1]).log_likelihood_grad(np.broadcast_to(x, z.shape), z)[0]   # df/dz
-    return D.reparameterize_backward(dz, np.broadcast_to(logvar, eps.shape), eps)
+    return reparameterize_backward(dz, np.broadcast_to(logvar, eps.shape), eps)
 
 
 eps1 = rng.standard_normal((1, 1))
 dmu1, dlogvar1 = pathwise(mu, logvar, x, eps1)
 mu_, logvar_ = mu.copy(), logvar.copy()
-one_sample = lambda: f(D.reparameterize(mu_, logvar_, eps1), x).sum()
+one_sample = lambda: f(reparameterize(mu_, logvar_, eps1), x).sum()
 run.check("pathwise d/dmu, eps frozen, vs central differences", dmu1[0, 0],
           numerical_gradient(one_sample, mu_)[0], tol=1e-8)
 run.check("pathwise d/dlogvar, eps frozen, vs central differences", dlogvar1[0, 0],
@@ -248,7 +249,7 @@ eps = rng.standard_normal((N, 1))
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 for ax, Sigma in zip(axes[:2], variances_sigma2):
     lv = np.array([np.log(Sigma)])
-    z_right = D.reparameterize(np.array([mu0]), lv, eps)[:, 0]
+    z_right = reparameterize(np.array([mu0]), lv, eps)[:, 0]
     z_note = mu0 + eps[:, 0] * Sigma                     # note 002's formula
     run.check(f"std of reparameterize draws vs sqrt(Sigma), Sigma = {Sigma}", z_right.std(),
               np.sqrt(Sigma), tol=2e-2)
@@ -258,7 +259,7 @@ for ax, Sigma in zip(axes[:2], variances_sigma2):
     b = np.linspace(t[0], t[-1], 80)
     ax.hist(z_right, bins=b, density=True, alpha=0.5, color="C0", label="mu + sigma * eps")
     ax.hist(z_note, bins=b, density=True, alpha=0.5, color="C3", label="mu + Sigma * eps (note 002)")
-    ax.plot(t, np.exp(D.gaussian_log_density(t[:, None], np.array([mu0]), lv)), "k",
+    ax.plot(t, np.exp(gaussian_log_density(t[:, None], np.array([mu0]), lv)), "k",
             label="target N(mu, Sigma)")
     ax.set(title=f"Sigma = {Sigma} (sigma = {np.sqrt(Sigma):g})", xlabel="z", ylabel="density")
     ax.legend(fontsize=8)

@@ -95,10 +95,10 @@ for z_dim in latent_sizes:
 # %%
 fig, ax = plt.subplots(figsize=(7.5, 5))
 for i, z_dim in enumerate(latent_sizes):
-    h = histories[z_dim]
-    n = [r["samples"] for r in h]
-    ax.plot(n, [r["test_elbo"] for r in h], "-", color=f"C{i}", label=f"z = {z_dim}, held-out")
-    ax.plot(n, [r["train_elbo"] for r in h], "--", color=f"C{i}", label=f"z = {z_dim}, train")
+    history = histories[z_dim]
+    n = [r["samples"] for r in history]
+    ax.plot(n, [r["test_elbo"] for r in history], "-", color=f"C{i}", label=f"z = {z_dim}, held-out")
+    ax.plot(n, [r["train_elbo"] for r in history], "--", color=f"C{i}", label=f"z = {z_dim}, train")
 ax.set(xscale="log", xlabel="training samples seen", ylabel="ELBO per image (nats)",
        title=f"lower bound during training ({data.name}, {data.train.shape[0]} training images)")
 ax.grid(True, which="both", alpha=0.3)

@@ -23,7 +23,7 @@ import numpy as np
 
 from _lesson import Lesson
 from scratchvae import VAE, Adam
-from scratchvae import distributions as D
+from scratchvae.distributions import LOG_2PI, gaussian_log_density
 from scratchvae.activations import sigmoid, softplus
 from scratchvae.backend import get_array_module
 from scratchvae.gradcheck import THRESHOLD, check_directional, check_gradients, format_report
@@ -53,8 +53,8 @@ z = np.random.default_rng(run.seed).standard_normal((5, 2)).astype(np.float32)
 mu_x, logvar_x = model.decoder.forward(z)
 x = data.train[:5]
 note003 = (0.5 * logvar_x + (x - mu_x) ** 2 / (2 * np.exp(logvar_x))).sum(axis=1)
-run.check("-log p(x|z) - note 003's value = D/2 log 2pi", -D.gaussian_log_density(x, mu_x, logvar_x) - note003,
-          np.full(5, x_dim / 2 * D.LOG_2PI), tol=1e-5)
+run.check("-log p(x|z) - note 003's value = D/2 log 2pi", -gaussian_log_density(x, mu_x, logvar_x) - note003,
+          np.full(5, x_dim / 2 * LOG_2PI), tol=1e-5)
 
 # %% [markdown]
 # ## Why a learned variance can collapse
@@ -109,19 +109,19 @@ def gaussian_vae(z_dim, floor=None, x_dim=x_dim, hidden_dims=(hidden,), dtype="f
 
 
 # %% [markdown]
-# The new module's backward, checked on its own: for an upstream gradient G, the derivative of
-# sum(G * forward(out)) with respect to out, against central differences, every entry.
+# The new module's backward, checked on its own: for an upstream gradient dy, the derivative of
+# sum(dy * forward(out)) with respect to out, against central differences, every entry.
 # Then the whole model with the floor, along a random direction through all its parameters.
 
 # %%
 rng = np.random.default_rng(run.seed)
 floor_layer = LogvarFloor(-1.0)
-# raw outputs within 3 of the floor (slopes >= 0.05, resolvable by finite differences), G of size ~1
+# raw outputs within 3 of the floor (slopes >= 0.05, resolvable by finite differences), dy of size ~1
 out = -1.0 + rng.uniform(-3.0, 3.0, (5, 8))
-G = rng.choice([-1.0, 1.0], (5, 8)) * rng.uniform(0.5, 1.5, (5, 8))
+dy = rng.choice([-1.0, 1.0], (5, 8)) * rng.uniform(0.5, 1.5, (5, 8))
 floor_layer.forward(out)
-reports = check_gradients(lambda: (G * floor_layer.forward(out)).sum(), {"out": out},
-                          {"out": floor_layer.backward(G)})
+reports = check_gradients(lambda: (dy * floor_layer.forward(out)).sum(), {"out": out},
+                          {"out": floor_layer.backward(dy)})
 print(format_report(reports))
 assert reports[0].worst < THRESHOLD
 assert floor_layer.forward(out - 30.0)[:, 4:].min() >= -1.0       # far below the floor: still above it
@@ -176,7 +176,7 @@ history = trainer.fit(epochs=epochs, eval_every=data.train.shape[0] * max(1, epo
 last = history[-1]
 print(f"  2-D model, {epochs} epochs in {time.perf_counter() - start:.1f} s: ELBO per image train "
       f"{last['train_elbo']:.1f}, held-out {last['test_elbo']:.1f} nats "
-      f"(note 003's formula would say {last['test_elbo'] + x_dim / 2 * D.LOG_2PI:.1f})")
+      f"(note 003's formula would say {last['test_elbo'] + x_dim / 2 * LOG_2PI:.1f})")
 
 # %%
 n_grid = 20 if min(data.image_shape) >= 16 else 12
@@ -205,14 +205,14 @@ run.save(fig, "manifold")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-for i, (name, h) in enumerate(hazard.items()):
-    n = [r["samples"] for r in h]
-    axes[0].plot(n, [r["test_elbo"] for r in h], "-", color=f"C{i}", label=f"{name}, held-out")
-    axes[0].plot(n, [r["train_elbo"] for r in h], "--", color=f"C{i}", label=f"{name}, train")
+for i, (name, history) in enumerate(hazard.items()):
+    n = [r["samples"] for r in history]
+    axes[0].plot(n, [r["test_elbo"] for r in history], "-", color=f"C{i}", label=f"{name}, held-out")
+    axes[0].plot(n, [r["train_elbo"] for r in history], "--", color=f"C{i}", label=f"{name}, train")
 axes[0].set(xscale="log", xlabel="training samples seen", ylabel="ELBO per image (nats, symmetric log scale)",
             title=f"(a) {len(few)} training images: train up, held-out down")
 axes[0].set_yscale("symlog", linthresh=100)
-axes[0].set_ylim(top=3 * max(100, max(r["train_elbo"] for h in hazard.values() for r in h)))
+axes[0].set_ylim(top=3 * max(100, max(r["train_elbo"] for history in hazard.values() for r in history)))
 axes[0].xaxis.set_minor_formatter(NullFormatter())
 axes[0].legend(fontsize=7)
 
@@ -225,11 +225,11 @@ axes[1].set(title="(b) decoder logvar_x on the training images", xlabel="logvar_
 axes[1].legend(fontsize=8)
 
 logvar = np.linspace(-14, 2, 200)
-axes[2].plot(logvar, -0.5 * D.LOG_2PI - logvar / 2, "k", label="log N(x; mu = x, exp(logvar))")
+axes[2].plot(logvar, -0.5 * LOG_2PI - logvar / 2, "k", label="log N(x; mu = x, exp(logvar))")
 for i, (name, floor) in enumerate(floors.items()):
     if floor is not None:
         capped = floor + softplus(logvar - floor)
-        axes[2].plot(logvar, -0.5 * D.LOG_2PI - capped / 2, color=f"C{i}", label=f"with {name}")
+        axes[2].plot(logvar, -0.5 * LOG_2PI - capped / 2, color=f"C{i}", label=f"with {name}")
 axes[2].set(title="(c) one pixel reproduced exactly", xlabel="logvar the network asks for",
             ylabel="log-density of that pixel (nats)")
 axes[2].legend(fontsize=8)

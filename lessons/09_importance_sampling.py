@@ -29,7 +29,8 @@ import numpy as np
 
 from _lesson import Lesson
 from scratchvae import VAE, Adam
-from scratchvae import distributions as D
+from scratchvae.distributions import (bernoulli_log_likelihood, gaussian_log_density, kl_standard_normal,
+                                      logsumexp, standard_normal_log_density)
 from scratchvae.training.evaluate import evaluate_elbo, importance_sampled_bound
 from scratchvae.training.trainer import Trainer, heldout_images
 
@@ -99,8 +100,7 @@ model = models[2]
 
 def logits_on(z):
     """The decoder's logits for every row of z."""
-    model.decoder.forward(z.astype(model.dtype))
-    return model.decoder.cache
+    return model.decoder.forward(z.astype(model.dtype))
 
 
 c = np.linspace(-8.0, 8.0, 161)
@@ -111,8 +111,8 @@ posterior_example = None
 start = time.perf_counter()
 for i in range(n_exact):
     x_row = x[i:i + 1]
-    log_joint_coarse = (D.bernoulli_log_likelihood(x_row, coarse_logits).astype(np.float64)
-                        + D.standard_normal_log_density(coarse))
+    log_joint_coarse = (bernoulli_log_likelihood(x_row, coarse_logits).astype(np.float64)
+                        + standard_normal_log_density(coarse))
     near = coarse[log_joint_coarse > log_joint_coarse.max() - 30.0]
     mu, logvar = (a.astype(np.float64) for a in model.encode(x_row))
     sigma = np.exp(logvar[0] / 2)
@@ -125,16 +125,16 @@ for i in range(n_exact):
     on_border = np.zeros(Z1.shape, dtype=bool)
     on_border[[0, -1], :] = on_border[:, [0, -1]] = True
     log_dz = float(np.log((u1[1] - u1[0]) * (u2[1] - u2[0])))
-    log_lik = D.bernoulli_log_likelihood(x_row, logits_on(z)).astype(np.float64)
-    log_joint = log_lik + D.standard_normal_log_density(z)
-    log_px = float(D.logsumexp(log_joint) + log_dz)
+    log_lik = bernoulli_log_likelihood(x_row, logits_on(z)).astype(np.float64)
+    log_joint = log_lik + standard_normal_log_density(z)
+    log_px = float(logsumexp(log_joint) + log_dz)
     log_post = log_joint - log_px
-    log_q = D.gaussian_log_density(z, mu, logvar)
+    log_q = gaussian_log_density(z, mu, logvar)
     q_dz = np.exp(log_q + log_dz)
     exact["log_px"].append(log_px)
-    exact["elbo"].append(float((q_dz * log_lik).sum() - D.kl_standard_normal(mu, logvar)[0]))
+    exact["elbo"].append(float((q_dz * log_lik).sum() - kl_standard_normal(mu, logvar)[0]))
     exact["kl_post"].append(float((q_dz * (log_q - log_post)).sum()))
-    exact["border"].append(float(np.exp(D.logsumexp(log_post[on_border.ravel()]) + log_dz)))
+    exact["border"].append(float(np.exp(logsumexp(log_post[on_border.ravel()]) + log_dz)))
     exact["points"].append(z.shape[0])
     exact["q_mass"].append(float(q_dz.sum()))
     if i == 0:

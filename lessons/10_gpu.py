@@ -27,7 +27,7 @@ import numpy as np
 
 from _lesson import Lesson
 from scratchvae import VAE, Adam, backend, kernels
-from scratchvae import distributions as D
+from scratchvae.distributions import kl_standard_normal, reparameterize
 from scratchvae.kernels.launch import source
 
 run = Lesson("10_gpu")
@@ -50,15 +50,15 @@ devices = ["cpu", "gpu"] if gpu else ["cpu"]
 rng = np.random.default_rng(run.seed)
 mu, logvar = rng.standard_normal((4, 3)), rng.normal(0.0, 0.5, (4, 3))
 print(f"  get_array_module(NumPy array) -> {backend.get_array_module(mu).__name__}")
-kl_cpu = D.kl_standard_normal(mu, logvar)
+kl_cpu = kl_standard_normal(mu, logvar)
 if gpu:
     mu_gpu, logvar_gpu = backend.to_device(mu, "gpu"), backend.to_device(logvar, "gpu")
     print(f"  get_array_module(CuPy array)  -> {backend.get_array_module(mu_gpu).__name__}")
-    run.check("KL on the GPU (kernel) vs NumPy, float64", backend.as_numpy(D.kl_standard_normal(mu_gpu, logvar_gpu)),
+    run.check("KL on the GPU (kernel) vs NumPy, float64", backend.as_numpy(kl_standard_normal(mu_gpu, logvar_gpu)),
               kl_cpu, tol=1e-12)
     with kernels.use_kernels(False):
         run.check("KL on the GPU (plain CuPy) vs NumPy, float64",
-                  backend.as_numpy(D.kl_standard_normal(mu_gpu, logvar_gpu)), kl_cpu, tol=1e-12)
+                  backend.as_numpy(kl_standard_normal(mu_gpu, logvar_gpu)), kl_cpu, tol=1e-12)
 
 # %% [markdown]
 # ## A kernel beside its reference
@@ -67,7 +67,7 @@ if gpu:
 # `scratchvae/kernels/reparameterize.cu`): one thread per element of z, the same formula.
 
 # %%
-print(inspect.getsource(D.reparameterize))
+print(inspect.getsource(reparameterize))
 cuda = source("reparameterize.cu")
 start = cuda.index("template <typename T>\n__global__ void reparameterize_forward")
 print(cuda[start:cuda.index("}\n", start) + 2])

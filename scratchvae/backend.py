@@ -108,6 +108,8 @@ def make_rng(seed=None, device="cpu"):
 
     Both offer ``standard_normal(size, dtype=...)``, ``random(size, dtype=...)``
     and ``permutation(n)``; the two devices produce different streams."""
+    from .validation import seed as check_seed   # here: validation itself imports this module
+    seed = check_seed("seed", seed)
     if resolve_device(device) == "gpu":
         return cupy.random.default_rng(seed)
     return np.random.default_rng(seed)

@@ -1,13 +1,13 @@
 """Decoders p(x|z): a network from z to the parameters of a likelihood.
 
-Each decoder has ``forward(z)`` (computes and keeps the likelihood parameters),
-``log_prob(x)`` (log p(x|z) per row, for the z of the last forward),
-``backward(x, dlogp)`` (gradient of sum_n dlogp_n * log p(x_n|z_n) back to z) and
-``mean(z)`` (E[x|z], what a picture of the decoder shows).
+Each decoder has ``forward(z)`` (computes and keeps the likelihood's parameters),
+``log_prob(x)`` (log p(x|z) per row, for the z of the last forward, keeping what backward
+needs), ``backward(dlogp)`` (the gradient of sum_n dlogp_n * log p(x_n|z_n) back to z, like
+every module's backward) and ``mean(z)`` (E[x|z], what a picture of the decoder shows).
 """
-from . import distributions as D
 from .activations import sigmoid
 from .backend import get_array_module
+from .distributions import bernoulli_log_likelihood_and_grad, gaussian_log_density, gaussian_log_density_grad
 from .module import Module
 
 
@@ -17,29 +17,29 @@ class BernoulliDecoder(Module):
     def __init__(self, net):
         super().__init__()
         self.net = net
-        self.dlogits = None  # (x, d log p(x|z) / d logits), from the last log_prob
+        self.logits = None
 
     def children(self):
         return {"net": self.net}
 
     def forward(self, z):
-        self.cache = self.net.forward(z)
-        self.dlogits = None
-        return self.cache
+        self.logits = self.net.forward(z)
+        self.cache = None
+        return self.logits
 
     def log_prob(self, x):
-        """log p(x|z) per row. Its gradient with respect to the logits comes out of the
-        same work, so it is kept for ``backward(x, ...)``."""
-        logp, dlogits = D.bernoulli_log_likelihood_and_grad(x, self.cache)
-        self.dlogits = (x, dlogits)
+        """log p(x|z) per row. Its gradient with respect to the logits, x - sigmoid(l), comes
+        out of the same work, so it is kept for :meth:`backward`."""
+        logp, dlogits = bernoulli_log_likelihood_and_grad(x, self.logits)
+        self.cache = dlogits
         return logp
 
-    def backward(self, x, dlogp):
-        kept, self.dlogits = self.dlogits, None   # used once: scaled in place below
-        if kept is not None and kept[0] is x:
-            dlogits = kept[1]
-        else:
-            dlogits = D.bernoulli_log_likelihood_grad(x, self.cache)
+    def backward(self, dlogp):
+        """dz for the upstream gradient ``dlogp`` (one value per row): the net's backward of
+        dlogits = dlogp_n (x - sigmoid(l))."""
+        if self.cache is None:
+            raise RuntimeError("backward() needs a preceding log_prob()")
+        dlogits, self.cache = self.cache, None     # used once: scaled in place
         dlogits *= dlogp[:, None]
         return self.net.backward(dlogits)
 
@@ -58,6 +58,7 @@ class GaussianDecoder(Module):
     def __init__(self, net):
         super().__init__()
         self.net = net
+        self.mu_x = self.logvar_x = None
 
     def children(self):
         return {"net": self.net}
@@ -65,21 +66,26 @@ class GaussianDecoder(Module):
     def forward(self, z):
         out = self.net.forward(z)
         d = out.shape[-1] // 2
-        mu_x, logvar_x = sigmoid(out[:, :d]), out[:, d:]
-        self.cache = (mu_x, logvar_x)
-        return mu_x, logvar_x
+        self.mu_x, self.logvar_x = sigmoid(out[:, :d]), out[:, d:]
+        self.cache = None
+        return self.mu_x, self.logvar_x
 
     def log_prob(self, x):
-        mu_x, logvar_x = self.cache
-        return D.gaussian_log_density(x, mu_x, logvar_x)
+        """log p(x|z) per row; keeps x for :meth:`backward`."""
+        self.cache = x
+        return gaussian_log_density(x, self.mu_x, self.logvar_x)
 
-    def backward(self, x, dlogp):
-        mu_x, logvar_x = self.cache
-        xp = get_array_module(x)
-        dmu, dlogvar, _ = D.gaussian_log_density_grad(x, mu_x, logvar_x)
+    def backward(self, dlogp):
+        """dz for the upstream gradient ``dlogp`` (one value per row): the net's backward of
+        [d/da, d/dlogvar_x] log p, each row scaled by dlogp_n, with da = dmu_x mu_x (1 - mu_x)."""
+        if self.cache is None:
+            raise RuntimeError("backward() needs a preceding log_prob()")
+        x, self.cache = self.cache, None
+        mu_x, logvar_x = self.mu_x, self.logvar_x
+        dmu_x, dlogvar_x, _ = gaussian_log_density_grad(x, mu_x, logvar_x)
         w = dlogp[:, None]
-        da = dmu * mu_x * (1 - mu_x) * w          # through mu_x = sigmoid(a)
-        return self.net.backward(xp.concatenate([da, dlogvar * w], axis=1))
+        da = dmu_x * mu_x * (1 - mu_x) * w           # through mu_x = sigmoid(a)
+        return self.net.backward(get_array_module(x).concatenate([da, dlogvar_x * w], axis=1))
 
     def mean(self, z):
         out = self.net.forward(z)

@@ -1,24 +1,24 @@
 """Finite-difference gradient checks, for scratchvae and for your own code.
 
-The numerical gradient uses central differences, accurate to O(h^2):
+The numerical gradient uses central differences, accurate to O(delta^2):
 
-    df/dtheta_i ~ [f(theta + h e_i) - f(theta - h e_i)] / (2 h)
+    df/dtheta_i ~ [f(theta + delta e_i) - f(theta - delta e_i)] / (2 delta)
 
 and is compared with the analytic gradient through the relative error
 
     rel(a, n) = |a - n| / max(|a| + |n|, tiny)
 
-Thresholds, in float64 with h = 1e-5 (it balances the O(h^2) truncation error against
-round-off of order 1e-16 |f| / h) and a loss of order one: below about 1e-7
+Thresholds, in float64 with delta = 1e-5 (it balances the O(delta^2) truncation error against
+round-off of order 1e-16 |f| / delta) and a loss of order one: below about 1e-7
 the gradient is right; 1e-5 to 1e-7 look closer (a kink such as ReLU's at 0
 nearby, or a loss so large that round-off dominates); above 1e-4 it is almost
 certainly wrong. Checks need float64: in float32 the round-off of f alone is
-about 1e-7 / h, which swamps any real error.
+about 1e-7 / delta, which swamps any real error.
 
 A derivative smaller than what central differences can resolve has no meaningful
-relative error: f(theta +- h) are each known to a few units in the last place, so
-their difference over 2h is uncertain by about ``resolution = 4 eps |f| / (2 h)``
-(eps = 2.2e-16; 3.5e-10 for a loss of 8 and h = 1e-5). :func:`check_gradients`
+relative error: f(theta +- delta) are each known to a few units in the last place, so
+their difference over 2 delta is uncertain by about ``resolution = 4 eps_mach |f| / (2 delta)``
+(eps_mach = 2.2e-16; 3.5e-10 for a loss of 8 and delta = 1e-5). :func:`check_gradients`
 therefore uses ``tiny = resolution / THRESHOLD`` by default: derivatives above the
 resolution are judged by relative error as usual, those below it by an absolute
 error within the resolution.
@@ -37,7 +37,7 @@ import numpy as np
 
 from .backend import as_numpy, get_array_module
 
-DEFAULT_H = 1e-5
+DEFAULT_DELTA = 1e-5
 DEFAULT_TINY = 1e-12
 THRESHOLD = 1e-7
 
@@ -53,7 +53,7 @@ def _require_float64(name, a):
         raise TypeError(f"gradient checks need float64 arrays; {name} is {a.dtype}")
 
 
-def numerical_gradient(f, x, h=DEFAULT_H, indices=None):
+def numerical_gradient(f, x, delta=DEFAULT_DELTA, indices=None):
     """Central-difference gradient of the scalar ``f()`` with respect to the array ``x``.
 
     ``x`` is perturbed in place, one coordinate at a time, and restored exactly.
@@ -67,12 +67,12 @@ def numerical_gradient(f, x, h=DEFAULT_H, indices=None):
     out = np.empty(len(idx))
     for k, i in enumerate(idx):
         old = float(flat[i])
-        flat[i] = old + h
+        flat[i] = old + delta
         f_plus = float(f())
-        flat[i] = old - h
+        flat[i] = old - delta
         f_minus = float(f())
         flat[i] = old
-        out[k] = (f_plus - f_minus) / (2 * h)
+        out[k] = (f_plus - f_minus) / (2 * delta)
     return out.reshape(x.shape) if indices is None else out
 
 
@@ -92,13 +92,13 @@ class TensorReport:
         return self.worst < THRESHOLD
 
 
-def resolution(f_value, h=DEFAULT_H):
+def resolution(f_value, delta=DEFAULT_DELTA):
     """How finely a central difference of a float64 function of size ``f_value`` can
-    resolve a derivative: about 4 eps |f| / (2 h) (see the module docstring)."""
-    return 4 * np.finfo(np.float64).eps * abs(f_value) / (2 * h)
+    resolve a derivative: about 4 eps_mach |f| / (2 delta) (see the module docstring)."""
+    return 4 * np.finfo(np.float64).eps * abs(f_value) / (2 * delta)
 
 
-def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=None):
+def check_gradients(f, params, grads, delta=DEFAULT_DELTA, max_coords=100, seed=0, tiny=None):
     """Compare ``grads[name]`` with finite differences of ``f`` for every tensor.
 
     Every coordinate of a tensor with at most ``max_coords`` entries is checked,
@@ -106,7 +106,7 @@ def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=
     ``tiny`` defaults to ``max(resolution(f()) / THRESHOLD, 1e-12)``.
     Returns a list of :class:`TensorReport`, one per tensor, in order."""
     if tiny is None:
-        tiny = max(resolution(float(f()), h) / THRESHOLD, DEFAULT_TINY)
+        tiny = max(resolution(float(f()), delta) / THRESHOLD, DEFAULT_TINY)
     rng = np.random.default_rng(seed)
     reports = []
     for name, x in params.items():
@@ -116,7 +116,7 @@ def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=
             raise ValueError(f"grads[{name!r}] has {g.size} entries but the parameter has {x.size}")
         idx = (np.arange(x.size) if x.size <= max_coords
                else np.sort(rng.choice(x.size, max_coords, replace=False)))
-        num = numerical_gradient(f, x, h, indices=idx)
+        num = numerical_gradient(f, x, delta, indices=idx)
         err = rel_error(g[idx], num, tiny)
         k = int(np.argmax(err))
         reports.append(TensorReport(name, tuple(x.shape), len(idx), float(err[k]),
@@ -124,10 +124,10 @@ def check_gradients(f, params, grads, h=DEFAULT_H, max_coords=100, seed=0, tiny=
     return reports
 
 
-def check_directional(f, params, grads, h=DEFAULT_H, seed=0, tiny=DEFAULT_TINY):
+def check_directional(f, params, grads, delta=DEFAULT_DELTA, seed=0, tiny=DEFAULT_TINY):
     """One check over all parameters at once: along a random unit direction u,
 
-        [f(theta + h u) - f(theta - h u)] / (2 h)   vs   sum_i grad_i . u_i
+        [f(theta + delta u) - f(theta - delta u)] / (2 delta)   vs   sum_i grad_i . u_i
 
     Returns ``(relative_error, analytic, numeric)``."""
     rng = np.random.default_rng(seed)
@@ -139,11 +139,11 @@ def check_directional(f, params, grads, h=DEFAULT_H, seed=0, tiny=DEFAULT_TINY):
 
     def shifted(sign):
         for n, x in params.items():
-            x[...] = originals[n] + sign * h * xp.asarray(dirs[n] / norm)
+            x[...] = originals[n] + sign * delta * xp.asarray(dirs[n] / norm)
         return float(f())
 
     try:
-        numeric = (shifted(+1) - shifted(-1)) / (2 * h)
+        numeric = (shifted(+1) - shifted(-1)) / (2 * delta)
     finally:
         for n, x in params.items():
             x[...] = originals[n]

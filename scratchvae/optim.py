@@ -26,9 +26,7 @@ class Optimizer:
         self.named = [(name, p, g) for name, p, g in named_parameters]
         if not self.named:
             raise ValueError("named_parameters is empty: nothing to optimize")
-        if validation.real_number("lr", lr) <= 0:
-            raise ValueError(f"lr must be a positive number, got {lr}")
-        self.lr = float(lr)
+        self.lr = validation.positive_number("lr", lr)
         self.t = 0
         self.state = {s: {name: get_array_module(p).zeros_like(p) for name, p, _ in self.named}
                       for s in self.state_names}
@@ -91,7 +89,7 @@ class Adagrad(Optimizer):
     state_names = ("h",)
 
     def __init__(self, named_parameters, lr=0.01, eps=1e-8):
-        self.eps = float(eps)
+        self.eps = validation.positive_number("eps", eps)   # it divides: sqrt(h) + eps > 0
         super().__init__(named_parameters, lr)
 
     @kernels.fused_by("adagrad_update", args=lambda self, p, g, h, buf: (p, g, h, self.lr, self.eps))
@@ -117,10 +115,11 @@ class Adam(Optimizer):
     def __init__(self, named_parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise TypeError(f"betas must be a pair (b1, b2), got {betas!r}")
-        b1, b2 = betas
+        b1, b2 = (validation.real_number(f"betas[{i}]", b) for i, b in enumerate(betas))
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        self.b1, self.b2, self.eps = float(b1), float(b2), float(eps)
+        self.b1, self.b2 = b1, b2
+        self.eps = validation.positive_number("eps", eps)   # it divides: sqrt(v_hat) + eps > 0
         super().__init__(named_parameters, lr)
 
     def step(self):

@@ -1,10 +1,10 @@
 """The Variational Autoencoder: from an image x to the ELBO, and back to every gradient.
 
-Forward, for a batch x of shape (B, D) and L samples per image:
+Forward, for a batch x of shape (B, D) and S samples per image:
 
     [mu, logvar] = encoder(x)                          q(z|x) = N(mu, diag(exp(logvar)))
-    z_l = mu + exp(logvar / 2) * eps_l,  eps_l ~ N(0, I)   (reparameterization)
-    rec = 1/L sum_l log p(x | z_l)                     decoder likelihood (Bernoulli or Gaussian)
+    z_s = mu + exp(logvar / 2) * eps_s,  eps_s ~ N(0, I)   (reparameterization)
+    rec = 1/S sum_s log p(x | z_s)                     decoder likelihood (Bernoulli or Gaussian)
     kl  = KL(q(z|x) || N(0, I))                        closed form
     elbo = rec - kl                                    one value per image
     loss = mean over the batch of -elbo  [+ weight_decay / 2 * ||theta||^2]
@@ -15,10 +15,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import distributions as D
 from . import validation
 from .backend import device_of, make_rng, resolve_device, resolve_dtype, xp_for
 from .decoders import DECODERS
+from .distributions import kl_standard_normal, kl_standard_normal_grad, reparameterize, reparameterize_backward
 from .layers import MLP
 from .module import Module
 
@@ -56,8 +56,8 @@ class VAE(Module):
         if not isinstance(hidden_dims, (tuple, list)):
             raise TypeError(f"hidden_dims must be a positive integer or a tuple of them, "
                             f"got {hidden_dims!r}")
-        self.hidden_dims = tuple(validation.positive_int(f"hidden_dims[{i}]", h)
-                                 for i, h in enumerate(hidden_dims))
+        self.hidden_dims = tuple(validation.positive_int(f"hidden_dims[{i}]", size)
+                                 for i, size in enumerate(hidden_dims))
         self.likelihood = validation.choice("likelihood", likelihood, DECODERS)
         self.activation = activation
         self.init = init
@@ -67,7 +67,7 @@ class VAE(Module):
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.xp = xp_for(self.device)
-        self.seed = seed
+        self.seed = validation.seed("seed", seed)
 
         init_rng = np.random.default_rng(seed)
         out_dim = self.x_dim if likelihood == "bernoulli" else 2 * self.x_dim
@@ -90,9 +90,9 @@ class VAE(Module):
     # -- the pieces ------------------------------------------------------------------
     def encode(self, x):
         """q(z|x) = N(mu, diag(exp(logvar))): returns ``(mu, logvar)``, each (B, Z)."""
-        self._check_x(x)
-        h = self.encoder.forward(x)
-        return h[:, : self.z_dim], h[:, self.z_dim:]
+        self.check_x(x)
+        out = self.encoder.forward(x)
+        return out[:, : self.z_dim], out[:, self.z_dim:]
 
     def decode(self, z):
         """E[x|z]: pixel probabilities (Bernoulli) or means (Gaussian), shape (B, D)."""
@@ -113,41 +113,36 @@ class VAE(Module):
         return self.decoder.mean(mu)
 
     # -- the objective -----------------------------------------------------------------
+    def forward(self, x, eps):
+        """The path of a batch x (B, D) with noise eps (S, B, Z), without input checks
+        (:meth:`elbo` checks first): returns ``(mu, logvar, z, log_lik)`` with
+        z = mu + exp(logvar / 2) eps of shape (S, B, Z) and log_lik = log p(x|z) of shape (S, B).
+        Keeps what :meth:`backward` needs."""
+        S, B = eps.shape[:2]
+        out = self.encoder.forward(x)
+        mu, logvar = out[:, : self.z_dim], out[:, self.z_dim:]
+        z = reparameterize(mu, logvar, eps)                                 # (S, B, Z)
+        self.decoder.forward(z.reshape(S * B, self.z_dim))
+        x_rep = x if S == 1 else self.xp.broadcast_to(x, (S, B, self.x_dim)).reshape(S * B, -1)
+        log_lik = self.decoder.log_prob(x_rep).reshape(S, B)               # row s*B + b is x_b
+        self.cache = (mu, logvar, eps)
+        return mu, logvar, z, log_lik
+
     def elbo(self, x, eps=None, n_samples=1, check=True):
         """Per-example ELBO with its reconstruction and KL terms.
 
-        ``eps`` (shape (B, Z), or (L, B, Z) for L samples) freezes the noise for
-        deterministic checks; otherwise L = ``n_samples`` draws come from ``self.rng``.
+        ``eps`` (shape (B, Z), or (S, B, Z) for S samples) freezes the noise for
+        deterministic checks; otherwise S = ``n_samples`` draws come from ``self.rng``.
         Keeps what :meth:`backward` needs.
 
         ``check=False`` skips the checks of the *values* of x and eps (finite, in [0, 1]),
         not those of their shape, dtype and device. On the GPU each value check copies a
         flag to the host and waits for the device, so a training loop that checked its
         data once passes ``check=False`` to keep its step free of host/device transfers."""
-        self._check_x(x, values=check)
-        B = x.shape[0]
-        if eps is None:
-            L = validation.positive_int("n_samples", n_samples)
-            eps = self.rng.standard_normal((L, B, self.z_dim), dtype=self.dtype)
-        else:
-            validation.float_array("eps", eps, finite=check)
-            self._check_device("eps", eps)
-            validation.same_dtype("eps", eps, self.dtype)
-            if eps.ndim == 2:
-                eps = eps[None]
-            if eps.ndim != 3 or eps.shape[1:] != (B, self.z_dim):
-                raise ValueError(f"eps must have shape (B, Z) = ({B}, {self.z_dim}) or "
-                                 f"(L, {B}, {self.z_dim}); got {tuple(eps.shape)}")
-        L = eps.shape[0]
-
-        h = self.encoder.forward(x)
-        mu, logvar = h[:, : self.z_dim], h[:, self.z_dim:]
-        z = D.reparameterize(mu, logvar, eps)                        # (L, B, Z)
-        self.decoder.forward(z.reshape(L * B, self.z_dim))
-        x_rep = x if L == 1 else self.xp.broadcast_to(x, (L, B, self.x_dim)).reshape(L * B, -1)
-        rec = self.decoder.log_prob(x_rep).reshape(L, B).mean(axis=0)
-        kl = D.kl_standard_normal(mu, logvar)
-        self.cache = (x_rep, mu, logvar, eps)
+        eps = self._checked_noise(x, eps, n_samples, values=check)         # (S, B, Z)
+        mu, logvar, _, log_lik = self.forward(x, eps)
+        rec = log_lik.mean(axis=0)                   # 1/S sum_s log p(x|z_s)
+        kl = kl_standard_normal(mu, logvar)          # KL(q(z|x) || N(0, I)), closed form
         return ELBO(rec - kl, rec, kl)
 
     def loss(self, x, eps=None, n_samples=1):
@@ -163,23 +158,23 @@ class VAE(Module):
     def backward(self):
         """Fill ``grads`` with the gradient of :meth:`loss` for the last :meth:`elbo` call.
 
-        With loss = -1/B sum_b elbo_b and elbo_b = 1/L sum_l log p(x_b|z_lb) - KL_b:
+        With loss = -1/B sum_b elbo_b and elbo_b = 1/S sum_s log p(x_b|z_sb) - KL_b:
 
-            d loss / d log p(x_b|z_lb) = -1/(L B)
-            dz        = decoder backward of that
-            dmu       = sum_l dz_l                         + 1/B dKL/dmu
-            dlogvar   = sum_l dz_l eps_l exp(logvar/2)/2   + 1/B dKL/dlogvar
+            dlogp     = d loss / d log p(x_b|z_sb) = -1/(S B)
+            dz        = decoder backward of dlogp
+            dmu       = sum_s dz_s                         + 1/B dKL/dmu
+            dlogvar   = sum_s dz_s eps_s exp(logvar/2)/2   + 1/B dKL/dlogvar
             encoder backward of [dmu, dlogvar]
         """
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding elbo() call")
-        x_rep, mu, logvar, eps = self.cache
-        L, B = eps.shape[:2]
+        mu, logvar, eps = self.cache
+        S, B = eps.shape[:2]
         xp = self.xp
-        dlogp = xp.full(L * B, -1.0 / (L * B), dtype=self.dtype)
-        dz = self.decoder.backward(x_rep, dlogp).reshape(L, B, self.z_dim)
-        dmu, dlogvar = D.reparameterize_backward(dz, logvar, eps)
-        dmu_kl, dlogvar_kl = D.kl_standard_normal_grad(mu, logvar)
+        dlogp = xp.full(S * B, -1.0 / (S * B), dtype=self.dtype)
+        dz = self.decoder.backward(dlogp).reshape(S, B, self.z_dim)
+        dmu, dlogvar = reparameterize_backward(dz, logvar, eps)
+        dmu_kl, dlogvar_kl = kl_standard_normal_grad(mu, logvar)
         dmu = dmu + dmu_kl / B
         dlogvar = dlogvar + dlogvar_kl / B
         self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
@@ -195,15 +190,37 @@ class VAE(Module):
         return -float(terms.elbo.mean()) + self.weight_penalty(), terms
 
     # -- input checks ------------------------------------------------------------------
+    def _checked_noise(self, x, eps, n_samples, values=True):
+        """Check x and the noise before anything changes, and return eps of shape (S, B, Z):
+        the given one (a (B, Z) eps gains a leading axis), or S = n_samples fresh draws."""
+        self.check_x(x, values=values, nonempty=True)
+        B = x.shape[0]
+        if eps is None:
+            S = validation.positive_int("n_samples", n_samples)
+            return self.rng.standard_normal((S, B, self.z_dim), dtype=self.dtype)
+        validation.float_array("eps", eps, finite=values)
+        self._check_device("eps", eps)
+        validation.same_dtype("eps", eps, self.dtype)
+        eps = eps[None] if eps.ndim == 2 else eps
+        if eps.ndim != 3 or eps.shape[1:] != (B, self.z_dim) or eps.shape[0] == 0:
+            raise ValueError(f"eps must have shape (B, Z) = ({B}, {self.z_dim}) or "
+                             f"(S, {B}, {self.z_dim}) with S >= 1; got {tuple(eps.shape)}")
+        return eps
+
     def _check_device(self, name, a):
         if device_of(a) != self.device:
             raise TypeError(f"{name} is on the {device_of(a)} but the model is on the {self.device}; "
                             f"move it with scratchvae.to_device({name}, {self.device!r})")
 
-    def _check_x(self, x, values=True):
+    def check_x(self, x, values=True, nonempty=False):
+        """Raise unless x is a (B, D) array of the model's dtype on its device (with
+        ``values``: finite, and in [0, 1] for a Bernoulli likelihood; with ``nonempty``: B > 0)."""
         validation.float_array("x", x, shape=(None, self.x_dim), finite=values)
         self._check_device("x", x)
         validation.same_dtype("x", x, self.dtype)
+        if nonempty and x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one image (a row of {self.x_dim} pixels), "
+                             f"got shape {tuple(x.shape)}")
         if values and self.likelihood == "bernoulli":
             validation.in_unit_interval("x", x)
 

@@ -27,6 +27,24 @@ def real_number(name, value):
     return float(value)
 
 
+def positive_number(name, value):
+    """A finite real number > 0 (a step size, or an eps that divides), returned as a float."""
+    if real_number(name, value) <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return float(value)
+
+
+def seed(name, value):
+    """A seed for a random generator: None (fresh entropy) or an integer >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, got {value}")
+    return int(value)
+
+
 def choice(name, value, options):
     if value not in options:
         raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")

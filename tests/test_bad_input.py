@@ -74,13 +74,15 @@ def test_vae_bernoulli_targets_outside_unit_interval(xp, device, value):
 
 
 def test_vae_bad_eps_and_n_samples(xp, device):
-    """eps of the wrong shape, dtype or device, non-finite eps, and n_samples < 1 or non-integer are refused."""
+    """eps of the wrong shape (or no samples), dtype or device, non-finite eps, and n_samples < 1 or
+    non-integer are refused."""
     model, x = _vae(device)
     before = _snapshot(model)
     rng_state = model.rng.bit_generator.state if device == "cpu" else None
     cases = [
         (dict(eps=xp.zeros((4, 3), dtype=np.float32)), ValueError, r"eps must have shape \(B, Z\) = \(4, 2\)"),
         (dict(eps=xp.zeros((2, 5, 2), dtype=np.float32)), ValueError, r"eps must have shape"),
+        (dict(eps=xp.zeros((0, 4, 2), dtype=np.float32)), ValueError, r"eps must have shape .* with S >= 1"),
         (dict(eps=xp.zeros((4, 2))), TypeError, r"eps must have dtype float32"),
         (dict(eps=xp.full((4, 2), np.nan, dtype=np.float32)), ValueError, r"eps contains NaN"),
         (dict(n_samples=0), ValueError, r"n_samples must be a positive integer"),
@@ -93,6 +95,41 @@ def test_vae_bad_eps_and_n_samples(xp, device):
         _assert_unchanged(model, before)
     if rng_state is not None:
         assert model.rng.bit_generator.state == rng_state      # no noise drawn for a refused call
+
+
+@pytest.mark.parametrize("method", ["elbo", "loss", "loss_and_grads"])
+def test_vae_empty_batch_is_refused(xp, device, method):
+    """A batch of no images has no mean ELBO (0 / 0): refused by name before any noise is
+    drawn, instead of a NaN loss or a ZeroDivisionError."""
+    model, _ = _vae(device)
+    before = _snapshot(model)
+    rng_state = model.rng.bit_generator.state if device == "cpu" else None
+    for kwargs in (dict(), dict(n_samples=3), dict(eps=xp.zeros((0, 2), dtype=np.float32))):
+        with pytest.raises(ValueError, match=r"x must hold at least one image .* got shape \(0, 6\)"):
+            getattr(model, method)(xp.zeros((0, 6), dtype=np.float32), **kwargs)
+        _assert_unchanged(model, before)
+    if rng_state is not None:
+        assert model.rng.bit_generator.state == rng_state
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed: sv.VAE(6, z_dim=2, hidden_dims=(5,), seed=seed),
+    lambda seed: sv.make_rng(seed),
+    lambda seed: sv.evaluate_elbo(sv.VAE(6, 2, (5,)), np.full((2, 6), 0.5, np.float32), seed=seed),
+    lambda seed: sv.importance_sampled_bound(sv.VAE(6, 2, (5,)), np.full((2, 6), 0.5, np.float32), k=2,
+                                             seed=seed),
+    lambda seed: Autoencoder(6, 2, seed=seed),
+    lambda seed: fit(Autoencoder(6, 2), np.zeros((4, 6), np.float32), seed=seed),
+    lambda seed: DeepLVM.random(seed=seed),
+    lambda seed: LinearGaussian.random(seed=seed),
+    lambda seed: fit_em(np.random.default_rng(0).standard_normal((10, 2)), 2, seed=seed),
+])
+def test_negative_seed_is_named(make):
+    """A seed must be a non-negative integer (or None); the message names ``seed``."""
+    with pytest.raises(ValueError, match="seed must be a non-negative integer or None, got -1"):
+        make(-1)
+    with pytest.raises(TypeError, match="seed must be a non-negative integer or None, got 1.5"):
+        make(1.5)
 
 
 def test_vae_decode_and_sample_bad_input(xp, device):
@@ -165,10 +202,23 @@ def test_layer_constructor_bad_arguments(make, error, message):
     (lambda ps: Adam(ps, betas=(1.0, 0.999)), ValueError, r"betas must lie in \[0, 1\)"),
     (lambda ps: Adam(ps, betas=(0.9, -0.1)), ValueError, r"betas must lie in \[0, 1\)"),
     (lambda ps: Adam([]), ValueError, "named_parameters is empty"),
+    (lambda ps: SGD(ps, lr=float("nan")), ValueError, "lr must be finite"),
+    (lambda ps: Adagrad(ps, eps=-1.0), ValueError, "eps must be a positive number"),
+    (lambda ps: Adagrad(ps, eps=0.0), ValueError, "eps must be a positive number"),
+    (lambda ps: Adagrad(ps, eps=float("nan")), ValueError, "eps must be finite"),
+    (lambda ps: Adagrad(ps, eps=float("inf")), ValueError, "eps must be finite"),
+    (lambda ps: Adagrad(ps, eps="1e-8"), TypeError, "eps must be a real number"),
+    (lambda ps: Adam(ps, eps=-1e-8), ValueError, "eps must be a positive number"),
+    (lambda ps: Adam(ps, eps=0), ValueError, "eps must be a positive number"),
+    (lambda ps: Adam(ps, eps=float("nan")), ValueError, "eps must be finite"),
+    (lambda ps: Adam(ps, eps=float("-inf")), ValueError, "eps must be finite"),
+    (lambda ps: Adam(ps, eps=None), TypeError, "eps must be a real number"),
+    (lambda ps: Adam(ps, betas=("0.9", 0.999)), TypeError, r"betas\[0\] must be a real number"),
+    (lambda ps: Adam(ps, betas=(0.9, float("nan"))), ValueError, r"betas\[1\] must be finite"),
 ])
 def test_optimizer_bad_arguments(make, error, message):
-    """Learning rates, momentum and betas out of range or of the wrong type are refused by name;
-    the parameters are untouched."""
+    """Every hyper-parameter (lr, momentum, betas, eps) out of range, non-finite or of the wrong
+    type is refused by name; eps must be > 0 because it divides. The parameters are untouched."""
     mlp = MLP([3, 2], rng=np.random.default_rng(0))
     before = _snapshot(mlp)
     with pytest.raises(error, match=message):

@@ -111,23 +111,3 @@ def test_bernoulli_likelihood_and_grad_at_once_agree_with_the_reference_pair(xp,
     scale = float(xp.abs(x * logits).sum(axis=1).max()) + 50
     assert float(xp.abs(logp - ref_logp).max()) < tol * scale
     assert float(xp.abs(dlogits - D.bernoulli_log_likelihood_grad(x, logits)).max()) < tol
-
-
-def test_bernoulli_decoder_backward_is_the_same_with_or_without_log_prob():
-    """backward reuses the gradient that log_prob computed for the same x, else computes it."""
-    model = sv.VAE(12, z_dim=3, hidden_dims=(8,), dtype="float64", seed=1)
-    rng = np.random.default_rng(0)
-    x, z = rng.random((5, 12)), rng.standard_normal((5, 3))
-    dlogp = rng.standard_normal(5)
-    dec = model.decoder
-    dec.forward(z)
-    dec.log_prob(x)
-    dz_reused = dec.backward(x, dlogp)
-    grads_reused = {k: g.copy() for k, g in dec.gradients().items()}
-    dec.forward(z)
-    dz_fresh = dec.backward(x, dlogp)  # no log_prob since the forward
-    assert np.allclose(dz_reused, dz_fresh, rtol=1e-13, atol=0)
-    assert all(np.allclose(grads_reused[k], g, rtol=1e-13, atol=0) for k, g in dec.gradients().items())
-    dec.forward(z)
-    dec.log_prob(x)
-    assert np.allclose(dec.backward(x.copy(), dlogp), dz_fresh, rtol=1e-13, atol=0)  # another x

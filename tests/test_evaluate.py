@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
-from scratchvae import distributions as D
-from scratchvae.training.evaluate import evaluate_elbo, importance_sampled_bound, importance_weights
+from scratchvae.distributions import gaussian_log_density, kl_standard_normal, logsumexp, standard_normal_log_density
+from scratchvae.training.evaluate import (evaluate_elbo, importance_sampled_bound, importance_weights,
+                                         sample_chunks)
 
 
 def _model(z_dim, x_dim=5, seed=2):
@@ -53,9 +54,9 @@ def _exact(model, x):
     log_px, elbo = [], []
     for b in range(x.shape[0]):
         log_lik = model.decoder.log_prob(np.broadcast_to(x[b], (z.shape[0], x.shape[1])))
-        log_px.append(D.logsumexp(log_lik + D.standard_normal_log_density(z)) + math.log(dz))
-        q = np.exp(D.gaussian_log_density(z, mu[b], logvar[b])) * dz
-        elbo.append((q * log_lik).sum() - D.kl_standard_normal(mu[b], logvar[b]))
+        log_px.append(logsumexp(log_lik + standard_normal_log_density(z)) + math.log(dz))
+        q = np.exp(gaussian_log_density(z, mu[b], logvar[b])) * dz
+        elbo.append((q * log_lik).sum() - kl_standard_normal(mu[b], logvar[b]))
         assert abs(q.sum() - 1) < 1e-6               # the grid holds all of q's mass
     return np.array(log_px), np.array(elbo)
 
@@ -65,8 +66,8 @@ def test_quadrature_reference_is_accurate():
     model, x = _model(1), _images(4)
     z, dz = _grid(1)
     model.decoder.forward(z[::2])
-    coarse = [D.logsumexp(model.decoder.log_prob(np.broadcast_to(xb, (z[::2].shape[0], 5)))
-                          + D.standard_normal_log_density(z[::2])) + math.log(2 * dz) for xb in x]
+    coarse = [logsumexp(model.decoder.log_prob(np.broadcast_to(xb, (z[::2].shape[0], 5)))
+                          + standard_normal_log_density(z[::2])) + math.log(2 * dz) for xb in x]
     np.testing.assert_allclose(coarse, _exact(model, x)[0], atol=1e-9)
 
 
@@ -167,7 +168,43 @@ def test_bad_arguments(kwargs, error):
         importance_sampled_bound(model, x, **kwargs)
 
 
-def test_empty_input_is_refused():
+@pytest.mark.parametrize("evaluate", [evaluate_elbo, importance_sampled_bound])
+def test_empty_input_is_refused(evaluate):
+    """No images to average over: a ValueError naming x, not a division by zero."""
     model = _model(1)
-    with pytest.raises(ValueError, match="no images"):
-        evaluate_elbo(model, np.zeros((0, 5)))
+    with pytest.raises(ValueError, match="x must hold at least one image"):
+        evaluate(model, np.zeros((0, 5)))
+
+
+def test_sample_chunks_cover_every_draw_within_the_row_budget():
+    """c_j * batch rows <= chunk_rows (at least one sample per chunk), and sum_j c_j = n."""
+    assert sample_chunks(1, 1000, 8192) == [1]
+    assert sample_chunks(10, 1000, 8192) == [8, 2]
+    assert sample_chunks(5, 10_000, 8192) == [1] * 5          # a batch larger than the budget
+    assert sample_chunks(3000, 10, 8192) == [819] * 3 + [543]
+    for n, rows, budget in ((1000, 7, 100), (5000, 100, 8192), (17, 3, 4)):
+        chunks = sample_chunks(n, rows, budget)
+        assert sum(chunks) == n and max(chunks) * rows <= max(budget, rows)
+
+
+def test_elbo_chunked_over_samples_keeps_its_value_and_bounds_memory():
+    """evaluate_elbo with many samples per image: the draws in chunks of 10 images x 10
+    samples give the value of one pass over all of them (same noise, same order), and the
+    peak memory stays far below that of the single pass."""
+    model = _model(2, x_dim=40)
+    x = _images(10, x_dim=40)
+    n = 2000
+    tracemalloc.start()
+    chunked = evaluate_elbo(model, x, n_samples=n, chunk_rows=100)
+    _, peak_chunked = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    tracemalloc.start()
+    whole = evaluate_elbo(model, x, n_samples=n, chunk_rows=n * 10)
+    _, peak_whole = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12)
+    eps = np.random.default_rng(0).standard_normal((n, 10, 2))    # the draws evaluate_elbo makes
+    direct = model.elbo(x, eps=eps)
+    np.testing.assert_allclose(whole, [float(t.mean()) for t in direct], rtol=1e-12)
+    assert peak_whole > n * 10 * 40 * 8                   # one (n B, D) array, at least
+    assert peak_chunked < 2_000_000                       # a few (100, 40) arrays and the eps of a chunk

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from scratchvae.backend import as_numpy
-from scratchvae.gradcheck import (DEFAULT_H, THRESHOLD, TensorReport, check_directional, check_gradients,
+from scratchvae.gradcheck import (DEFAULT_DELTA, THRESHOLD, TensorReport, check_directional, check_gradients,
                                   format_report, numerical_gradient, rel_error)
 
 
@@ -19,12 +19,12 @@ def test_rel_error_formula():
 
 def test_numerical_gradient_is_second_order_accurate(xp):
     """Central differences of sum(x^3) give 3 x^2 with error h^2 per coordinate (no round-off
-    trouble at h = 1e-5 for values of order one), and x is restored bit for bit."""
+    trouble at delta = 1e-5 for values of order one), and x is restored bit for bit."""
     x = xp.asarray(np.random.default_rng(0).standard_normal((3, 4)))
     original = as_numpy(x).copy()
     num = numerical_gradient(lambda: float((x ** 3).sum()), x)
     assert isinstance(num, np.ndarray) and num.shape == (3, 4)
-    np.testing.assert_allclose(num, 3 * original ** 2, rtol=0, atol=5 * DEFAULT_H ** 2)
+    np.testing.assert_allclose(num, 3 * original ** 2, rtol=0, atol=5 * DEFAULT_DELTA ** 2)
     np.testing.assert_array_equal(as_numpy(x), original)
 
 
@@ -121,7 +121,7 @@ def test_parameters_are_restored_after_checks(xp):
 
 def test_derivatives_below_the_resolution_are_judged_by_absolute_error():
     """f = 1e3 + 1e-12 theta: the derivative 1e-12 is far below the resolution of a central
-    difference of a function of size 1e3 (about 4e-8 with h = 1e-5), so any analytic value
+    difference of a function of size 1e3 (about 4e-8 with delta = 1e-5), so any analytic value
     within that resolution passes, and one that is off by more fails."""
     import numpy as np
     from scratchvae.gradcheck import check_gradients, resolution, THRESHOLD

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from scratchvae import derivations as dv
 from scratchvae.backend import as_numpy
+from scratchvae.derivations.checks import z_bound
 from scratchvae.gradcheck import THRESHOLD, check_gradients
 from scratchvae.layers import INITS, MLP, Linear, init_weights
 
@@ -124,7 +124,7 @@ def test_initialization_statistics(init, var_w):
     Both z-scores below the Bonferroni bound for 8 comparisons at alpha = 1e-4."""
     W, b = init_weights(IN, OUT, init, np.random.default_rng(10))
     assert W.shape == (IN, OUT) and b.shape == (OUT,) and W.dtype == np.float64
-    assert max(_z_mean_and_var(W, var_w)) < dv.z_bound(8)
+    assert max(_z_mean_and_var(W, var_w)) < z_bound(8)
 
 
 R_GLOROT, R_PYTORCH = math.sqrt(6 / (IN + OUT)), 1 / math.sqrt(IN)

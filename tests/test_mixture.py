@@ -4,13 +4,13 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from scratchvae import derivations as dv
 from scratchvae.backend import as_numpy, make_rng
+from scratchvae.derivations.checks import example_mixture, z_bound
 from scratchvae.models.mixture import GaussianMixture, fit_em, m_step, mvn_log_density
 
 
 def _model(xp, covariance="full"):
-    return dv._mixture(xp, covariance)
+    return example_mixture(xp, covariance)
 
 
 def test_mvn_log_density_matches_scipy(xp):
@@ -98,7 +98,7 @@ def test_samples_of_each_component_have_its_moments(xp, device):
         xk = x[z == k]
         zs.append(np.abs(xk.mean(axis=0) - mu[k]) / (xk.std(axis=0, ddof=1) / np.sqrt(len(xk))))
     zs = np.concatenate(zs)
-    assert zs.max() < dv.z_bound(zs.size)
+    assert zs.max() < z_bound(zs.size)
 
 
 @pytest.mark.parametrize("covariance", ["full", "diag"])
@@ -108,13 +108,13 @@ def test_em_decomposition_at_every_step(xp, covariance, device):
     model = _model(xp, covariance)
     x, _ = model.sample(400, make_rng(5, device))
     _, history = fit_em(x, 3, covariance, n_iter=10, seed=0, reg_covar=0.0)
-    assert [h.stage for h in history] == ["E", "M"] * 10
-    for h in history:
-        assert h.log_lik == pytest.approx(h.lower_bound + h.kl, rel=1e-12)
-        if h.stage == "E":
-            assert abs(h.kl) < 1e-10 * abs(h.log_lik)
+    assert [step.stage for step in history] == ["E", "M"] * 10
+    for step in history:
+        assert step.log_lik == pytest.approx(step.lower_bound + step.kl, rel=1e-12)
+        if step.stage == "E":
+            assert abs(step.kl) < 1e-10 * abs(step.log_lik)
     assert history[1].kl > 1e-3                                  # the first M-step moves a lot
-    lls = np.array([h.log_lik for h in history])
+    lls = np.array([step.log_lik for step in history])
     assert (np.diff(lls) >= -1e-10 * np.abs(lls[1:])).all()
 
 
@@ -130,7 +130,7 @@ def test_em_recovers_well_separated_components(xp, device):
     se_pi = np.sqrt(pi * (1 - pi) / 3000)
     se_mu = np.sqrt(np.array([np.diag(c) for c in cov]) / (pi[:, None] * 3000))
     zs = np.concatenate([np.abs(pi_hat - pi) / se_pi, (np.abs(mu_hat - mu) / se_mu).ravel()])
-    assert zs.max() < dv.z_bound(zs.size)
+    assert zs.max() < z_bound(zs.size)
     assert history[-1].log_lik >= history[0].log_lik
 
 

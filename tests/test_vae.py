@@ -12,14 +12,14 @@ def _model_and_batch(xp, likelihood, activation, weight_decay=0.0):
                    weight_decay=weight_decay, dtype="float64", device=device, seed=3)
     rng = np.random.default_rng(0)
     x = xp.asarray(rng.uniform(0.05, 0.95, (8, 7)))
-    eps = xp.asarray(rng.standard_normal((2, 8, 3)))          # L = 2 samples, frozen
+    eps = xp.asarray(rng.standard_normal((2, 8, 3)))          # S = 2 samples, frozen
     return model, x, eps
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus"])
 def test_vae_gradient_every_parameter_tensor(xp, likelihood, activation):
-    """d/dtheta of -1/B sum_b [1/L sum_l log p(x_b|z_lb) - KL_b] + lambda/2 |theta|^2,
+    """d/dtheta of -1/B sum_b [1/S sum_s log p(x_b|z_sb) - KL_b] + lambda/2 |theta|^2,
     by manual backprop, equals central differences for every tensor (eps frozen)."""
     model, x, eps = _model_and_batch(xp, likelihood, activation, weight_decay=0.05)
     model.loss_and_grads(x, eps=eps)
@@ -37,10 +37,10 @@ def test_encode_returns_mu_and_logvar_halves_of_the_encoder(xp):
     """encode(x) = (mu, logvar): the first Z and the last Z outputs of the encoder MLP, each (B, Z)."""
     model, x, _ = _model_and_batch(xp, "bernoulli", "tanh")
     mu, logvar = model.encode(x)
-    h = sv.as_numpy(model.encoder.forward(x))
+    out = sv.as_numpy(model.encoder.forward(x))
     assert mu.shape == (8, 3) and logvar.shape == (8, 3)
-    np.testing.assert_array_equal(sv.as_numpy(mu), h[:, :3])
-    np.testing.assert_array_equal(sv.as_numpy(logvar), h[:, 3:])
+    np.testing.assert_array_equal(sv.as_numpy(mu), out[:, :3])
+    np.testing.assert_array_equal(sv.as_numpy(logvar), out[:, 3:])
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
@@ -79,7 +79,7 @@ def test_reconstruct_decodes_the_posterior_mean(xp):
 # -- the objective ---------------------------------------------------------------------------
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_elbo_terms_from_their_definitions(xp, likelihood):
-    """elbo = rec - kl with rec = 1/L sum_l log p(x|z_l), z_l = mu + exp(logvar/2) eps_l, and
+    """elbo = rec - kl with rec = 1/S sum_s log p(x|z_s), z_s = mu + exp(logvar/2) eps_s, and
     kl = KL(N(mu, exp(logvar)) || N(0, I)), each recomputed from distributions.py."""
     model, x, eps = _model_and_batch(xp, likelihood, "tanh")
     terms = model.elbo(x, eps=eps)
@@ -99,9 +99,9 @@ def test_elbo_terms_from_their_definitions(xp, likelihood):
     np.testing.assert_allclose(sv.as_numpy(terms.elbo), rec - kl, rtol=1e-12)
 
 
-def test_L_samples_average_the_single_sample_estimates(xp):
-    """With eps of shape (L, B, Z), rec is the mean of the L single-sample recs, kl is unchanged,
-    and the gradient is the mean of the L single-sample gradients."""
+def test_S_samples_average_the_single_sample_estimates(xp):
+    """With eps of shape (S, B, Z), rec is the mean of the S single-sample recs, kl is unchanged,
+    and the gradient is the mean of the S single-sample gradients."""
     model, x, eps = _model_and_batch(xp, "bernoulli", "tanh")
     both = model.elbo(x, eps=eps)
     singles = [model.elbo(x, eps=eps[i]) for i in range(2)]
@@ -122,14 +122,14 @@ def test_eps_of_shape_B_Z_is_one_sample(xp):
     np.testing.assert_array_equal(sv.as_numpy(a.elbo), sv.as_numpy(b.elbo))
 
 
-def test_n_samples_draws_L_samples_from_the_model_generator(xp):
-    """Without eps, n_samples = L draws (L, B, Z) noise from the model's generator: the same seed
-    gives the same ELBO, and larger L lowers the spread of the estimate."""
+def test_n_samples_draws_S_samples_from_the_model_generator(xp):
+    """Without eps, n_samples = S draws (S, B, Z) noise from the model's generator: the same seed
+    gives the same ELBO, and larger S lowers the spread of the estimate."""
     model, x, _ = _model_and_batch(xp, "bernoulli", "tanh")
     spread = {}
-    for L in (1, 16):
-        values = [float(model.elbo(x, n_samples=L).elbo.mean()) for _ in range(30)]
-        spread[L] = np.std(values)
+    for S in (1, 16):
+        values = [float(model.elbo(x, n_samples=S).elbo.mean()) for _ in range(30)]
+        spread[S] = np.std(values)
     assert spread[16] < spread[1] / 2          # about 1/4 expected: sqrt(16)
     m1, _, _ = _model_and_batch(xp, "bernoulli", "tanh")
     m2, _, _ = _model_and_batch(xp, "bernoulli", "tanh")
@@ -165,3 +165,54 @@ def test_backward_before_elbo_raises():
     """backward() needs a forward pass to differentiate."""
     with pytest.raises(RuntimeError, match="elbo"):
         sv.VAE(4, z_dim=2, hidden_dims=(3,)).backward()
+
+
+def test_forward_gives_the_path_of_one_batch(xp):
+    """forward(x, eps) returns mu, logvar, z = mu + exp(logvar / 2) eps and log p(x|z) per sample,
+    the pieces that elbo() averages: rec = mean over samples of log_lik."""
+    model, x, eps = _model_and_batch(xp, "gaussian", "tanh")
+    mu, logvar, z, log_lik = model.forward(x, eps)
+    enc_mu, enc_logvar = model.encode(x)
+    np.testing.assert_array_equal(sv.as_numpy(mu), sv.as_numpy(enc_mu))
+    np.testing.assert_allclose(sv.as_numpy(z), sv.as_numpy(mu + xp.exp(logvar / 2) * eps), rtol=1e-15)
+    assert z.shape == (2, 8, 3) and log_lik.shape == (2, 8)
+    for s in range(2):
+        model.decoder.forward(z[s])
+        np.testing.assert_allclose(sv.as_numpy(log_lik[s]), sv.as_numpy(model.decoder.log_prob(x)), rtol=1e-13)
+    np.testing.assert_allclose(sv.as_numpy(model.elbo(x, eps=eps).rec), sv.as_numpy(log_lik.mean(axis=0)),
+                               rtol=1e-15)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_decoder_backward_takes_dlogp_like_every_module(xp, likelihood):
+    """decoder.backward(dlogp), after forward(z) and log_prob(x), returns dz and fills the
+    gradients of f = sum_n dlogp_n log p(x_n|z_n), against central differences."""
+    model, x, _ = _model_and_batch(xp, likelihood, "tanh")
+    rng = np.random.default_rng(1)
+    z, dlogp = xp.asarray(rng.standard_normal((8, 3))), xp.asarray(rng.standard_normal(8))
+    dec = model.decoder
+    dec.forward(z)
+    dec.log_prob(x)
+    dz = dec.backward(dlogp)
+    grads = {**{k: g.copy() for k, g in dec.gradients().items()}, "z": dz}
+
+    def f():
+        dec.forward(z)
+        return float((dlogp * dec.log_prob(x)).sum())
+    reports = sv.check_gradients(f, {**dec.parameters(), "z": z}, grads)
+    assert len(reports) == 7 and max(r.worst for r in reports) < THRESHOLD, sv.format_report(reports)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_decoder_backward_needs_a_log_prob_since_the_forward(likelihood):
+    """The gradient comes from log_prob's x: without a log_prob since the last forward (or a
+    second backward of the same one) there is nothing to differentiate."""
+    model = sv.VAE(4, z_dim=2, hidden_dims=(3,), likelihood=likelihood, dtype="float64")
+    dec, z, x = model.decoder, np.zeros((2, 2)), np.full((2, 4), 0.5)
+    dec.forward(z)
+    with pytest.raises(RuntimeError, match="log_prob"):
+        dec.backward(np.ones(2))
+    dec.log_prob(x)
+    dec.backward(np.ones(2))
+    with pytest.raises(RuntimeError, match="log_prob"):
+        dec.backward(np.ones(2))

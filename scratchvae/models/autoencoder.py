@@ -27,8 +27,9 @@ class Autoencoder(Module):
         super().__init__()
         self.x_dim = validation.positive_int("x_dim", x_dim)
         self.code_dim = validation.positive_int("code_dim", code_dim)
-        hidden = tuple(validation.positive_int(f"hidden_dims[{i}]", h) for i, h in enumerate(hidden_dims))
-        rng = np.random.default_rng(seed)
+        hidden = tuple(validation.positive_int(f"hidden_dims[{i}]", size)
+                       for i, size in enumerate(hidden_dims))
+        rng = np.random.default_rng(validation.seed("seed", seed))
         common = dict(activation=activation, init=init, rng=rng, dtype=dtype, device=device)
         self.encoder = MLP([self.x_dim, *hidden, self.code_dim], **common)
         self.decoder = MLP([self.code_dim, *reversed(hidden), self.x_dim], **common)
@@ -87,7 +88,7 @@ def fit(model, x, optimizer="adam", lr=1e-2, epochs=10, batch_size=64, seed=0):
     epochs = validation.positive_int("epochs", epochs)
     batch_size = validation.positive_int("batch_size", batch_size)
     opt = OPTIMIZERS[optimizer](model.named_parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(validation.seed("seed", seed))
     xp = get_array_module(x)
     history = []
     for _ in range(epochs):

@@ -5,11 +5,11 @@
     mu(z) = sigmoid(A z + c),   s(z) = sigmoid(B z + d),   theta = (A, B, c, d)
 
 so log p(x|z) is a diagonal Gaussian log-density with mean mu(z) and log-variance s(z).
-Its gradient, for the upstream weight g_n of each row (the gradient of an objective with
-respect to log p(x_n|z_n)), by the chain rule through the two sigmoids:
+Its gradient, for the upstream gradient dlogp_n of each row (the gradient of an objective
+with respect to log p(x_n|z_n)), by the chain rule through the two sigmoids:
 
     dmu = (x - mu) / exp(s),   ds = 1/2 [(x - mu)^2 / exp(s) - 1]
-    da  = g dmu mu (1 - mu),   db = g ds s (1 - s)          (a = A z + c, b = B z + d)
+    da  = dlogp dmu mu (1 - mu),   db = dlogp ds s (1 - s)  (a = A z + c, b = B z + d)
     dA  = sum_n da_n z_n^T,    dc = sum_n da_n,   dB = sum_n db_n z_n^T,   dd = sum_n db_n
     dz  = A^T da + B^T db
 
@@ -19,10 +19,11 @@ Rows are examples: ``z`` is (N, Z) and ``A z`` is written ``z @ A.T``.
 """
 import numpy as np
 
-from .. import distributions as D
 from .. import validation
 from ..activations import sigmoid
 from ..backend import get_array_module, resolve_device, resolve_dtype, to_device
+from ..distributions import (gaussian_log_density, gaussian_log_density_grad, log_mean_exp, reparameterize,
+                             standard_normal_log_density)
 from ..module import Module
 
 
@@ -54,7 +55,7 @@ class DeepLVM(Module):
         x_dim = validation.positive_int("x_dim", x_dim)
         z_dim = validation.positive_int("z_dim", z_dim)
         dtype, device = resolve_dtype(dtype), resolve_device(device)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validation.seed("seed", seed))
         shapes = {"A": (x_dim, z_dim), "B": (x_dim, z_dim), "c": (x_dim,), "d": (x_dim,)}
         return cls(**{k: to_device(rng.normal(0.0, scale, s).astype(dtype), device)
                       for k, s in shapes.items()})
@@ -78,19 +79,20 @@ class DeepLVM(Module):
         mu, logvar = self.likelihood_params(z)
         validation.float_array("x", x, shape=(z.shape[0], self.x_dim))
         self.cache = (x, z, mu, logvar)
-        return D.gaussian_log_density(x, mu, logvar)
+        return gaussian_log_density(x, mu, logvar)
 
     def backward(self, dlogp=None):
-        """Fill ``grads`` with d/dtheta of sum_n g_n log p(x_n|z_n) and return dz (N, Z),
-        for the last :meth:`log_prob`; ``dlogp`` is g (N,), all ones by default."""
+        """Fill ``grads`` with d/dtheta of sum_n dlogp_n log p(x_n|z_n) and return dz (N, Z),
+        for the last :meth:`log_prob`; ``dlogp`` (N,) is all ones by default."""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding log_prob() call")
         x, z, mu, logvar = self.cache
         xp = get_array_module(x, z)
-        g = xp.ones(x.shape[0], dtype=x.dtype) if dlogp is None else dlogp
-        dmu, dlogvar, _ = D.gaussian_log_density_grad(x, mu, logvar)
-        da = dmu * mu * (1 - mu) * g[:, None]                # through mu = sigmoid(a)
-        db = dlogvar * logvar * (1 - logvar) * g[:, None]    # through logvar = sigmoid(b)
+        if dlogp is None:
+            dlogp = xp.ones(x.shape[0], dtype=x.dtype)
+        dmu, dlogvar, _ = gaussian_log_density_grad(x, mu, logvar)
+        da = dmu * mu * (1 - mu) * dlogp[:, None]               # through mu = sigmoid(a)
+        db = dlogvar * logvar * (1 - logvar) * dlogp[:, None]   # through logvar = sigmoid(b)
         self.grads["A"][...] = da.T @ z
         self.grads["c"][...] = da.sum(axis=0)
         self.grads["B"][...] = db.T @ z
@@ -99,7 +101,7 @@ class DeepLVM(Module):
 
     def log_joint(self, x, z):
         """log p(x, z) = log p(x|z) + log N(z; 0, I), per row."""
-        return self.log_prob(x, z) + D.standard_normal_log_density(z)
+        return self.log_prob(x, z) + standard_normal_log_density(z)
 
     def sample(self, n, rng):
         """Ancestral sampling: z ~ N(0, I), then x = mu(z) + exp(logvar(z)/2) eps with eps ~ N(0, I)
@@ -110,13 +112,13 @@ class DeepLVM(Module):
         z = xp.asarray(rng.standard_normal((n, self.z_dim)), dtype=dtype)
         eps = xp.asarray(rng.standard_normal((n, self.x_dim)), dtype=dtype)
         mu, logvar = self.likelihood_params(z)
-        return D.reparameterize(mu, logvar, eps), z
+        return reparameterize(mu, logvar, eps), z
 
     def pairwise_log_prob(self, x, z):
         """(N, S) matrix of log p(x_n | z_s) for every point against every latent sample."""
         validation.float_array("x", x, shape=(None, self.x_dim))
         mu, logvar = self.likelihood_params(z)
-        return D.gaussian_log_density(x[:, None, :], mu[None], logvar[None])
+        return gaussian_log_density(x[:, None, :], mu[None], logvar[None])
 
     def log_marginal(self, x, n_samples=1000, rng=None, z=None, chunk=4096):
         """Monte Carlo estimate of log p(x_n) = log E_{z ~ N(0, I)} p(x_n | z), per row:
@@ -131,7 +133,7 @@ class DeepLVM(Module):
             xp = get_array_module(self.params["A"])
             z = xp.asarray(rng.standard_normal((n_samples, self.z_dim)), dtype=self.params["A"].dtype)
         xp = get_array_module(x, z)
-        return xp.concatenate([D.log_mean_exp(self.pairwise_log_prob(x[i:i + chunk], z), axis=1)
+        return xp.concatenate([log_mean_exp(self.pairwise_log_prob(x[i:i + chunk], z), axis=1)
                                for i in range(0, x.shape[0], chunk)])
 
     def grid_log_marginal(self, x1, x2, n_samples=1000, rng=None):

@@ -22,9 +22,10 @@ import math
 
 import numpy as np
 
-from .. import distributions as D
 from .. import validation
 from ..backend import get_array_module
+from ..distributions import (LOG_2PI, gaussian_log_density, gaussian_log_density_grad, kl_standard_normal,
+                             reparameterize, standard_normal_log_density)
 from .mixture import mvn_log_density
 
 
@@ -41,7 +42,7 @@ class LinearGaussian:
     @classmethod
     def random(cls, x_dim=3, z_dim=2, s=0.5, seed=0):
         """A model with W and b drawn from N(0, 1) on the host, in float64."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(validation.seed("seed", seed))
         x_dim = validation.positive_int("x_dim", x_dim)
         z_dim = validation.positive_int("z_dim", z_dim)
         return cls(rng.standard_normal((x_dim, z_dim)), rng.standard_normal(x_dim), s)
@@ -67,20 +68,20 @@ class LinearGaussian:
         self._check(x, z)
         xp = get_array_module(x, z)
         logvar = xp.full_like(x, 2.0 * math.log(self.s))
-        return D.gaussian_log_density(x, z @ self.W.T + self.b, logvar)
+        return gaussian_log_density(x, z @ self.W.T + self.b, logvar)
 
     def log_likelihood_grad(self, x, z):
         """Gradients of sum_n log p(x_n|z_n): with r = (x - W z - b) / s^2,
         dz = W^T r,  dW = sum_n r_n z_n^T,  db = sum_n r_n.  Returns ``(dz, dW, db)``."""
         self._check(x, z)
         xp = get_array_module(x, z)
-        dmean, _, _ = D.gaussian_log_density_grad(x, z @ self.W.T + self.b,
+        dmean, _, _ = gaussian_log_density_grad(x, z @ self.W.T + self.b,
                                                   xp.full_like(x, 2.0 * math.log(self.s)))
         return dmean @ self.W, dmean.T @ z, dmean.sum(axis=0)
 
     def log_joint(self, x, z):
         """log p(x, z) = log p(x|z) + log N(z; 0, I), per row."""
-        return self.log_likelihood(x, z) + D.standard_normal_log_density(z)
+        return self.log_likelihood(x, z) + standard_normal_log_density(z)
 
     def marginal(self):
         """p(x) = N(b, C) with C = W W^T + s^2 I: returns ``(b, C)``."""
@@ -114,7 +115,7 @@ class LinearGaussian:
         xp = get_array_module(x, mu, logvar)
         r = x - mu @ self.W.T - self.b
         spread = xp.exp(logvar) @ (self.W * self.W).sum(axis=0)
-        return (-0.5 * self.x_dim * (D.LOG_2PI + 2.0 * math.log(self.s))
+        return (-0.5 * self.x_dim * (LOG_2PI + 2.0 * math.log(self.s))
                 - ((r * r).sum(axis=1) + spread) / (2.0 * self.s ** 2))
 
     def expected_log_likelihood_grad(self, x, mu, logvar):
@@ -135,7 +136,7 @@ class LinearGaussian:
 
     def elbo(self, x, mu, logvar):
         """L(q) = E_q[log p(x|z)] - KL(q || N(0, I)), per row (the VAE's form)."""
-        return self.expected_log_likelihood(x, mu, logvar) - D.kl_standard_normal(mu, logvar)
+        return self.expected_log_likelihood(x, mu, logvar) - kl_standard_normal(mu, logvar)
 
     def elbo_definition(self, x, mu, logvar):
         """L(q) = E_q[log p(x, z)] - E_q[log q(z)], per row, term by term in closed form:
@@ -144,19 +145,19 @@ class LinearGaussian:
             -E_q[log q(z)] =  1/2 sum_j [log 2pi + 1 + logvar_j]      (the entropy of q)
         """
         xp = get_array_module(mu, logvar)
-        cross = -0.5 * (D.LOG_2PI + mu * mu + xp.exp(logvar)).sum(axis=1)
-        entropy = 0.5 * (D.LOG_2PI + 1.0 + logvar).sum(axis=1)
+        cross = -0.5 * (LOG_2PI + mu * mu + xp.exp(logvar)).sum(axis=1)
+        entropy = 0.5 * (LOG_2PI + 1.0 + logvar).sum(axis=1)
         return self.expected_log_likelihood(x, mu, logvar) + cross + entropy
 
     def elbo_samples(self, x, mu, logvar, eps):
         """Single-sample estimates log p(x, z) - log q(z) at z = mu + exp(logvar/2) eps,
         for ``eps`` (S, N, Z): an (S, N) array whose mean over S estimates L(q)."""
         self._check(x, mu=mu, logvar=logvar)
-        z = D.reparameterize(mu, logvar, eps)
+        z = reparameterize(mu, logvar, eps)
         S, N = eps.shape[:2]
         zf = z.reshape(S * N, self.z_dim)
         xf = get_array_module(x).broadcast_to(x, (S, *x.shape)).reshape(S * N, self.x_dim)
-        log_q = D.gaussian_log_density(z, mu, logvar).reshape(S * N)
+        log_q = gaussian_log_density(z, mu, logvar).reshape(S * N)
         return (self.log_joint(xf, zf) - log_q).reshape(S, N)
 
     def kl_to_posterior(self, x, mu, logvar):

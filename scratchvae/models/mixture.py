@@ -25,9 +25,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import distributions as D
 from .. import validation
 from ..backend import get_array_module
+from ..distributions import LOG_2PI, gaussian_log_density, logsumexp
 
 COVARIANCES = ("full", "diag")
 
@@ -43,7 +43,7 @@ def mvn_log_density(x, mu, cov):
     chol = _cholesky("cov", cov)
     y = xp.linalg.solve(chol, (x - mu).T)                 # (D, N): C^{-1} (x - mu)
     log_det = 2.0 * xp.log(xp.diagonal(chol)).sum()
-    return -0.5 * (x.shape[-1] * D.LOG_2PI + log_det + (y * y).sum(axis=0))
+    return -0.5 * (x.shape[-1] * LOG_2PI + log_det + (y * y).sum(axis=0))
 
 
 def _cholesky(name, cov):
@@ -109,7 +109,7 @@ class GaussianMixture:
         self._check_x(x)
         xp = get_array_module(x, self.mu)
         if self.covariance == "diag":
-            return D.gaussian_log_density(x[:, None, :], self.mu[None], xp.log(self.cov)[None])
+            return gaussian_log_density(x[:, None, :], self.mu[None], xp.log(self.cov)[None])
         return xp.stack([mvn_log_density(x, self.mu[k], self.cov[k])
                          for k in range(self.n_components)], axis=1)
 
@@ -121,12 +121,12 @@ class GaussianMixture:
     def log_prob(self, x):
         """log p(x_n) = logsumexp_k log p(x_n, z_n = k), per row: stays finite far from every
         component, where sum_k pi_k N(x; mu_k, Sigma_k) underflows to 0."""
-        return D.logsumexp(self.log_joint(x), axis=1)
+        return logsumexp(self.log_joint(x), axis=1)
 
     def log_responsibilities(self, x):
         """(N, K) matrix of log p(z_n = k | x_n) = log p(x_n, k) - log p(x_n)."""
         log_joint = self.log_joint(x)
-        return log_joint - D.logsumexp(log_joint, axis=1)[:, None]
+        return log_joint - logsumexp(log_joint, axis=1)[:, None]
 
     def responsibilities(self, x):
         """(N, K) matrix r_nk = p(z_n = k | x_n); each row sums to 1."""
@@ -223,7 +223,7 @@ def init_mixture(x, n_components, covariance="full", seed=0):
     K = validation.positive_int("n_components", n_components)
     if K > x.shape[0]:
         raise ValueError(f"n_components must be at most the number of points {x.shape[0]}, got {K}")
-    idx = np.random.default_rng(seed).choice(x.shape[0], K, replace=False)
+    idx = np.random.default_rng(validation.seed("seed", seed)).choice(x.shape[0], K, replace=False)
     mu = x[xp.asarray(idx)]
     centered = x - x.mean(axis=0)
     cov = centered.T @ centered / x.shape[0]
