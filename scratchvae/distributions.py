@@ -133,7 +133,7 @@ def reparameterize(mu, logvar, eps):
 
     z is then distributed N(mu, diag(exp(logvar))): the *standard deviation*
     multiplies eps, not the variance. ``eps`` may carry leading sample axes,
-    e.g. ``(L, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
+    e.g. ``(S, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
     xp = get_array_module(mu, logvar, eps)
     return mu + xp.exp(0.5 * logvar) * eps
 

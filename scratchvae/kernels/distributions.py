@@ -25,7 +25,7 @@ def _rows(shape):
 def reparameterize(mu, logvar, eps, *, on=GPU):
     """z = mu + exp(logvar / 2) * eps (``reparameterize_forward``, reparameterize.cu).
 
-    ``eps`` may carry leading sample axes, e.g. ``(L, B, Z)`` against ``(B, Z)``.
+    ``eps`` may carry leading sample axes, e.g. ``(S, B, Z)`` against ``(B, Z)``.
     Reference: scratchvae.distributions.reparameterize"""
     dtype = on.check_arrays(mu=mu, logvar=logvar, eps=eps)
     shape = common_shape(mu=mu, logvar=logvar, eps=eps)
@@ -55,14 +55,14 @@ def reparameterize_backward(dz, logvar, eps, *, on=GPU):
         raise ValueError(f"dz must have the shape of z, which eps and logvar broadcast to; "
                          f"got dz {dz.shape}, logvar {logvar.shape}, eps {eps.shape}")
     inner = shape[dz.ndim - logvar.ndim:]  # one sample: the shape of mu and logvar
-    L, B, cols = math.prod(shape[:dz.ndim - logvar.ndim]), math.prod(inner[:-1]), shape[-1]
+    S, B, cols = math.prod(shape[:dz.ndim - logvar.ndim]), math.prod(inner[:-1]), shape[-1]
     dz2, ld_dz = on.rows_view(dz, shape)
     logvar2, ld_logvar = on.rows_view(logvar, inner)
     eps2, ld_eps = on.rows_view(eps, shape)
     dmu, dlogvar = on.empty(inner, dtype), on.empty(inner, dtype)
     on.launch("reparameterize.cu", "reparameterize_backward", dtype, elementwise_blocks(B * cols),
               THREADS, (dz2, ld_dz, logvar2, ld_logvar, eps2, ld_eps, dmu, dlogvar,
-                        np.int64(L), np.int64(B), np.int64(cols)))
+                        np.int64(S), np.int64(B), np.int64(cols)))
     return dmu, dlogvar
 
 
