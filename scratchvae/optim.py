@@ -39,6 +39,8 @@ of :mod:`scratchvae.kernels` (optim.cu): one launch per step for a whole model.
 """
 import math
 
+import numpy as np
+
 from . import kernels, validation
 from .backend import as_numpy, device_of, get_array_module, to_device
 from .module import flat_segments
@@ -78,21 +80,24 @@ class Optimizer:
         and the blocks ``step()`` walks on the CPU."""
         self._segments = []   # (flat theta, flat grad, [flat state ...], blocks)
         self.state = {s: {} for s in self.state_names}
+        segments = flat_segments(self.named)
         scratch = {}          # one block-sized scratch array per dtype, shared by all runs
-        for p, g, members in flat_segments(self.named):
+        for p, _, _ in segments:
+            if isinstance(p, np.ndarray):
+                scratch[p.dtype] = max(scratch.get(p.dtype, 0), min(BLOCK, p.size))
+        scratch = {dtype: np.empty(n, dtype) for dtype, n in scratch.items()}
+        for p, g, members in segments:
             xp = get_array_module(p)
             flat_state = [xp.zeros_like(p) for _ in self.state_names]
             for s, flat in zip(self.state_names, flat_state):
                 for name, start, param in members:
                     self.state[s][name] = _view(flat, start, param.shape)
             blocks = []
-            if xp.__name__ == "numpy":
-                key = p.dtype
-                if key not in scratch:
-                    scratch[key] = xp.empty(BLOCK, p.dtype)
+            if isinstance(p, np.ndarray):   # CuPy: update() takes the whole run at once
+                buf = scratch[p.dtype]
                 for a in range(0, p.size, BLOCK):
                     b = min(a + BLOCK, p.size)
-                    blocks.append((p[a:b], g[a:b], *(f[a:b] for f in flat_state), scratch[key][:b - a]))
+                    blocks.append((p[a:b], g[a:b], *(f[a:b] for f in flat_state), buf[:b - a]))
             self._segments.append((p, g, flat_state, blocks))
 
     def step(self):
