@@ -13,17 +13,31 @@ them alike:
     GEMM floor    only the epoch's matrix products, with NumPy's BLAS at the same shapes
 
 An epoch is ``N // batch_size`` full minibatches of a fresh permutation. The report
-gives the median epoch time of each, the ratios, and each model's held-out negative
-ELBO after 3 epochs: the models do the same work only if these agree (within about
-2 nats), otherwise the comparison is void. ``--memory`` adds the resident memory of a
-20-epoch run (peak, and growth across epochs) and ``--scale`` how epoch time grows with
+gives, for each contender, the median epoch time and the spread (min-max) of the
+epochs, the ratios of the medians, and each model's held-out negative ELBO after 3
+epochs: the models do the same work only if these agree (within about 2 nats),
+otherwise the comparison is void. ``--frey`` adds the paper's Frey Face workload
+(560-200-20 tanh, Gaussian decoder, Adagrad, batch 100) beside the same model in
+PyTorch, per step, at one and two threads; ``--memory`` the resident memory of a
+20-epoch run (peak, and growth across epochs); ``--scale`` how epoch time grows with
 the hidden width and the batch size, against the GEMM floor at each point.
 
-Threads: NumPy's BLAS is limited to ``--threads`` through threadpoolctl (a dependency of
-scikit-learn), and PyTorch through ``torch.set_num_threads``. Without threadpoolctl,
-start Python with ``OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2``.
-Timings on a shared machine are noisy: compare the ratios of one run, and run it when
-the machine is otherwise idle (the report shows the load average).
+A benchmark that cannot flatter: the report names the CPU, NumPy's BLAS library and the
+kernel it chose for this CPU (threadpoolctl), and the load average before and after. It
+also counts the CPU time that other processes used during each comparison, and marks
+the comparison NOISY when that, or the load before it, exceeds 0.3 per core: two-thread
+BLAS waits for its second thread, so other work on the second core slows scratchvae and
+PyTorch unequally. Where the environment sets ``OPENBLAS_CORETYPE`` (which forces
+OpenBLAS's kernel), the command measures again in a process without it and prints both;
+the headline is the run as the environment sets it. (Tests and CI never change it.)
+
+Why an epoch can cost more than ``steps x`` the median step that ``profile_step.py``
+reports: the epoch is the *sum* of its steps, and on a busy machine a few steps whose
+two-thread matrix products wait for a preempted BLAS thread take many times the median.
+The report gives the share of the epoch spent in its slowest tenth of steps.
+
+Threads: NumPy's BLAS is limited to ``--threads`` through threadpoolctl, and PyTorch
+through ``torch.set_num_threads``.
 
 PyTorch is an optional peer, never a dependency: without it the benchmark compares
 scratchvae with the GEMM floor only, and says so.
@@ -586,7 +600,7 @@ def measure_memory(args, log=print):
     if args.data_dir is not None:
         argv += ["--data-dir", str(args.data_dir)]
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parent.parent.parent)   # the folder holding scratchvae/
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     log(f"  memory: training {args.memory_epochs} epochs in a separate process")
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
