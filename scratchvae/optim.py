@@ -26,7 +26,7 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
    Adam takes twelve of them. Over 650,000 float32 parameters each array is 2.6 MB, so
    the twelve passes stream parameters, gradients, m and v through memory again and
    again. ``step()`` walks the flat arrays in blocks of :data:`BLOCK` elements and runs
-   all the passes of the update over one block (about a quarter megabyte for Adam's
+   all the passes of the update over one block (about 640 KB for Adam's
    five arrays) while it sits in the core's cache, then moves on: the arrays cross the
    memory bus once per step instead of once per pass.
 3. *Few passes.* The update is rearranged to use as few array operations as NumPy
@@ -45,11 +45,13 @@ from . import kernels, validation
 from .backend import as_numpy, device_of, get_array_module, to_device
 from .module import flat_segments
 
-# Elements per block of step()'s walk. 16K float32 is 64 KB per array: Adam's five arrays
-# (theta, g, m, v, one scratch) fit the 2 MB L2 cache of a core with room to spare, and a
-# block is long enough that the ~1 us overhead of a NumPy call stays small beside its work.
-# Measured on the Adam update of 652,824 parameters (benchmarks/README.md, "Block size").
-BLOCK = 16384
+# Elements per block of step()'s walk. 32K float32 is 128 KB per array: Adam's five arrays
+# (theta, g, m, v, one scratch) fit a core's 2 MB L2 cache, and a block is long enough that
+# the ~1 us overhead of a NumPy call stays small beside its work. Measured on the Adam
+# update of 652,824 parameters right after a step's matrix products (benchmarks/optim_step.py,
+# table in benchmarks/README.md): 4K 0.82x, 8K 0.75x, 16K 0.69x, 32K 0.63x, 64K 0.64x,
+# 128K 0.68x of the time of whole-tensor passes.
+BLOCK = 32768
 
 
 def _view(flat, start, shape):
