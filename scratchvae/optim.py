@@ -79,7 +79,7 @@ class Optimizer:
     def _setup_buffers(self):
         """The flat runs of parameters (one for a flattened model), a flat state array per
         run and state name, the per-name views of the state that ``state_dict`` exports,
-        and the blocks ``step()`` walks on the CPU."""
+        and the blocks ``step()`` walks (on the GPU, one block: the whole run)."""
         self._segments = []   # (flat theta, flat grad, [flat state ...], blocks)
         self.state = {s: {} for s in self.state_names}
         segments = flat_segments(self.named)
@@ -94,12 +94,12 @@ class Optimizer:
             for s, flat in zip(self.state_names, flat_state):
                 for name, start, param in members:
                     self.state[s][name] = _view(flat, start, param.shape)
-            blocks = []
-            if isinstance(p, np.ndarray):   # CuPy: update() takes the whole run at once
+            if isinstance(p, np.ndarray):
                 buf = scratch[p.dtype]
-                for a in range(0, p.size, BLOCK):
-                    b = min(a + BLOCK, p.size)
-                    blocks.append((p[a:b], g[a:b], *(f[a:b] for f in flat_state), buf[:b - a]))
+                blocks = [(p[a:a + BLOCK], g[a:a + BLOCK], *(f[a:a + BLOCK] for f in flat_state),
+                           buf[:min(BLOCK, p.size - a)]) for a in range(0, p.size, BLOCK)]
+            else:   # on the GPU the whole run is one block (kernels off: plain CuPy passes)
+                blocks = [(p, g, *flat_state, xp.empty_like(p))]
             self._segments.append((p, g, flat_state, blocks))
 
     def step(self):
@@ -157,8 +157,6 @@ class SGD(Optimizer):
         super().__init__(named_parameters, lr)
 
     def update(self, p, g, *state, blocks):
-        if not blocks:                # CuPy: the whole run at once
-            return self.textbook_update(p, g, *state)
         xp = get_array_module(p)
         for p, g, *v, buf in blocks:  # 2 passes over one block (4 with momentum), in cache
             if v:
