@@ -102,6 +102,7 @@ class MLP(Module):
             self.layers.append(Linear(n_in, n_out, init, rng, dtype, device))
             last = i == len(sizes) - 2
             self.layers.append(ACTIVATIONS[out_activation if last else activation]())
+        self.flatten_parameters()   # every W and b in one buffer (see scratchvae.module)
 
     def children(self):
         return {str(i): layer for i, layer in enumerate(self.layers) if layer.params}

@@ -76,6 +76,7 @@ class VAE(Module):
         self.encoder = MLP([self.x_dim, *self.hidden_dims, 2 * self.z_dim], **common)
         self.decoder = DECODERS[likelihood](
             MLP([self.z_dim, *reversed(self.hidden_dims), out_dim], **common))
+        self.flatten_parameters()   # encoder and decoder in one buffer (see scratchvae.module)
         self.rng = make_rng(seed, self.device)
 
     def children(self):

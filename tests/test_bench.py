@@ -39,8 +39,22 @@ def test_bench_runs_and_writes_its_json(tmp_path, capsys):
     assert all(0 < v < 64 * np.log(2) for v in nelbo.values())
     if report["torch"]["version"]:  # same weights, same batches: the same model, within noise
         assert r["valid"] and r["nelbo_spread"] < bench.ELBO_TOLERANCE
-    assert [g["batch_size"] for g in report["goals"]] == [128, 128, 32]
-    assert all(g["met"] is None for g in report["goals"])  # those batch sizes were not run
+    assert [g["where"] for g in report["goals"]] == ["batch 128", "batch 128", "batch 32",
+                                                     "Frey Face, 1 thread"]
+    assert all(g["met"] is None for g in report["goals"])  # those workloads were not run
+    # what the machine was and how busy: enough to judge the numbers
+    machine = report["machine"]
+    assert machine["cpu"] and machine["blas"]["library"] == "openblas" and machine["blas"]["kernel"]
+    assert f"CPU: {machine['cpu']}" in out and f"kernel {machine['blas']['kernel']}" in out
+    q = r["quiet"]
+    assert len(q["load_before"]) == len(q["load_after"]) == 3 and q["others_cores"] >= 0
+    assert isinstance(q["noisy"], bool) and ("NOISY" in out) == any(
+        x["quiet"]["noisy"] for x in report["batch"].values())
+    for name, times in r["times_s"].items():   # median and spread of every contender
+        assert r["spread_s"][name] == {"median": r["median_s"][name], "min": min(times), "max": max(times)}
+    steps = r["scratchvae_steps"]              # the epoch is the sum of its steps
+    assert 0 < steps["median_step_s"] * r["steps_per_epoch"] == pytest.approx(steps["median_step_x_steps_s"])
+    assert 0 < steps["slowest_tenth_share"] <= 1
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -111,3 +125,39 @@ def test_bernoulli_likelihood_and_grad_at_once_agree_with_the_reference_pair(xp,
     scale = float(xp.abs(x * logits).sum(axis=1).max()) + 50
     assert float(xp.abs(logp - ref_logp).max()) < tol * scale
     assert float(xp.abs(dlogits - D.bernoulli_log_likelihood_grad(x, logits)).max()) < tol
+
+
+
+def test_the_noisy_mark_follows_the_load_per_core(monkeypatch):
+    cpus = bench.os.cpu_count()
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (0.9 * bench.QUIET_LOAD * cpus, 0.0, 0.0))
+    q = bench.Quietness().result()   # below the load limit: noisy only if others used the CPUs
+    assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > bench.QUIET_LOAD * cpus)
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (1.1 * bench.QUIET_LOAD * cpus, 0.0, 0.0))
+    assert bench.Quietness().result()["noisy"] is True
+
+
+def test_frey_workload_runs_beside_pytorch_and_does_the_same_work():
+    """A tiny Gaussian-decoder run through the Frey comparison: per-step times at each thread
+    count, and (with PyTorch) a held-out bound that agrees, since both draw the same eps."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((200, 12), dtype=np.float32), rng.random((50, 12), dtype=np.float32)
+    torch, _ = bench.import_torch()
+    r = bench.compare_frey(train, test, (1,), repeats=2, torch=torch, hidden=8, z_dim=2, lr=0.02,
+                           unit_epochs=1, log=lambda *_: None)
+    one = r["threads"]["1"]
+    assert one["steps_per_unit"] == 2 and all(len(v) == 2 and min(v) > 0 for v in one["step_s"].values())
+    assert set(one["median_step_s"]) == ({"scratchvae", "torch"} if torch else {"scratchvae"})
+    if torch is not None:
+        e = one["heldout_nelbo"]
+        assert one["valid"] and abs(e["scratchvae"] - e["torch"]) < 0.05, e
+        assert one["ratios"]["scratchvae/torch"] == pytest.approx(
+            one["median_step_s"]["scratchvae"] / one["median_step_s"]["torch"])
+
+
+def test_the_run_without_openblas_coretype_repeats_the_same_command_line():
+    parser = bench.add_arguments(__import__("argparse").ArgumentParser())
+    args = parser.parse_args([*TINY, "--frey", "--no-torch", "--data-dir", "/path/to/data"])
+    again = parser.parse_args(bench._argv_of(args))
+    assert {k: v for k, v in vars(again).items() if k not in ("json",)} == \
+        {k: v for k, v in vars(args).items() if k not in ("json",)}

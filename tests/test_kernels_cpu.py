@@ -144,12 +144,12 @@ def test_check_args_refuses_what_a_gpu_would_misread(args, message):
 
 def test_check_args_refuses_a_python_float_where_the_kernel_wants_a_float():
     theta = np.zeros(4, np.float32)
-    good = (theta, theta, theta, theta) + tuple(np.float32(v) for v in (0.9, 0.1, 0.999, 0.001, 1e-3, 1e-8)) \
+    good = (theta, theta, theta, theta) + tuple(np.float32(v) for v in (0.1, 0.001, 1e-3, 1e-8)) \
         + (np.int64(4),)
     launch.check_args("optim.cu", "adam_update", np.float32, good)
     for k, wrong in ((4, 0.9), (5, np.float64(0.1))):
         args = good[:k] + (wrong,) + good[k + 1:]
-        with pytest.raises(TypeError, match=r"argument %d \(float b1|argument %d \(float one_minus_b1" % (k, k)):
+        with pytest.raises(TypeError, match=r"argument %d \(float one_minus_b1|argument %d \(float one_minus_b2" % (k, k)):
             launch.check_args("optim.cu", "adam_update", np.float32, args)
     with pytest.raises(TypeError, match="as a double"):
         launch.check_args("optim.cu", "adam_update", np.float32, good[:4] + (0.9,) + good[5:])

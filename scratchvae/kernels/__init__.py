@@ -147,7 +147,7 @@ def fused_by(kernel, args=None):
 
     The arrays checked are the call's arguments (a method's after ``self``). The
     wrapper receives the same arguments, or, for a method, what ``args`` makes of
-    them: ``args=lambda self, p, g, h, buf: (p, g, h, self.lr, self.eps)``. The
+    them: ``args=lambda self, p, g, h, blocks: (p, g, h, self.lr, self.eps)``. The
     decorated function keeps the formula as ``.reference`` and the kernel's name as
     ``.fused_kernel``. The wrapper is looked up when the call is made, so that a test
     can replace it."""
@@ -159,8 +159,10 @@ def fused_by(kernel, args=None):
 
         @functools.wraps(reference)
         def formula_or_kernel(*call, **named):
-            arrays = call[1:] if method else call
-            if active(*arrays, *named.values()):
+            # the operands; lists (an optimizer's blocks) are bookkeeping and stay out
+            arrays = [a for a in (*(call[1:] if method else call), *named.values())
+                      if not isinstance(a, (list, tuple))]
+            if active(*arrays):
                 if named:   # arguments given by name: put them in their places
                     call = signature.bind(*call, **named).args
                 fused = globals()[kernel]

@@ -4,23 +4,24 @@
 // NumPy reference: scratchvae.optim.Adam.update and scratchvae.optim.Adagrad.update.
 
 // Adam (Kingma & Ba 2015), with the bias corrections folded into lr_t and eps_t
-// (see scratchvae.optim.Adam):
+// (see scratchvae.optim.Adam), and the moments written as NumPy's fast form writes them:
 //
-//     m = b1 m + (1 - b1) g
-//     v = b2 v + (1 - b2) g^2
+//     m = m + (1 - b1) (g - m)       (= b1 m + (1 - b1) g)
+//     v = v + (1 - b2) (g^2 - v)     (= b2 v + (1 - b2) g^2)
 //     theta -= lr_t m / (sqrt(v) + eps_t)
 //
-// 1 - b1 and 1 - b2 arrive computed on the host in double, then rounded to T, exactly
-// as NumPy rounds the Python float (1 - b1) when it multiplies a float32 array.
+// so that both round alike. 1 - b1 and 1 - b2 arrive computed on the host in double,
+// then rounded to T, exactly as NumPy rounds the Python float (1 - b1) when it
+// multiplies a float32 array.
 template <typename T>
 __global__ void adam_update(T* theta, const T* g, T* m, T* v,
-                            T b1, T one_minus_b1, T b2, T one_minus_b2,
+                            T one_minus_b1, T one_minus_b2,
                             T lr_t, T eps_t, long long n) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= n) return;
     T gi = g[i];
-    T mi = m[i] * b1 + gi * one_minus_b1;
-    T vi = v[i] * b2 + gi * gi * one_minus_b2;
+    T mi = m[i] + (gi - m[i]) * one_minus_b1;
+    T vi = v[i] + (gi * gi - v[i]) * one_minus_b2;
     m[i] = mi;
     v[i] = vi;
     theta[i] -= mi / (sqrt(vi) + eps_t) * lr_t;

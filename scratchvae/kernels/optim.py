@@ -21,14 +21,14 @@ def _check_in_place(on, **arrays):
 
 
 def adam_update(theta, g, m, v, b1, b2, lr_t, eps_t, *, on=GPU):
-    """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  theta -= lr_t m / (sqrt(v) + eps_t),
+    """m += (1 - b1)(g - m);  v += (1 - b2)(g^2 - v);  theta -= lr_t m / (sqrt(v) + eps_t),
     with the bias corrections folded into ``lr_t`` and ``eps_t`` as in :class:`scratchvae.Adam`.
 
     Reference: scratchvae.optim.Adam.update"""
     dtype = _check_in_place(on, theta=theta, g=g, m=m, v=v)
     T = dtype.type
     on.launch("optim.cu", "adam_update", dtype, elementwise_blocks(theta.size), THREADS,
-              (theta, g, m, v, T(b1), T(1 - b1), T(b2), T(1 - b2), T(lr_t), T(eps_t),
+              (theta, g, m, v, T(1 - b1), T(1 - b2), T(lr_t), T(eps_t),
                np.int64(theta.size)))
 
 
