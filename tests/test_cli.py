@@ -124,7 +124,9 @@ def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, capsys):
     assert proc.returncode == 130
     assert "interrupted at step" in line and "the last checkpoint" in line
     assert line.endswith("scratchvae " + " ".join(argv) + " --resume")
-    kept = load(out / CHECKPOINT)                       # intact, and it resumes
+    kept = load(out / CHECKPOINT)          # saved at the step where Ctrl-C arrived, not 30 s earlier
+    step = int(line.split("interrupted at step ")[1].split()[0])
+    assert step > 0 and kept.meta["progress"]["step"] == step
     assert _run(capsys, *argv[:1], "--epochs", 1, *argv[3:], "--resume")[0] == 0
     assert load(out / CHECKPOINT).meta["progress"]["samples"] >= kept.meta["progress"]["samples"]
 

@@ -173,7 +173,7 @@ def cmd_train(args, argv):
               f"train elbo {last['train_elbo']:.3f}, held-out elbo {last['test_elbo']:.3f} nats "
               f"per image; checkpoint {trainer.checkpoint_path}")
     if not args.no_plots:
-        test_x = trainer.eval_sets["test"]
+        test_x = trainer.images.eval_sets["test"]
         paths = plots.plot_run(model, data.image_shape, test_x, out,
                                test_labels=None if data.test_labels is None
                                else data.test_labels[: test_x.shape[0]])

@@ -7,7 +7,7 @@ are present). Each contender trains its own copy of the same initial weights on 
 same minibatches, and their epochs are interleaved so that a busy machine slows all of
 them alike:
 
-    scratchvae    VAE.loss_and_grads + Adam.step, on NumPy
+    scratchvae    train_step (VAE.loss_and_grads + Adam.step), on NumPy
     torch         the same model in PyTorch, default Adam        (if PyTorch is installed)
     torch fused   the same, Adam(fused=True)                     (if PyTorch is installed)
     GEMM floor    only the epoch's matrix products, with NumPy's BLAS at the same shapes
@@ -46,6 +46,7 @@ import numpy as np
 from ..data.datasets import load_dataset
 from ..data.download import MissingDataError
 from ..optim import Adam
+from ..training.step import train_step
 from ..vae import VAE
 
 BATCH_SIZES = (128, 32, 512)
@@ -147,8 +148,7 @@ class ScratchRun:
 
     def epoch(self, x, order, batch_size):
         for start in range(0, len(order) - batch_size + 1, batch_size):
-            self.model.loss_and_grads(x[order[start:start + batch_size]])
-            self.optimizer.step()
+            train_step(self.model, self.optimizer, x[order[start:start + batch_size]])
 
     def heldout_nelbo(self, x, eps):
         return -float(self.model.elbo(x, eps=eps).elbo.mean())
