@@ -27,7 +27,7 @@ FIGURES = {
     "05_variational_inference": ["elbo_decomposition"],
     "06_reparameterization": ["sampling_blocks_gradient", "estimators", "note002_spread"],
     "07_vae_mnist": ["elbo_curves", "manifold", "samples"],
-    "08_vae_frey_face": ["manifold", "variance_collapse"],
+    "08_vae_frey_face": ["manifold", "training", "variance_collapse"],
     "09_importance_sampling": ["lk_vs_k"],
     "10_gpu": ["timing"],
 }
