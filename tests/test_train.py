@@ -261,3 +261,24 @@ def test_read_metrics_rejects_a_broken_line_in_the_middle(tmp_path):
     path.write_text('{"samples": 1}\nnot json\n{"samples": 2}\n')
     with pytest.raises(ValueError, match="line 2 is not valid JSON"):
         read_metrics(path)
+
+
+def test_train_step_is_the_hand_written_step(digits):
+    """train_step = loss_and_grads + optimizer.step, and refuses a non-finite loss before the
+    update, leaving every parameter as it was."""
+    from scratchvae.training.step import train_step
+
+    x = digits[0][:32]
+    by_hand, stepped = (sv.VAE(64, 2, (16,), seed=5) for _ in range(2))
+    opt_hand, opt_step = sv.Adam(by_hand.named_parameters()), sv.Adam(stepped.named_parameters())
+    for _ in range(3):
+        expected, _ = by_hand.loss_and_grads(x)
+        opt_hand.step()
+        assert train_step(stepped, opt_step, x) == expected
+    assert _identical(by_hand.parameters(), stepped.parameters())
+
+    stepped.decoder.net.layers[0].params["W"][0, 0] = np.inf
+    before = {k: p.copy() for k, p in stepped.parameters().items()}
+    with pytest.raises(FloatingPointError, match="the loss became nan"), np.errstate(all="ignore"):
+        train_step(stepped, opt_step, x)
+    assert all(np.array_equal(before[k], p, equal_nan=True) for k, p in stepped.parameters().items())
