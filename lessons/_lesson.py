@@ -23,6 +23,12 @@ HERE = Path(__file__).resolve().parent
 NON_INTERACTIVE = {"agg", "pdf", "pgf", "ps", "svg", "cairo", "template"}
 
 
+def _positive_int(text):
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 class Lesson:
     """The run's settings, parsed from the command line and the environment."""
 
@@ -37,7 +43,7 @@ class Lesson:
                             help="download a missing data set (checksums verified)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-show", action="store_true", help="save figures without showing them")
-        parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+        parser.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
                             help=f"threads for NumPy's matrix products (default: {DEFAULT_THREADS})")
         args, _ = parser.parse_known_args()
         set_threads(args.threads)

@@ -8,8 +8,9 @@
     scratchvae bench       time scratchvae against PyTorch and the GEMM floor
     scratchvae reproduce   regenerate the results of Kingma & Welling (2013)
 
-Flags follow pytorch/examples (``--epochs``, ``--batch-size``, ``--lr``, ...). Bad input
-ends with one line on stderr and a non-zero exit status, never a traceback.
+Flags follow pytorch/examples (``--epochs``, ``--batch-size``, ``--lr``, ...). Every command
+takes ``--threads N``, the threads of NumPy's matrix products (default: one; README, "Threads").
+Bad input ends with one line on stderr and a non-zero exit status, never a traceback.
 """
 import argparse
 import importlib
