@@ -191,11 +191,11 @@ class Session:
                 state.wall_time = time.perf_counter() - clock
                 if self.schedule.due(state.samples, epoch_ended):
                     self._evaluation_point()
+                if state.samples >= self.target:      # done and saved, Ctrl-C or not
+                    return
                 if ctrl_c.requested:
                     t.save()
                     raise KeyboardInterrupt
-                if state.samples >= self.target:
-                    return
 
     def _step(self, x):
         try:
