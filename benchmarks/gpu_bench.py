@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from scratchvae import backend, kernels
 from scratchvae.experiments.bench import TorchRun, epoch_order, import_torch, load_images, make_model
 from scratchvae.optim import Adam
+from scratchvae.training.step import train_step
 from scratchvae.vae import VAE
 
 LABELS = {"cupy_kernels": "cupy kernels", "cupy": "cupy", "torch": "torch", "torch_fused": "torch fused"}
@@ -66,11 +67,8 @@ class CupyRun:
         steps = len(order) // batch_size
         with kernels.use_kernels(self.use_kernels):
             for start in range(0, steps * batch_size, batch_size):
-                terms = self.model.elbo(x[order[start:start + batch_size]], check=False)
-                self.model.backward()
-                self.optimizer.step()
-                loss_sum -= terms.elbo.sum(dtype=np.float64)
-        return float(loss_sum) / (steps * batch_size)
+                loss_sum += train_step(self.model, self.optimizer, x[order[start:start + batch_size]])
+        return float(loss_sum) / steps
 
     def heldout_nelbo(self, x, eps):
         with kernels.use_kernels(self.use_kernels):

@@ -69,6 +69,25 @@ estimate = model.log_marginal(points, n_samples=S, rng=np.random.default_rng(1))
 run.check(f"log p(x), Monte Carlo with S = {S} vs quadrature", estimate, exact, tol=3 / np.sqrt(S))
 
 # %% [markdown]
+# ## What is intractable: the integral over z, not p(x|z)
+#
+# Note 002 says (its line 68)
+#
+#     Problem: impossible to compute $p(x|z)$ for every $z$ ([computationally
+#
+# but for a given z, p(x|z) is one pass through the decoder (`model.log_prob(x, z)` above gave
+# it for 8 pairs at once). What cannot be done is the integral over *every* z,
+# p(x) = ∫ p(x|z) p(z) dz: the grid above took 4001 decoder passes for one latent dimension, and
+# as fine a grid over a 20-dimensional z would take 4001^20. With p(x) goes the posterior
+# p(z|x) = p(x|z) p(z) / p(x), whose normalizer it is; that is why a VAE learns q(z|x) instead.
+
+# %%
+print(f"  log p(x|z) at x = {points[0]}, z = 0.3: {model.log_prob(points[:1], np.array([[0.3]]))[0]:.4f} "
+      f"(one decoder pass)")
+print(f"  log p(x) at the same x: {exact[0]:.4f} ({z_grid.shape[0]} decoder passes for a 1-D z; "
+      f"a 20-D grid as fine: about 10^{20 * np.log10(z_grid.shape[0]):.0f})")
+
+# %% [markdown]
 # ## The note's model is a soft blob
 #
 # exp(sigmoid(.)) lies between 1 and e, so every conditional has a variance of at least 1, while

@@ -216,7 +216,7 @@ for name, (dmu_hat, _) in estimates.items():
     axes[1].plot(n, np.cumsum(dmu_hat[:, 0]) / n, color=colors[name], lw=1, label=name)
 axes[1].axhline(dmu_exact[0], color="k", ls="--", label="exact gradient")
 axes[1].set(title="(b) both unbiased: running means", xlabel="samples averaged", xscale="log",
-            ylim=(dmu_exact[0] - 6, dmu_exact[0] + 6))
+            ylabel="running mean of the estimates", ylim=(dmu_exact[0] - 6, dmu_exact[0] + 6))
 axes[1].legend(fontsize=8)
 
 for name, v in variances.items():

@@ -28,7 +28,7 @@ from scratchvae.activations import sigmoid, softplus
 from scratchvae.backend import get_array_module
 from scratchvae.gradcheck import THRESHOLD, check_directional, check_gradients, format_report
 from scratchvae.module import Module
-from scratchvae.training.plots import latent_grid, tile
+from scratchvae.training.plots import manifold_figure
 from scratchvae.training.trainer import Trainer
 
 run = Lesson("08_vae_frey_face")
@@ -178,16 +178,16 @@ print(f"  2-D model, {epochs} epochs in {time.perf_counter() - start:.1f} s: ELB
       f"{last['train_elbo']:.1f}, held-out {last['test_elbo']:.1f} nats "
       f"(note 003's formula would say {last['test_elbo'] + x_dim / 2 * LOG_2PI:.1f})")
 
+# %% [markdown]
+# Each face pixel is drawn as a whole number of screen pixels, and the grey scale runs from the
+# darkest to the brightest mean: a Gaussian decoder's faces use only part of [0, 1]
+# (`scratchvae.training.plots.manifold_figure`).
+
 # %%
-n_grid = 20 if min(data.image_shape) >= 16 else 12
-fig = plt.figure(figsize=(18, 11))
-grid = fig.add_gridspec(2, 2, width_ratios=[1.5, 1])
-ax = fig.add_subplot(grid[:, 0])
-faces = model.decode(latent_grid(n_grid).astype(model.dtype))
-ax.imshow(tile(faces, data.image_shape, n_grid), cmap="gray", vmin=0, vmax=1)
-ax.set_axis_off()
-ax.set_title(f"decoder means on a {n_grid} x {n_grid} grid of z ({data.name})")
-ax = fig.add_subplot(grid[0, 1])
+run.save(manifold_figure(model, data.image_shape, new_figure=plt.figure), "manifold")
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+ax = axes[0]
 n = [r["samples"] for r in history]
 ax.plot(n, [r["test_elbo"] for r in history], "C0-", label="held-out")
 ax.plot(n, [r["train_elbo"] for r in history], "C0--", label="train")
@@ -195,13 +195,13 @@ ax.set(xscale="log", xlabel="training samples seen", ylabel="ELBO per image (nat
        title="lower bound during training")
 ax.xaxis.set_minor_formatter(NullFormatter())
 ax.legend(fontsize=8)
-ax = fig.add_subplot(grid[1, 1])
+ax = axes[1]
 mu, _ = model.encode(np.concatenate([data.train, data.test]))
 frames = ax.scatter(mu[:, 0], mu[:, 1], c=np.arange(len(mu)), cmap="viridis", s=4)
 fig.colorbar(frames, ax=ax, label="frame" if data.name == "frey" else "image index")
 ax.set(title="encoder means mu(x) of every image", xlabel="z_1", ylabel="z_2")
 fig.tight_layout()
-run.save(fig, "manifold")
+run.save(fig, "training")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))

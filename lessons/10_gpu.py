@@ -22,7 +22,7 @@ import inspect
 import time
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 import numpy as np
 
 from _lesson import Lesson
@@ -145,8 +145,12 @@ axes[1].set(xscale="log", yscale="log", xlabel="minibatch size", ylabel="microse
 for ax, ticks in zip(axes, [widths, batches]):
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
+    # labels at 1, 2, 5 x 10^k, or finer steps when the times span less than a decade
+    low, high = ax.get_ylim()
+    subs = (1.0, 2.0, 5.0) if high / low > 10 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
+    ax.yaxis.set_major_locator(LogLocator(subs=subs))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8, title=None if gpu else "no GPU on this machine", title_fontsize=8)
 fig.tight_layout()
 run.save(fig, "timing")

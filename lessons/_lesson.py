@@ -1,6 +1,6 @@
 """What every lesson shares: fast or full mode, the output and data folders, checks, figures.
 
-    python lessons/07_vae_mnist.py [--fast] [--out DIR] [--data-dir DIR] [--download] [--seed N] [--no-show]
+    python lessons/07_vae_mnist.py [--fast] [--out DIR] [--data-dir DIR] [--download] [--seed N] [--threads N] [--no-show]
 
 Fast mode (``--fast``, or the environment variable ``SCRATCHVAE_FAST=1``) shrinks every loop so
 that a lesson runs in seconds, for CI; full mode runs the real experiment. Figures go to
@@ -15,11 +15,18 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from scratchvae.backend import DEFAULT_THREADS, set_threads
 from scratchvae.data.datasets import default_data_dir
 from scratchvae.gradcheck import rel_error
 
 HERE = Path(__file__).resolve().parent
 NON_INTERACTIVE = {"agg", "pdf", "pgf", "ps", "svg", "cairo", "template"}
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 class Lesson:
@@ -36,7 +43,10 @@ class Lesson:
                             help="download a missing data set (checksums verified)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--no-show", action="store_true", help="save figures without showing them")
+        parser.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS,
+                            help=f"threads for NumPy's matrix products (default: {DEFAULT_THREADS})")
         args, _ = parser.parse_known_args()
+        set_threads(args.threads)
         self.name = name
         self.fast = args.fast or os.environ.get("SCRATCHVAE_FAST", "0") not in ("", "0")
         self.out = args.out

@@ -14,7 +14,7 @@ models), ``derivations`` (every derivation of the notes, checked), ``data``, ``t
 ``experiments`` (the paper's section 5, the benchmark), ``kernels`` (CUDA) and ``cli``.
 """
 from .backend import (DeviceError, as_cupy, as_numpy, get_array_module, gpu_available, make_rng,
-                      to_device)
+                      set_threads, to_device)
 from .gradcheck import check_directional, check_gradients, format_report, numerical_gradient, rel_error
 from .layers import MLP, Linear
 from .optim import SGD, Adagrad, Adam

@@ -113,3 +113,28 @@ def make_rng(seed=None, device="cpu"):
     if resolve_device(device) == "gpu":
         return cupy.random.default_rng(seed)
     return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Threads of NumPy's matrix products
+# ---------------------------------------------------------------------------------------
+DEFAULT_THREADS = 1
+
+
+def set_threads(n=DEFAULT_THREADS):
+    """Let NumPy's BLAS (the library behind ``@``: OpenBLAS, MKL or BLIS) use ``n`` threads,
+    in this process, from now on. Returns ``n``.
+
+    The default is one thread: the matrices of this project (a batch of 100 images through
+    layers of a few hundred units) are too small for a second thread to pay for its
+    synchronisation, and when the cores are busy with other work, BLAS threads that wait
+    for each other make training many times slower (README, "Threads"). Larger products
+    (wide layers, large batches) may gain from ``n`` = the number of idle cores."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"threads must be a positive integer, got {n!r}")
+    if n <= 0:
+        raise ValueError(f"threads must be a positive integer, got {n}")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+    return n

@@ -3,19 +3,14 @@
 The CuPy run is skipped, with the reason, on machines without CuPy or a GPU, so
 the same test file proves both backends instead of being copied for the GPU.
 """
-import os
-
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from scratchvae import backend
 
-# The models under test are small: one BLAS thread is faster for them, and it keeps
-# the suite's time steady on a shared two-core machine (subprocesses inherit it).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-threadpool_limits(1)
+# The library's rule for BLAS threads (README, "Threads"), as the command and the lessons
+# apply it; the subprocesses the tests start (the command, the lessons) apply it themselves.
+backend.set_threads()
 
 _GPU_SKIP = None if backend.gpu_available() else (
     "CuPy is not installed" if backend.cupy is None else "CuPy finds no CUDA GPU")

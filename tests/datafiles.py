@@ -5,6 +5,7 @@ Everything here is built in temporary folders: the tests never use the internet.
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import time
@@ -15,9 +16,13 @@ import pytest
 
 from scratchvae.data import download
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real data files, where the library itself looks for them: $SCRATCHVAE_DATA_DIR, else a
+# shared/data folder beside the checkout's folder. Tests that need them skip without them.
+SHARED_DATA = Path(os.environ.get(download.DATA_DIR_ENV)
+                   or Path(__file__).resolve().parents[2] / "shared" / "data").expanduser()
 needs_shared = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(),
-                                  reason=f"no reference data folder at {SHARED_DATA}")
+                                  reason=f"no reference data folder at {SHARED_DATA} "
+                                  f"(set {download.DATA_DIR_ENV})")
 
 
 def idx_bytes(array, magic):

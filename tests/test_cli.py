@@ -124,7 +124,9 @@ def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, capsys):
     assert proc.returncode == 130
     assert "interrupted at step" in line and "the last checkpoint" in line
     assert line.endswith("scratchvae " + " ".join(argv) + " --resume")
-    kept = load(out / CHECKPOINT)                       # intact, and it resumes
+    kept = load(out / CHECKPOINT)          # saved at the step where Ctrl-C arrived, not 30 s earlier
+    step = int(line.split("interrupted at step ")[1].split()[0])
+    assert step > 0 and kept.meta["progress"]["step"] == step
     assert _run(capsys, *argv[:1], "--epochs", 1, *argv[3:], "--resume")[0] == 0
     assert load(out / CHECKPOINT).meta["progress"]["samples"] >= kept.meta["progress"]["samples"]
 
@@ -179,12 +181,46 @@ def test_corrupted_checkpoint(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--batch-size", "many"],
                                   ["train", "--lr", "-1"], ["train", "--optimizer", "lbfgs"],
                                   ["plot", "everything"], ["frobnicate"], []])
-def test_bad_flags_exit_with_usage(capsys, argv):
+def test_bad_flags_are_one_line_on_stderr(capsys, argv):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "usage: scratchvae" in err and "Traceback" not in err
+    line = _one_clean_line(capsys.readouterr().err)
+    assert line.startswith("scratchvae") and ": error: " in line and "--help`)" in line
+    assert "usage:" not in line
+
+
+def test_a_bad_flag_of_a_nested_command_is_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "train", "--samples", "many"])
+    assert exit_.value.code == 2
+    assert "scratchvae reproduce train: error:" in _one_clean_line(capsys.readouterr().err)
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("command", [["train"], ["evaluate"], ["plot", "samples"], ["gradcheck"],
+                                     ["data", "verify"], ["bench"], ["reproduce", "train", "frey-z2"]])
+def test_every_command_takes_threads(command):
+    parser = build_parser()
+    assert parser.parse_args([*command, "--threads", "3"]).threads == 3
+    assert parser.parse_args(["--threads", "2", *command]).threads == 2
+    if command[0] != "bench":                  # bench keeps its own default (the benchmark's)
+        assert parser.parse_args(command).threads is None
+
+
+def test_threads_are_applied(tmp_path, capsys):
+    from scratchvae.backend import DEFAULT_THREADS, set_threads
+    try:
+        assert _run(capsys, "data", "verify", "--data-dir", tmp_path, "--threads", 2)[0] == 1
+        assert _blas_threads() == {2}
+        assert _run(capsys, "data", "verify", "--data-dir", tmp_path)[0] == 1
+        assert _blas_threads() == {DEFAULT_THREADS}
+    finally:
+        set_threads()
 
 
 def test_conflicting_flags(tmp_path, capsys):
@@ -209,10 +245,30 @@ def test_gradcheck_prints_a_table_and_passes(capsys):
     assert out.rstrip().endswith("checks passed")
 
 
-def test_data_verify_reports_missing_files(tmp_path, capsys):
-    status, out, _ = _run(capsys, "data", "verify", "--data-dir", tmp_path)
+def test_data_verify_reports_missing_files_and_what_to_do(tmp_path, capsys):
+    status, out, err = _run(capsys, "data", "verify", "--data-dir", tmp_path)
     assert status == 1
     assert "missing" in out and "frey_rawface.mat" in out and "t10k-images-idx3-ubyte.gz" in out
+    line = _one_clean_line(err)
+    assert str(tmp_path) in line and "scratchvae data fetch --dataset all" in line
+    assert "--data-dir" in line and "SCRATCHVAE_DATA_DIR" in line
+    status, _, err = _run(capsys, "data", "verify", "--dataset", "frey", "--data-dir", tmp_path)
+    assert status == 1 and "scratchvae data fetch --dataset frey" in _one_clean_line(err)
+
+
+def test_plot_curves_of_several_runs_writes_into_the_current_folder(tmp_path, capsys, monkeypatch):
+    """Comparing runs draws no one run's figure: it goes to ./curves.png (or --output),
+    never into the default run folder."""
+    for z in (2, 3):
+        assert _run(capsys, "train", "--epochs", 1, "--latent-dim", z, "--no-plots",
+                    "--out", tmp_path / f"z{z}", *TINY)[0] == 0
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    status, out, err = _run(capsys, "plot", "curves", "--runs", tmp_path / "z2", tmp_path / "z3")
+    assert status == 0, err
+    assert (here / "curves.png").is_file() and not (here / "runs").exists()
+    assert "written: curves.png" in out
 
 
 def test_python_dash_m_runs_the_same_main(tmp_path):

@@ -4,6 +4,9 @@ Files are served by a loopback HTTP server from memory; no test touches the inte
 """
 import hashlib
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +247,14 @@ def test_registry_urls_are_one_per_mirror():
                for u in urls)
     assert download.urls_for(f, ["http://x/a/", "http://x/b"]) == (
         "http://x/a/t10k-images-idx3-ubyte.gz", "http://x/b/t10k-images-idx3-ubyte.gz")
+
+
+def test_the_reference_data_folder_follows_scratchvae_data_dir(tmp_path):
+    """The tests look for the real data files where the library does: $SCRATCHVAE_DATA_DIR."""
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)]),
+           download.DATA_DIR_ENV: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", "import datafiles; print(datafiles.SHARED_DATA)"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path)

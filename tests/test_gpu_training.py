@@ -203,17 +203,18 @@ def test_gpu_benchmark_explains_that_it_needs_a_gpu():
 def test_the_trainers_step_makes_no_host_device_transfer(binarization):
     """The same property for Trainer: its batches are sliced from images kept on the device
     (the epoch's order is copied over once, when the epoch starts) and its loss stays there."""
+    from scratchvae.training.step import train_step
     from scratchvae.training.trainer import Trainer
 
     host_x = _digits(400)
     model = sv.VAE(64, z_dim=8, hidden_dims=(32,), device="gpu", seed=0)
     trainer = Trainer(model, sv.Adam(model.named_parameters()), host_x, host_x[:100],
                       batch_size=50, binarization=binarization, progress=False)
-    it = trainer._epoch_batches()
+    it = trainer.images.epoch_batches(trainer.batch_size)
     losses = []
 
     def step():
-        losses.append(trainer.step(next(it)))
+        losses.append(train_step(model, trainer.optimizer, next(it)))
 
     step()
     step()

@@ -115,3 +115,26 @@ def test_plot_run_writes_every_figure(tmp_path):
     model5 = sv.VAE(64, 5, (16,), seed=0)            # no manifold for a 5-D latent space
     paths = plots.plot_run(model5, (8, 8), x, tmp_path / "z5")
     assert [p.name for p in paths] == ["samples.png", "latents.png", "reconstructions.png"]
+
+
+@pytest.mark.parametrize("image_shape", [(28, 20), (8, 8)], ids=["frey", "digits"])
+def test_manifold_is_drawn_at_integer_scale_over_the_full_grey_range(tmp_path, image_shape):
+    """Each image pixel becomes a k x k block of screen pixels (nothing resized by a fraction),
+    the darkest mean is black and the brightest white, and the axes are z_1 and z_2."""
+    d = int(np.prod(image_shape))
+    model = sv.VAE(d, 2, (16,), likelihood="gaussian" if d == 560 else "bernoulli", seed=0)
+    fig = plots.manifold_figure(model, image_shape)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("$z_1$", "$z_2$")
+    z = plots.latent_grid(20 if d == 560 else 12)
+    assert float(ax.get_xticklabels()[0].get_text()) == pytest.approx(z[0, 0], abs=0.005)
+    img = imread(plots._save(fig, tmp_path / "m.png"))[..., 0]
+    grid = plots.tile(model.decode(z.astype(np.float32)), image_shape, int(np.sqrt(len(z))))
+    x0, y0, x1, y1 = np.round(ax.get_window_extent().extents).astype(int)
+    shown = img[img.shape[0] - y1: img.shape[0] - y0, x0:x1]     # the axes, top row first
+    k = shown.shape[0] // grid.shape[0]
+    assert shown.shape == (k * grid.shape[0], k * grid.shape[1])
+    assert (shown == np.kron(shown[::k, ::k], np.ones((k, k)))).all()          # k x k blocks
+    inside = shown[::k, ::k][grid < grid.max()]                              # not the padding
+    assert inside.min() == 0 and shown.max() == 1
+    assert len(np.unique(inside)) > 100                                       # grey, not 32 levels

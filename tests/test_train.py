@@ -1,6 +1,8 @@
 """The training loop: it learns, it resumes bit for bit, and faults lose nothing."""
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -23,8 +25,9 @@ def _trainer(data, out=None, binarization="none", batch_size=64, seed=3, z_dim=2
              lr=3e-3, **kw):
     model = sv.VAE(64, z_dim=z_dim, hidden_dims=(32,), seed=1)
     optimizer = sv.optim.OPTIMIZERS[opt](model.named_parameters(), lr=lr)
+    kw.setdefault("checkpoint_every", 0)
     trainer = Trainer(model, optimizer, *data, batch_size=batch_size, binarization=binarization,
-                      seed=seed, out=out, progress=False, checkpoint_every=0, **kw)
+                      seed=seed, out=out, progress=False, **kw)
     return trainer
 
 
@@ -129,7 +132,50 @@ def test_a_parameter_gone_bad_at_the_end_of_an_epoch_is_not_saved(digits, tmp_pa
     assert ckpt.load(tmp_path / CHECKPOINT).meta["progress"]["samples"] == 0
 
 
-def test_ctrl_c_keeps_the_checkpoint_and_resuming_finishes_the_same_run(digits, tmp_path):
+def _sigint_at(step, times=1):
+    """A callback that sends this process a real SIGINT (Ctrl-C) ``times`` times at ``step``."""
+    def callback(trainer):
+        if trainer.step_count == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+    return callback
+
+
+@pytest.mark.parametrize("binarization", ["none", "dynamic"])
+def test_ctrl_c_saves_at_the_step_boundary_and_the_resumed_run_is_identical(digits, tmp_path,
+                                                                             binarization):
+    """Ctrl-C in the middle of an epoch, long before a timed checkpoint is due: the state
+    after the step is saved, and resuming from it finishes the very same run."""
+    straight = _trainer(digits, None, binarization)
+    straight.fit(epochs=3)
+
+    t = _trainer(digits, tmp_path, binarization, checkpoint_every=3600)
+    with pytest.raises(TrainingInterrupted) as err:
+        t.fit(epochs=3, callback=_sigint_at(8))
+    assert "interrupted at step 8" in str(err.value) and "492 samples, step 8" in str(err.value)
+    kept = ckpt.load(tmp_path / CHECKPOINT)
+    assert kept.meta["progress"]["step"] == 8 and kept.meta["progress"]["batch_in_epoch"] == 3
+    assert not list(tmp_path.glob("*.tmp"))
+    resumed = _trainer(digits, tmp_path, binarization, checkpoint_every=3600).resume()
+    resumed.fit(epochs=3)
+    assert _identical(_params(resumed), _params(straight))
+    assert [{k: v for k, v in r.items() if k != "wall_time"} for r in resumed.history] == \
+        [{k: v for k, v in r.items() if k != "wall_time"} for r in straight.history]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler given back
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(digits, tmp_path):
+    t = _trainer(digits, tmp_path)
+    with pytest.raises(TrainingInterrupted) as err:
+        t.fit(epochs=3, callback=_sigint_at(8, times=2))
+    assert "300 samples, step 5" in str(err.value)
+    assert ckpt.load(tmp_path / CHECKPOINT).meta["progress"]["step"] == 5
+
+
+def test_an_exception_inside_a_step_keeps_the_checkpoint_and_resuming_finishes_the_same_run(
+        digits, tmp_path):
+    """A KeyboardInterrupt that is not a Ctrl-C caught by the trainer (raised by a callback)
+    may leave a step half done: nothing is saved after it."""
     straight = _trainer(digits, None)
     straight.fit(epochs=3)
 
@@ -215,3 +261,24 @@ def test_read_metrics_rejects_a_broken_line_in_the_middle(tmp_path):
     path.write_text('{"samples": 1}\nnot json\n{"samples": 2}\n')
     with pytest.raises(ValueError, match="line 2 is not valid JSON"):
         read_metrics(path)
+
+
+def test_train_step_is_the_hand_written_step(digits):
+    """train_step = loss_and_grads + optimizer.step, and refuses a non-finite loss before the
+    update, leaving every parameter as it was."""
+    from scratchvae.training.step import train_step
+
+    x = digits[0][:32]
+    by_hand, stepped = (sv.VAE(64, 2, (16,), seed=5) for _ in range(2))
+    opt_hand, opt_step = sv.Adam(by_hand.named_parameters()), sv.Adam(stepped.named_parameters())
+    for _ in range(3):
+        expected, _ = by_hand.loss_and_grads(x)
+        opt_hand.step()
+        assert train_step(stepped, opt_step, x) == expected
+    assert _identical(by_hand.parameters(), stepped.parameters())
+
+    stepped.decoder.net.layers[0].params["W"][0, 0] = np.inf
+    before = {k: p.copy() for k, p in stepped.parameters().items()}
+    with pytest.raises(FloatingPointError, match="the loss became nan"), np.errstate(all="ignore"):
+        train_step(stepped, opt_step, x)
+    assert all(np.array_equal(before[k], p, equal_nan=True) for k, p in stepped.parameters().items())

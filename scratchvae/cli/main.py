@@ -8,8 +8,9 @@
     scratchvae bench       time scratchvae against PyTorch and the GEMM floor
     scratchvae reproduce   regenerate the results of Kingma & Welling (2013)
 
-Flags follow pytorch/examples (``--epochs``, ``--batch-size``, ``--lr``, ...). Bad input
-ends with one line on stderr and a non-zero exit status, never a traceback.
+Flags follow pytorch/examples (``--epochs``, ``--batch-size``, ``--lr``, ...). Every command
+takes ``--threads N``, the threads of NumPy's matrix products (default: one; README, "Threads").
+Bad input ends with one line on stderr and a non-zero exit status, never a traceback.
 """
 import argparse
 import importlib
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..backend import DEFAULT_THREADS, set_threads
 from ..optim import OPTIMIZERS
 
 DATASETS = ("digits", "mnist", "frey")
@@ -29,6 +31,14 @@ DEFAULT_RUN = "runs/digits-z2"                        # where the default `scrat
 
 class UsageError(Exception):
     """A command-line mistake: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake on the command line is one line on stderr (with where to find
+    the options), not the whole usage block. Subcommands' parsers are of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _positive_int(text):
@@ -173,7 +183,7 @@ def cmd_train(args, argv):
               f"train elbo {last['train_elbo']:.3f}, held-out elbo {last['test_elbo']:.3f} nats "
               f"per image; checkpoint {trainer.checkpoint_path}")
     if not args.no_plots:
-        test_x = trainer.eval_sets["test"]
+        test_x = trainer.images.eval_sets["test"]
         paths = plots.plot_run(model, data.image_shape, test_x, out,
                                test_labels=None if data.test_labels is None
                                else data.test_labels[: test_x.shape[0]])
@@ -273,7 +283,8 @@ def _add_plot(sub):
                    help="for curves: the run folders (or metrics.jsonl files) to compare "
                    "(default: --out)")
     p.add_argument("--labels", nargs="+", help="for curves: one legend label per run")
-    p.add_argument("--output", metavar="PNG", help="file to write (default: <out>/<kind>.png)")
+    p.add_argument("--output", metavar="PNG", help="file to write (default: <out>/<kind>.png; "
+                   "with --runs, curves.png in the current folder)")
     _common(p, f"run folder (default: {DEFAULT_RUN})")
     p.set_defaults(func=cmd_plot)
 
@@ -291,7 +302,9 @@ def cmd_plot(args, argv):
     if output is not None:
         writable_dir(output.parent)
     if args.kind == "curves":
-        path = plots.plot_curves(args.runs or [out], output or out / "curves.png", labels=args.labels)
+        # several runs are no one run's figure: into the current folder, not into --out
+        default = out / "curves.png" if not args.runs else Path("curves.png")
+        path = plots.plot_curves(args.runs or [out], output or default, labels=args.labels)
         print(f"written: {path}")
         return 0
     out, model, c, data = _load_run(args)
@@ -364,14 +377,23 @@ def cmd_data(args, argv):
         for status in statuses:
             print(status)
             ok &= status.ok or not status.file.required
+    if not ok and args.action == "verify":
+        where = args.data_dir or datasets.default_data_dir()
+        raise DataMissing(f"required files are missing or damaged in {str(where)!r}: download them "
+                          f"with `scratchvae data fetch --dataset {args.dataset}`, or give the "
+                          f"folder that holds them with --data-dir (or $SCRATCHVAE_DATA_DIR)")
     return 0 if ok else 1
+
+
+class DataMissing(Exception):
+    """``data verify`` found required files missing or damaged: one line, exit status 1."""
 
 
 # ---------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scratchvae", description="A Variational Autoencoder from scratch in NumPy: train "
         "it, evaluate it, draw the figures of Kingma & Welling (2013), check its gradients.",
         epilog="Run `scratchvae COMMAND --help` for the options of a command.")
@@ -383,7 +405,23 @@ def build_parser():
     _add_data(sub)
     _add_module(sub, "bench", "time scratchvae against PyTorch and the GEMM floor")
     _add_module(sub, "reproduce", "regenerate the results of Kingma & Welling (2013)")
+    _add_threads(parser)
     return parser
+
+
+THREADS_HELP = ("threads for NumPy's matrix products (default: %d; see the README, "
+                "\"Threads\")" % DEFAULT_THREADS)
+
+
+def _add_threads(parser, top=True):
+    """``--threads N`` on ``parser`` and on every (sub)command under it that has none of its own."""
+    if "--threads" not in parser._option_string_actions:
+        parser.add_argument("--threads", type=_positive_int, metavar="N", help=THREADS_HELP,
+                            default=None if top else argparse.SUPPRESS)   # keep the top's value
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _add_threads(subparser, top=False)
 
 
 def _add_module(sub, name, help):
@@ -402,7 +440,8 @@ def _expected_errors():
     from ..data.download import DataError
     from ..training.trainer import TrainingDiverged
 
-    return (UsageError, ValueError, TypeError, OSError, DeviceError, DataError, TrainingDiverged)
+    return (UsageError, DataMissing, ValueError, TypeError, OSError, DeviceError, DataError,
+            TrainingDiverged)
 
 
 def main(argv=None):
@@ -411,6 +450,7 @@ def main(argv=None):
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    set_threads(args.threads or DEFAULT_THREADS)
     try:
         return args.func(args, argv)
     except TrainingInterrupted as e:

@@ -7,7 +7,7 @@ are present). Each contender trains its own copy of the same initial weights on 
 same minibatches, and their epochs are interleaved so that a busy machine slows all of
 them alike:
 
-    scratchvae    VAE.loss_and_grads + Adam.step, on NumPy
+    scratchvae    train_step (VAE.loss_and_grads + Adam.step), on NumPy
     torch         the same model in PyTorch, default Adam        (if PyTorch is installed)
     torch fused   the same, Adam(fused=True)                     (if PyTorch is installed)
     GEMM floor    only the epoch's matrix products, with NumPy's BLAS at the same shapes
@@ -61,6 +61,7 @@ from ..data.datasets import load_dataset
 from ..distributions import LOG_2PI
 from ..data.download import MissingDataError
 from ..optim import Adagrad, Adam
+from ..training.step import train_step
 from ..vae import VAE
 
 BATCH_SIZES = (128, 32, 512)
@@ -245,8 +246,7 @@ class ScratchRun:
         clock = time.perf_counter
         for start in range(0, len(order) - batch_size + 1, batch_size):
             began = clock()
-            self.model.loss_and_grads(x[order[start:start + batch_size]], check=False)
-            self.optimizer.step()
+            train_step(self.model, self.optimizer, x[order[start:start + batch_size]])
             self.step_times.append(clock() - began)
 
     def heldout_nelbo(self, x, eps):

@@ -84,16 +84,44 @@ def latent_grid(n=20):
 
 
 def plot_manifold(model, image_shape, path, n=None):
+    """Figure 4 as a PNG file: :func:`manifold_figure`, saved to ``path``."""
+    return _save(manifold_figure(model, image_shape, n), path)
+
+
+def manifold_figure(model, image_shape, n=None, new_figure=None, pixels=800):
     """Figure 4: decoder means E[x|z] for z on the n x n :func:`latent_grid` (a 2-D latent
-    only); n defaults to 20 as in the paper, 12 for images as small as 8 x 8."""
+    only); n defaults to 20 as in the paper, 12 for images as small as 8 x 8.
+
+    Each image pixel is drawn as k x k screen pixels, k the largest integer that keeps the
+    grid within ``pixels`` (so no pixel is doubled and its neighbour not), and the grey scale
+    runs from the darkest to the brightest mean on the grid (a Gaussian decoder's faces use
+    only part of [0, 1]). The axes give z_1 and z_2 at the images' centres.
+    ``new_figure(figsize=..., dpi=...)``, if given, makes the figure (``plt.figure`` to show it)."""
     if model.z_dim != 2:
         raise ValueError(f"the manifold figure needs a 2-D latent space; this model has "
                          f"z_dim={model.z_dim} (train with --latent-dim 2)")
     image_shape = _check_shape(model, image_shape)
-    n = (20 if min(image_shape) >= 16 else 12) if n is None else n
-    z = to_device(latent_grid(n).astype(model.dtype), model.device)
-    return _image_figure(tile(model.decode(z), image_shape, n), path,
-                         f"learned {n}x{n} manifold of the 2-D latent space")
+    n = (20 if min(image_shape) >= 16 else 12) if n is None else validation.positive_int("n", n)
+    z = latent_grid(n)
+    means = as_numpy(model.decode(to_device(z.astype(model.dtype), model.device)))
+    lo, hi = float(means.min()), float(means.max())
+    grid = tile(means, image_shape, n, pad_value=hi)
+    k = max(1, pixels // max(grid.shape))
+    left, right, bottom, top = 70, 20, 55, 40                     # margins, in pixels
+    width, height = left + k * grid.shape[1] + right, bottom + k * grid.shape[0] + top
+    fig = (_figure(width / 100, height / 100) if new_figure is None
+           else new_figure(figsize=(width / 100, height / 100), dpi=100))
+    ax = fig.add_axes([left / width, bottom / height, k * grid.shape[1] / width,
+                       k * grid.shape[0] / height])
+    ax.imshow(grid, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    ax.spines[:].set_visible(False)             # a frame or tick marks would cover outer pixels
+    ax.tick_params(length=0)
+    (h, w), labelled = image_shape, np.unique(np.linspace(0, n - 1, 5).round().astype(int))
+    ax.set_xticks(labelled * (w + 1) + (w - 1) / 2, [f"{z[i, 0]:.2f}" for i in labelled])
+    ax.set_yticks(labelled * (h + 1) + (h - 1) / 2, [f"{z[i * n, 1]:.2f}" for i in labelled])
+    ax.set(xlabel="$z_1$", ylabel="$z_2$")
+    ax.set_title(f"decoder means on a {n} x {n} grid of z (grey: {lo:.2f} to {hi:.2f})", fontsize=9)
+    return fig
 
 
 def plot_samples(model, image_shape, path, n=100, seed=0):

@@ -1,0 +1,34 @@
+"""One training step: Kingma & Welling (2013), Algorithm 1, for one minibatch.
+
+    x     = a minibatch of B images
+    loss  = -1/B sum_b elbo(x_b)      with one eps ~ N(0, I) per image   (model.loss_and_grads)
+    theta = theta - (optimizer's update of d loss / d theta)              (optimizer.step)
+
+The trainer, ``scratchvae bench`` and ``benchmarks/gpu_bench.py`` all train with
+:func:`train_step`, so a change to the step shows in every one of them. Any model
+that offers ``loss_and_grads(x, check=False) -> (loss, ...)``, filling the gradients of
+the parameters its optimizer holds, is trained by it: the VAE, or another model with
+the same two methods.
+"""
+import math
+
+
+def train_step(model, optimizer, x):
+    """One gradient step on the minibatch ``x``; returns the loss.
+
+    On the CPU the loss is a float, and one that is NaN or Inf raises ``FloatingPointError``
+    *before* the update, so the parameters keep their last finite values. The values of
+    ``x`` are not checked (check the data once, before training).
+
+    On the GPU the step neither waits for the device nor reads anything back: the loss
+    is the mean -ELBO as a 0-d device array (without the weight penalty, a sum over every
+    parameter), to be checked by the caller when it reads losses back."""
+    if getattr(model, "device", "cpu") == "cpu":
+        loss, _ = model.loss_and_grads(x, check=False)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss}")
+    else:   # a float would make the host wait for the GPU at every step
+        loss = -model.elbo(x, check=False).elbo.mean()
+        model.backward()
+    optimizer.step()
+    return loss
