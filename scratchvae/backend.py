@@ -45,7 +45,11 @@ def is_cupy(x):
 
 def get_array_module(*arrays):
     """``cupy`` if any argument is a CuPy array, else ``numpy`` (see the module docstring)."""
-    return cupy if any(is_cupy(a) for a in arrays) else np
+    if cupy is not None:            # without CuPy every array is a NumPy array
+        for a in arrays:
+            if isinstance(a, cupy.ndarray):
+                return cupy
+    return np
 
 
 def resolve_device(device="cpu"):

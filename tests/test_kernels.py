@@ -289,6 +289,7 @@ def _hooks():
 def test_library_hands_device_arrays_to_the_kernel(monkeypatch, index):
     wrapper, call, expected_args = _hooks()[index]
     seen = []
+    monkeypatch.setattr(kernels, "HAVE_CUPY", True)           # as if CuPy were installed
     monkeypatch.setattr(kernels, "active", lambda *arrays: True)
     from_the_kernel = object()
     monkeypatch.setattr(kernels, wrapper, lambda *args: seen.append(args) or from_the_kernel)
@@ -303,6 +304,7 @@ def test_optimizers_hand_device_arrays_to_the_kernel(monkeypatch, cls, wrapper):
     p, g = np.ones(4), np.full(4, 0.5)
     opt = cls([("w", p, g)], lr=0.1)
     seen = []
+    monkeypatch.setattr(kernels, "HAVE_CUPY", True)           # as if CuPy were installed
     monkeypatch.setattr(kernels, "active", lambda *arrays: True)
     monkeypatch.setattr(kernels, wrapper, lambda *args: seen.append(args))
     opt.step()

@@ -178,6 +178,7 @@ def library_on_cpu(on):
     """The library's functions take their kernel path for NumPy arrays, and every kernel
     runs on the CPU: what a GPU run does, with the CPU launcher in place of CuPy."""
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kernels, "HAVE_CUPY", True)   # the dispatch runs as it would with CuPy
         patch.setattr(kernels, "active", _numpy_active)
         for name in WRAPPERS:
             patch.setattr(kernels, name, functools.partial(getattr(kernels, name), on=on))

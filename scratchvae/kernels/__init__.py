@@ -129,6 +129,9 @@ def use_kernels(flag=True):
         set_enabled(previous)
 
 
+HAVE_CUPY = cupy is not None
+
+
 def active(*arrays):
     """True when a kernel should replace the array expression for these arrays: the
     kernels are enabled and all arrays are CuPy arrays, of one float dtype, with at
@@ -159,6 +162,8 @@ def fused_by(kernel, args=None):
 
         @functools.wraps(reference)
         def formula_or_kernel(*call, **named):
+            if not HAVE_CUPY:   # no CuPy, no kernel: straight to the formula, at no cost
+                return reference(*call, **named)
             # the operands; lists (an optimizer's blocks) are bookkeeping and stay out
             arrays = [a for a in (*(call[1:] if method else call), *named.values())
                       if not isinstance(a, (list, tuple))]
