@@ -105,3 +105,101 @@ def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):
     records = read_metrics(tmp_path / "digits-z2" / "metrics.jsonl")
     assert [r["samples"] for r in records] == [10**4]            # the first point only
     assert "budget would not reach" in capsys.readouterr().out
+
+
+# --- paper mode: Adagrad's warm-up, the Frey split, the experiment names --------------------
+
+def _quadratic(seed=0):
+    """Parameters and gradients of 1/2 ||theta - c||^2, as (name, param, grad) triples."""
+    rng = np.random.default_rng(seed)
+    theta, c = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    return theta, c, np.zeros_like(theta)
+
+
+def test_adagrad_warmup_accumulates_squared_gradients_without_moving():
+    theta, c, g = _quadratic()
+    start = theta.copy()
+    opt = Adagrad([("theta", theta, g)], lr=0.1, warmup=3)
+    squares = np.zeros_like(theta)
+    for _ in range(3):
+        g[...] = theta - c
+        squares += g * g
+        opt.step()
+        np.testing.assert_array_equal(theta, start)            # no update while warming up
+    np.testing.assert_allclose(opt.state["h"]["theta"], squares)
+    # step 4 is an ordinary Adagrad step from the accumulated h
+    g[...] = theta - c
+    expected = start - 0.1 * g / (np.sqrt(squares + g * g) + opt.eps)
+    opt.step()
+    np.testing.assert_allclose(theta, expected, rtol=1e-12)
+    # and the warm-up survives a checkpoint: t counts the warm-up steps
+    assert opt.state_dict()["t"] == 4
+
+
+def test_adagrad_without_warmup_is_unchanged():
+    a, c, ga = _quadratic()
+    b, _, gb = _quadratic()
+    plain, warm0 = Adagrad([("t", a, ga)], lr=0.05), Adagrad([("t", b, gb)], lr=0.05, warmup=0)
+    for _ in range(5):
+        ga[...], gb[...] = a - c, b - c
+        plain.step(), warm0.step()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _quadratic()[0])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "100", True, None])
+def test_adagrad_rejects_a_bad_warmup(bad):
+    theta, _, g = _quadratic()
+    with pytest.raises(ValueError, match="warmup must be an integer >= 0"):
+        Adagrad([("theta", theta, g)], warmup=bad)
+
+
+def test_paper_mode_uses_the_authors_warmup(tmp_path):
+    exp = reproduce.experiment("frey-z5")
+    rng = np.random.default_rng(0)
+    data = DataSplits("frey", rng.random((200, 12), dtype=np.float32),
+                      rng.random((30, 12), dtype=np.float32), None, None, (3, 4), "gaussian", "s")
+    trainer = reproduce.build_trainer(exp, data, tmp_path / "run")
+    assert trainer.optimizer.warmup == reproduce.ADAGRAD_WARMUP == 101
+    assert trainer.settings()["adagrad_warmup"] == 101
+
+
+@pytest.mark.parametrize("name, options, expected", [
+    ("frey-z20", {}, ("aevb", "random", 0, "frey-z20")),
+    ("frey-z20-ws", {}, ("wake-sleep", "random", 0, "frey-z20-ws")),
+    ("frey-z20", {"algorithm": "wake-sleep"}, ("wake-sleep", "random", 0, "frey-z20-ws")),
+    ("frey-z2", {"split": "contiguous"}, ("aevb", "contiguous", 0, "frey-z2-contiguous")),
+    ("frey-z2-contiguous", {"split": "contiguous"}, ("aevb", "contiguous", 0, "frey-z2-contiguous")),
+    ("frey-z2", {"split_seed": 3}, ("aevb", "random", 3, "frey-z2-s3")),
+    ("mnist-z200-ws", {}, ("wake-sleep", "random", 0, "mnist-z200-ws")),
+])
+def test_experiment_names_carry_algorithm_and_split(name, options, expected):
+    exp = reproduce.experiment(name, **options)
+    assert (exp.algorithm, exp.split, exp.split_seed, exp.name) == expected
+    assert reproduce.experiment(exp.name) == exp                 # the name says it all
+
+
+@pytest.mark.parametrize("name, options, words", [
+    ("frey-z20", {"algorithm": "gibbs"}, "--algorithm must be one of aevb, wake-sleep"),
+    ("frey-z20", {"split": "shuffled"}, "--split must be one of random, contiguous"),
+    ("frey-z20", {"split_seed": 1.5}, "--split-seed must be an integer"),
+    ("frey-z20", {"split_seed": -2}, "--split-seed must be an integer"),
+    ("frey-z20-ws", {"algorithm": "aevb"}, "--algorithm aevb contradicts"),
+    ("mnist-z20", {"split": "contiguous"}, "applies to frey only"),
+])
+def test_bad_algorithm_and_split_options_name_the_option(name, options, words):
+    with pytest.raises(ValueError, match=words):
+        reproduce.experiment(name, **options)
+
+
+def test_bad_options_on_the_command_line(tmp_path, capsys):
+    common = ["--runs-dir", str(tmp_path)]
+    assert reproduce.main(["train", "frey-z2-ws", "--algorithm", "aevb", *common]) == 1
+    assert "--algorithm aevb contradicts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                              # argparse: exit status 2
+        reproduce.main(["train", "frey-z2", "--split-seed", "x", *common])
+    assert "--split-seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        reproduce.main(["train", "frey-z2", "--split", "odd", *common])
+    assert "--split" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -5,9 +5,12 @@
     python -m scratchvae.experiments.reproduce evaluate frey-z20        held-out ELBO and L_5000 of a trained run
     python -m scratchvae.experiments.reproduce report                   figures, table and data of the results page
 
-An experiment is named ``<dataset>-z<latent size>``: ``frey-z2`` ... ``mnist-z20`` (and
-``digits-z2``, a seconds-long stand-in that needs no download). Each uses the paper's
-settings (section 5):
+An experiment is named ``<dataset>-z<latent size>[-ws][-contiguous][-s<split seed>]``:
+``frey-z2`` ... ``frey-z20``, ``mnist-z3`` ... ``mnist-z200`` (and ``digits-z2``, a
+seconds-long stand-in that needs no download); ``-ws`` trains it with the wake-sleep
+algorithm instead of AEVB (also ``--algorithm wake-sleep``), ``-contiguous`` uses Frey
+Face's contiguous split (``--split contiguous``), ``-s3`` the random split of seed 3
+(``--split-seed 3``). Each uses the paper's settings (section 5):
 
     one hidden layer of tanh units in encoder and decoder: 200 (Frey Face), 500 (MNIST)
     p(x|z): Gaussian with sigmoid mean and learned variance (Frey Face, pixels / 256),
@@ -15,13 +18,24 @@ settings (section 5):
     minibatches of 100, one sample of z per image (L = 1)
     Adagrad, global step size from {0.01, 0.02, 0.1} chosen on the training bound of the
             first iterations (``stepsize``)
-    weights drawn from N(0, 0.01^2); a N(0, I) prior on them, spread over the N training
-            images as weight decay 1/N
+    weights drawn from N(0, 0.01^2); a N(0, I) prior on the parameters, spread over the
+            N training images as weight decay 1/N per image
 
-Where the paper is silent this module chooses: MNIST images are binarized afresh for every
-minibatch (dynamic binarization; the held-out images once, with a fixed seed), and the
-splits are those of :mod:`scratchvae.data.datasets` (Frey Face: first 1500 frames / last 465;
-MNIST: 60k/10k, or 9k/1k of the test file when only that is present).
+Where the paper is silent this module follows the authors' code (the public ``anglepy``
+library and its experiment scripts):
+
+    Adagrad's warm-up: the first 101 steps only accumulate squared gradients (``step_vae``
+            updates once its step counter, starting at 0, exceeds 100)
+    Frey Face split: the frames shuffled, 1600 train / 365 held-out (``gpulearn_z_x``);
+            here the shuffle is ``np.random.default_rng(0).permutation(1965)``
+    weight decay: the prior's gradient times batch / N_train added to the summed
+            minibatch gradient, i.e. 1/N per image with the mean used here (Adagrad does
+            not see the difference of scale)
+
+and chooses itself: MNIST images are binarized afresh for every minibatch (dynamic
+binarization; the held-out images once, with a fixed seed); MNIST's split is 60k/10k, or
+9k/1k of the test file when only that is present; the prior covers biases as well as
+weight matrices (the authors' code leaves biases out; see the results page).
 
 Training evaluates the bound at log-spaced numbers of training samples (the x-axis of
 Figure 2), on all held-out images (at most 1000) and on as many training images (a fixed
@@ -43,8 +57,11 @@ import numpy as np
 
 STEP_SIZES = (0.01, 0.02, 0.1)          # the paper's candidates
 RUNS_DIR, RESULTS_DIR = "runs/reproduce", "docs/results"
-LATENT_SIZES = (2, 5, 10, 20)
+LATENT_SIZES = {"frey": (2, 5, 10, 20), "mnist": (3, 5, 10, 20, 200), "digits": (2,)}  # Figure 2
+ALGORITHMS = ("aevb", "wake-sleep")
+SPLITS = ("random", "contiguous")
 BATCH_SIZE = 100
+ADAGRAD_WARMUP = 101                    # steps that only accumulate g^2, as in the authors' code
 EVAL_SIZE = 1000                        # held-out images per evaluation point, at most
 EVAL_K, EVAL_IMAGES = 5000, 200
 
@@ -57,10 +74,15 @@ class Experiment:
     hidden: int
     lr: float                           # chosen by `stepsize`, see STEP_SIZE_CHOICE
     binarization: str
+    algorithm: str = "aevb"
+    split: str = "random"               # Frey Face only: "random" (the paper's) or "contiguous"
+    split_seed: int = 0
 
     @property
     def name(self):
-        return f"{self.dataset}-z{self.z_dim}"
+        return (f"{self.dataset}-z{self.z_dim}" + ("-ws" if self.algorithm == "wake-sleep" else "")
+                + ("-contiguous" if self.split == "contiguous" else "")
+                + (f"-s{self.split_seed}" if self.split_seed else ""))
 
 
 # Adagrad step sizes chosen with `reproduce stepsize` (docs/results/stepsize.json): the
@@ -80,15 +102,38 @@ PAPER = {
 }
 
 
-def experiment(name, lr=None):
-    """The :class:`Experiment` called ``name`` (``frey-z20``), optionally with another step size."""
-    m = re.fullmatch(r"(frey|mnist|digits)-z(\d+)", name)
+def experiment(name, lr=None, algorithm=None, split=None, split_seed=None):
+    """The :class:`Experiment` called ``name`` (``frey-z20``, ``frey-z20-ws``, ...), optionally
+    with another step size; ``algorithm``, ``split`` and ``split_seed`` (the command line's
+    options) add to what the name says and must not contradict it."""
+    m = re.fullmatch(r"(frey|mnist|digits)-z(\d+)(-ws)?(-contiguous)?(?:-s(\d+))?", str(name))
     if not m or int(m.group(2)) < 1:
-        raise ValueError(f"experiment must be <dataset>-z<latent size> with dataset frey, mnist "
-                         f"or digits, e.g. frey-z20; got {name!r}")
+        raise ValueError(f"experiment must be <dataset>-z<latent size>[-ws][-contiguous][-s<seed>] "
+                         f"with dataset frey, mnist or digits, e.g. frey-z20 or frey-z20-ws; "
+                         f"got {name!r}")
     ds = m.group(1)
+    named = {"algorithm": "wake-sleep" if m.group(3) else "aevb",
+             "split": "contiguous" if m.group(4) else "random",
+             "split_seed": int(m.group(5) or 0)}
+    for option, value, allowed in (("algorithm", algorithm, ALGORITHMS), ("split", split, SPLITS)):
+        if value is not None and value not in allowed:
+            raise ValueError(f"--{option} must be one of {', '.join(allowed)}; got {value!r}")
+    if split_seed is not None and (isinstance(split_seed, bool) or not isinstance(split_seed, int)
+                                   or split_seed < 0):
+        raise ValueError(f"--split-seed must be an integer >= 0, got {split_seed!r}")
+    given = {"algorithm": algorithm, "split": split, "split_seed": split_seed}
+    for key, value in given.items():
+        if value is None:
+            continue
+        in_name = named[key] != Experiment.__dataclass_fields__[key].default
+        if in_name and named[key] != value:
+            raise ValueError(f"--{key.replace('_', '-')} {value} contradicts the experiment "
+                             f"name {name!r}")
+        named[key] = value
+    if ds != "frey" and named["split"] != "random":
+        raise ValueError(f"--split {named['split']} applies to frey only, not to {name!r}")
     return Experiment(ds, int(m.group(2)), HIDDEN[ds], STEP_SIZE_CHOICE[ds] if lr is None else lr,
-                      BINARIZATION[ds])
+                      BINARIZATION[ds], **named)
 
 
 def eval_points(stop, start=10**4, per_decade=8):
@@ -108,12 +153,15 @@ def build_trainer(exp, data, out, seed=0, device="cpu", overwrite=False):
     from ..training.trainer import Trainer
     from ..vae import VAE
 
+    if exp.algorithm != "aevb":
+        raise ValueError(f"--algorithm {exp.algorithm} is not available yet")
     n_train = data.train.shape[0]
     model = VAE(data.train.shape[1], exp.z_dim, (exp.hidden,), likelihood=data.likelihood,
                 activation="tanh", init="paper", weight_decay=1.0 / n_train, device=device, seed=seed)
-    optimizer = Adagrad(model.named_parameters(), lr=exp.lr)
+    optimizer = Adagrad(model.named_parameters(), lr=exp.lr, warmup=ADAGRAD_WARMUP)
     run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split,
-                "experiment": exp.name}
+                "experiment": exp.name, "algorithm": exp.algorithm,
+                "adagrad_warmup": ADAGRAD_WARMUP}
     return Trainer(model, optimizer, data.train, data.test, batch_size=BATCH_SIZE,
                    binarization=exp.binarization, seed=seed, out=out, run_info=run_info,
                    progress=False, eval_size=EVAL_SIZE, overwrite=overwrite, checkpoint_every=0)
@@ -164,12 +212,19 @@ def _log(exp, trainer, print_fn):
 def load_data(exp, data_dir):
     from ..data.datasets import load_dataset
 
-    return load_dataset(exp.dataset, data_dir=data_dir, download=False)
+    return load_dataset(exp.dataset, data_dir=data_dir, download=False, seed=exp.split_seed,
+                        split=exp.split)
+
+
+def _experiment(args, name, lr=None):
+    """The experiment ``name`` with the command line's --algorithm, --split, --split-seed."""
+    return experiment(name, lr, getattr(args, "algorithm", None), getattr(args, "split", None),
+                      getattr(args, "split_seed", None))
 
 
 def cmd_train(args):
     for name in args.experiments:
-        exp = experiment(name, args.lr)
+        exp = _experiment(args, name, args.lr)
         train(exp, load_data(exp, args.data_dir), Path(args.runs_dir) / exp.name, args.samples,
               args.max_minutes, args.seed, args.device, args.overwrite)
     return 0
@@ -183,7 +238,7 @@ def cmd_stepsize(args):
     results = []
     for name in args.experiments:
         for lr in STEP_SIZES:
-            exp = experiment(name, lr)
+            exp = _experiment(args, name, lr)
             t0 = time.perf_counter()
             trainer = train(exp, load_data(exp, args.data_dir),
                             Path(args.runs_dir) / "stepsize" / f"{exp.name}-lr{lr:g}",
@@ -241,7 +296,7 @@ def cmd_evaluate(args):
     from ..training.checkpoint import atomic_write
 
     for name in args.experiments:
-        exp = experiment(name)
+        exp = _experiment(args, name)
         run = Path(args.runs_dir) / exp.name
         result = evaluate_run(run, load_data(exp, args.data_dir), args.k, args.n_images, args.seed)
         with atomic_write(run / "evaluation.json", "w") as f:
@@ -278,7 +333,7 @@ def table_rows(results_dir):
 
     rows = []
     for ds in ("frey", "mnist", "digits"):
-        for z in LATENT_SIZES:
+        for z in LATENT_SIZES[ds]:
             name = f"{ds}-z{z}"
             metrics = Path(results_dir) / f"{name}.metrics.jsonl"
             if not metrics.is_file():
@@ -387,6 +442,13 @@ def add_arguments(parser):
         p.add_argument("--runs-dir", default=RUNS_DIR, metavar="DIR",
                        help=f"where each experiment's run folder is (default: {RUNS_DIR})")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        if experiments:
+            p.add_argument("--algorithm", choices=ALGORITHMS, help="aevb or wake-sleep (default: "
+                           "aevb, or wake-sleep for a name ending in -ws)")
+            p.add_argument("--split", choices=SPLITS, help="Frey Face: random (the paper's "
+                           "1600/365, default) or contiguous (the last 465 frames held out)")
+            p.add_argument("--split-seed", type=int, metavar="S",
+                           help="seed of the random split (default: 0, the documented split)")
 
     sub = parser.add_subparsers(dest="reproduce_command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train experiments with the paper's settings (resumes a run begun)")
@@ -432,7 +494,7 @@ def run(args):
     if getattr(args, "max_minutes", None) is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
     for name in getattr(args, "experiments", []):
-        experiment(name)                                 # fail before any work
+        _experiment(args, name)                          # fail before any work
     return args.reproduce_func(args)
 
 
