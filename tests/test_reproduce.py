@@ -203,3 +203,29 @@ def test_bad_options_on_the_command_line(tmp_path, capsys):
         reproduce.main(["train", "frey-z2", "--split", "odd", *common])
     assert "--split" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_wake_sleep_experiments_share_everything_but_the_algorithm(tmp_path):
+    from scratchvae.models.wake_sleep import WakeSleep
+    from scratchvae.vae import VAE
+
+    rng = np.random.default_rng(0)
+    data = DataSplits("frey", rng.random((200, 12), dtype=np.float32),
+                      rng.random((30, 12), dtype=np.float32), None, None, (3, 4), "gaussian", "s")
+    aevb = reproduce.build_trainer(reproduce.experiment("frey-z5"), data, tmp_path / "a")
+    ws = reproduce.build_trainer(reproduce.experiment("frey-z5-ws"), data, tmp_path / "w")
+    assert type(aevb.model) is VAE and type(ws.model) is WakeSleep
+    assert ws.model.config() == aevb.model.config()              # networks, init, prior
+    for name, p in aevb.model.parameters().items():              # the same initial weights
+        np.testing.assert_array_equal(ws.model.parameters()[name], p)
+    assert (type(ws.optimizer), ws.optimizer.lr, ws.optimizer.warmup) == \
+        (type(aevb.optimizer), aevb.optimizer.lr, aevb.optimizer.warmup)
+    assert ws.settings()["algorithm"] == "wake-sleep" and aevb.settings()["algorithm"] == "aevb"
+
+
+def test_smoke_wake_sleep_run(tmp_path):
+    runs = tmp_path / "runs"
+    assert reproduce.main(["train", "digits-z2", "--algorithm", "wake-sleep", "--samples", "3000",
+                           "--runs-dir", str(runs)]) == 0
+    records = read_metrics(runs / "digits-z2-ws" / "metrics.jsonl")
+    assert [r["samples"] for r in records] == [3000] and math.isfinite(records[0]["test_elbo"])

@@ -149,14 +149,14 @@ def eval_points(stop, start=10**4, per_decade=8):
 # ---------------------------------------------------------------------------------------
 def build_trainer(exp, data, out, seed=0, device="cpu", overwrite=False):
     """Model, Adagrad and :class:`~scratchvae.training.trainer.Trainer` with the paper's settings."""
+    from ..models.wake_sleep import WakeSleep
     from ..optim import Adagrad
     from ..training.trainer import Trainer
     from ..vae import VAE
 
-    if exp.algorithm != "aevb":
-        raise ValueError(f"--algorithm {exp.algorithm} is not available yet")
     n_train = data.train.shape[0]
-    model = VAE(data.train.shape[1], exp.z_dim, (exp.hidden,), likelihood=data.likelihood,
+    model_cls = WakeSleep if exp.algorithm == "wake-sleep" else VAE   # same networks, init, prior
+    model = model_cls(data.train.shape[1], exp.z_dim, (exp.hidden,), likelihood=data.likelihood,
                 activation="tanh", init="paper", weight_decay=1.0 / n_train, device=device, seed=seed)
     optimizer = Adagrad(model.named_parameters(), lr=exp.lr, warmup=ADAGRAD_WARMUP)
     run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split,
