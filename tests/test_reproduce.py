@@ -87,16 +87,32 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     assert all(a["images"][1] == b["images"][0] for a, b in zip(blocks, blocks[1:]))
 
     capsys.readouterr()
-    assert reproduce.main(["report", *common, "--results-dir", str(results)]) == 0
+    log = tmp_path / "log.txt"                      # a queue log: one finished run, one running
+    log.write_text(
+        "2026-01-01T10:00:00Z worker1 START cd /x && python3 -m scratchvae.experiments.reproduce "
+        "train digits-z2 --samples 12000 --runs-dir /secret/runs\n"
+        "2026-01-01T10:00:30Z worker2 START cd /x && env A=1 python3 -m scratchvae.experiments.reproduce "
+        "train digits-z2-ws --samples 9000 --runs-dir /secret/runs\n"
+        "2026-01-01T10:02:00Z worker1 END rc=0 wall=120s cd /x && python3 -m "
+        "scratchvae.experiments.reproduce train digits-z2 --samples 12000 --runs-dir /secret/runs\n")
+    page = tmp_path / "docs" / "results.md"
+    assert reproduce.main(["report", *common, "--results-dir", str(results), "--page", str(page),
+                           "--log", str(log)]) == 0
     out = capsys.readouterr().out
-    for name in ("digits-z2-manifold.png", "digits-z2-samples.png", "digits-curves.png"):
+    for name in ("digits-z2-manifold.png", "digits-z2-samples.png", "digits-figure2.png"):
         png = results / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size < 150 * 1024
     rows = json.loads((results / "summary.json").read_text())
-    assert [r["experiment"] for r in rows] == ["digits-z2"]
-    assert rows[0]["samples"] == 12000 and rows[0]["evaluation"]["L_k"] == ev["L_k"]
-    assert "| digits-z2 | 1.2e+04 |" in out
+    assert [(r["dataset"], r["z_dim"]) for r in rows] == [("digits", 2)]
+    aevb = rows[0]["aevb"]
+    assert aevb["samples"] == 12000 and aevb["evaluation"]["L_k"] == ev["L_k"]
+    assert aevb["at"] == {} and "wake-sleep" not in rows[0]       # 10^6 not reached; no ws run
+    assert "| digits Nz=2 | - | - | - |" in out and "1.2e+04 (" in out and "| not run |" in out
+    text = page.read_text()
+    assert "| `reproduce train digits-z2 --samples 12000` | 2026-01-01 10:00 | 2.0 min | done |" in text
+    assert "/secret" not in text and "{" not in text.split("## Settings")[0]
+    assert "![digits-figure2](../results/digits-figure2.png)" in text
 
 
 def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):
