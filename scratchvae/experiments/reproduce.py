@@ -3,7 +3,8 @@
     python -m scratchvae.experiments.reproduce stepsize                 pick Adagrad's step size as the paper did
     python -m scratchvae.experiments.reproduce train frey-z20           train one experiment (resumes if begun)
     python -m scratchvae.experiments.reproduce evaluate frey-z20        held-out ELBO and L_5000 of a trained run
-    python -m scratchvae.experiments.reproduce report                   figures, table and data of the results page
+    python -m scratchvae.experiments.reproduce report --page docs/results.md --log LOG
+                                                                        figures, table, data and the results page
 
 An experiment is named ``<dataset>-z<latent size>[-ws][-contiguous][-s<split seed>]``:
 ``frey-z2`` ... ``frey-z20``, ``mnist-z3`` ... ``mnist-z200`` (and ``digits-z2``, a
