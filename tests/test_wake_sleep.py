@@ -232,3 +232,16 @@ def test_bad_algorithm_and_split_options(tmp_path, capsys, argv, words):
     err = capsys.readouterr().err
     assert status != 0 and words in err and "Traceback" not in err
     assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def test_wake_sleep_trains_on_either_device(xp, device):
+    """The Trainer's device path (elbo, then backward, then the optimizer) runs wake-sleep too."""
+    d = sv.load_dataset("digits")
+    model = WakeSleep(64, z_dim=2, hidden_dims=(32,), activation="tanh", init="paper", seed=1,
+                      device=device)
+    opt = sv.Adagrad(model.named_parameters(), lr=0.1, warmup=5)
+    t = Trainer(model, opt, d.train[:300], d.test[:100], batch_size=50, binarization="dynamic",
+                seed=0, progress=False)
+    before = t.evaluate()["test_elbo"]
+    t.fit(samples=6000, eval_every=3000)
+    assert t.history[-1]["test_elbo"] > before + 10
