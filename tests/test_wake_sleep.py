@@ -245,3 +245,12 @@ def test_wake_sleep_trains_on_either_device(xp, device):
     before = t.evaluate()["test_elbo"]
     t.fit(samples=6000, eval_every=3000)
     assert t.history[-1]["test_elbo"] > before + 10
+
+
+def test_a_run_on_another_split_is_evaluated_on_its_own_split(tmp_path, capsys):
+    run = tmp_path / "s3"
+    status, out, err = _cli(capsys, "train", "--split-seed", 3, "--epochs", 1, "--hidden-dim", 16,
+                            "--no-progress", "--no-plots", "--out", run)
+    assert status == 0 and "default_rng(3)" in out, err
+    status, out, err = _cli(capsys, "evaluate", "--out", run, "--k", 0)
+    assert status == 0 and "held-out ELBO over 297 images" in out, err

@@ -157,9 +157,12 @@ def cmd_train(args, argv):
         device=args.device, seed=args.seed, **wake_sleep)
     optimizer = OPTIMIZERS[args.optimizer](model.named_parameters(),
                                            **({} if args.lr is None else {"lr": args.lr}))
-    run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split,
-                "split_option": args.split, "split_seed": args.split_seed,
-                "algorithm": args.algorithm, **wake_sleep}
+    run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split}
+    # only what differs from the defaults, so that runs begun before these options still resume
+    run_info.update({k: v for k, v in (("split_option", args.split), ("split_seed", args.split_seed))
+                     if v != {"split_option": "random", "split_seed": 0}[k]})
+    if wake_sleep:
+        run_info.update(algorithm="wake-sleep", **wake_sleep)
     trainer = Trainer(model, optimizer, data.train, data.test, batch_size=args.batch_size,
                       binarization=args.binarization, seed=args.seed, out=out, run_info=run_info,
                       progress=not args.no_progress, overwrite=args.overwrite)
