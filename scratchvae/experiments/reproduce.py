@@ -669,7 +669,7 @@ scratchvae's own choices, where the authors' code differs or says nothing:
   only; scratchvae's `VAE(weight_decay=...)` decays every parameter tensor. With 1/N = 1/1600
   per image the pull on a bias b is b/1600 per image; on the largest biases (the decoder's
   log-variances, about -7) it shifts them by about 0.01 against a curvature of 0.5 per pixel,
-  which changes the bound by well under a nat.
+  which by this estimate (not measured) changes the bound by well under a nat.
 - **Minibatches** are drawn without replacement, one random permutation per epoch (the authors
   draw each minibatch with replacement); Adagrad's epsilon is added outside the square root
   (1e-8; the authors add 1e-8 inside it).
