@@ -245,3 +245,11 @@ def test_smoke_wake_sleep_run(tmp_path):
                            "--runs-dir", str(runs)]) == 0
     records = read_metrics(runs / "digits-z2-ws" / "metrics.jsonl")
     assert [r["samples"] for r in records] == [3000] and math.isfinite(records[0]["test_elbo"])
+    assert reproduce.main(["train", "digits-z2", "--samples", "3000", "--runs-dir", str(runs)]) == 0
+    page = tmp_path / "results.md"
+    assert reproduce.main(["report", "--runs-dir", str(runs), "--results-dir", str(tmp_path / "r"),
+                           "--page", str(page)]) == 0
+    text = page.read_text()
+    assert "Held-out bounds, digits Nz = 2 at 3e+03 samples: AEVB " in text
+    rows = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert rows[0]["wake-sleep"]["samples"] == rows[0]["aevb"]["samples"] == 3000
