@@ -253,3 +253,14 @@ def test_smoke_wake_sleep_run(tmp_path):
     assert "Held-out bounds, digits Nz = 2 at 3e+03 samples: AEVB " in text
     rows = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert rows[0]["wake-sleep"]["samples"] == rows[0]["aevb"]["samples"] == 3000
+
+
+def test_the_page_names_a_wake_sleep_run_stuck_at_the_prior():
+    def run(name, kl):
+        return {"experiment": reproduce.experiment(name),
+                "records": [{"samples": 10**6, "train_kl": kl, "test_elbo": 1.0}]}
+    runs = {"frey-z2-ws": run("frey-z2-ws", 0.0004), "frey-z20-ws": run("frey-z20-ws", 12.3),
+            "frey-z2": run("frey-z2", 3.0)}
+    text = reproduce._ws_collapse(runs)
+    assert "frey Nz = 2 (KL term 0.000 at 1e+06 samples)" in text and "Nz = 20" not in text
+    assert reproduce._ws_collapse({"frey-z20-ws": runs["frey-z20-ws"]}) == ""
