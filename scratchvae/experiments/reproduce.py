@@ -552,6 +552,7 @@ def cmd_report(args):
                            results=os.path.relpath(out, Path(args.page).parent),
                            contiguous=_contiguous_lesson(out / "contiguous"),
                            stepsize=_stepsize_table(out / "stepsize.json"),
+                           stepsize_seconds=_stepsize_seconds(out / "stepsize.json"),
                            split_seeds=_split_seed_spread(runs),
                            ws_vs_aevb=_ws_vs_aevb(runs), ws_collapse=_ws_collapse(runs),
                            figures=_figure_links(written, out, Path(args.page).parent))
@@ -646,6 +647,13 @@ def _split_seed_spread(runs, samples=10**6):
     values = ", ".join(f"{v:.0f} (seed {k})" for k, v in sorted(found.items()))
     return (f"On {len(found)} shuffles, the held-out bound of Nz = 20 at 10^6 samples is {values}: "
             f"a spread of {max(found.values()) - min(found.values()):.0f} nats.")
+
+
+def _stepsize_seconds(path):
+    if not path.is_file():
+        return "not run"
+    rows = json.loads(path.read_text())
+    return f"{len(rows)} runs of 10^5 samples, {sum(r['seconds'] for r in rows):.0f} s of training in all"
 
 
 def _contiguous_lesson(folder):
@@ -752,6 +760,10 @@ data folder in `SCRATCHVAE_DATA_DIR=/path/to/data`; a later line with a larger `
 continues the run an earlier one began.
 
 {commands}
+
+The step-size runs: `reproduce stepsize frey-z20 frey-z20-ws mnist-z20 mnist-z20-ws`
+({stepsize_seconds}). This page: `reproduce report --runs-dir /path/to/runs --page
+docs/results.md --log /path/to/queue-log` (seconds).
 
 ## Where the results differ from the paper, and why
 
