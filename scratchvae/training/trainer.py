@@ -132,6 +132,11 @@ class Trainer:
             self._started = self.folder.out is not None
         return Session(self, target, eval_every, callback, log).run()
 
+    def evaluate(self):
+        """What an evaluation point would record now (ELBO, rec and kl on the training and
+        held-out evaluation images, same noise as every evaluation), without recording it."""
+        return measure(self.model, self.images.eval_sets, self.images.eval_seed, self.state)
+
     def save(self):
         """Write a checkpoint now (at a step boundary, as every save)."""
         self.folder.save(self.model, self.optimizer, self.settings(), self.state)
