@@ -678,8 +678,9 @@ CHECKS = (joint_factorization, ancestral_sampling, mog_log_likelihood, deep_lvm_
 
 
 def run_all(xp=np):
-    """Every check, in the order of the notes."""
-    return [check(xp) for check in CHECKS]
+    """Every check, in the order of the notes, then those of posterior sampling (:mod:`.hmc`)."""
+    from .hmc import CHECKS as HMC_CHECKS
+    return [check(xp) for check in CHECKS + HMC_CHECKS]
 
 
 def format_table(checks):

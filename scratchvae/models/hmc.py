@@ -145,6 +145,8 @@ def sample(target, z0, n_samples, n_burnin=100, n_leapfrog=10, step_size=0.1, ta
     if not validation.real_number("step_size", step_size) > 0:
         raise ValueError(f"step_size must be a positive number, got {step_size}")
     validation.float_array("z0", z0, ndim=2)
+    if z0.shape[0] < 1:
+        raise ValueError("z0 must hold at least one chain (one row per chain), got 0 rows")
     if rng is None:
         raise ValueError("rng must be a random generator (scratchvae.make_rng(seed, device))")
     xp = get_array_module(z0)

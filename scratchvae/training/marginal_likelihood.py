@@ -40,10 +40,10 @@ from ..models import hmc
 MAX_RELIABLE_Z = 5
 
 
-def fit_gaussian(z):
+def fit_gaussian(z, ridge=1e-6):
     """Mean (B, Z) and covariance (B, Z, Z) of samples ``z`` (S, B, Z), one Gaussian per row b
-    (divisor S - 1), with 1e-6 times the average variance added to the diagonal so that a chain
-    that rarely moved still gives an invertible covariance."""
+    (divisor S - 1), with ``ridge`` times the average variance (plus 1e-12) added to the diagonal
+    so that a chain that rarely moved still gives an invertible covariance."""
     xp = get_array_module(z)
     S, _, Z = z.shape
     if S < 2:
@@ -51,8 +51,8 @@ def fit_gaussian(z):
     mean = z.mean(axis=0)
     d = (z - mean).transpose(1, 2, 0)                               # (B, Z, S)
     cov = d @ d.transpose(0, 2, 1) / (S - 1)
-    ridge = 1e-6 * xp.trace(cov, axis1=1, axis2=2) / Z + 1e-12
-    return mean, cov + ridge[:, None, None] * xp.eye(Z, dtype=z.dtype)
+    added = ridge * xp.trace(cov, axis1=1, axis2=2) / Z + 1e-12
+    return mean, cov + added[:, None, None] * xp.eye(Z, dtype=z.dtype)
 
 
 def gaussian_log_density_full(z, mean, cov):
@@ -67,12 +67,13 @@ def gaussian_log_density_full(z, mean, cov):
     return (-0.5 * (Z * D.LOG_2PI + logdet[:, None] + maha)).T
 
 
-def log_marginal_from_samples(z_fit, z_est, log_joint_est):
+def log_marginal_from_samples(z_fit, z_est, log_joint_est, ridge=1e-6):
     """Steps 2 and 3 of appendix D for every row b: fit q to ``z_fit`` (S1, B, Z), evaluate it at
-    the independent samples ``z_est`` (S2, B, Z) whose log p(x, z) is ``log_joint_est`` (S2, B).
+    the independent samples ``z_est`` (S2, B, Z) whose log p(x, z) is ``log_joint_est`` (S2, B);
+    ``ridge`` as in :func:`fit_gaussian`.
 
     Returns ``(log_px, stderr)``, each (B,)."""
-    mean, cov = fit_gaussian(z_fit)
+    mean, cov = fit_gaussian(z_fit, ridge)
     a = gaussian_log_density_full(z_est, mean, cov) - log_joint_est          # log q - log p(x, z)
     log_px = -D.log_mean_exp(a, axis=0)
     xp = get_array_module(a)
