@@ -675,6 +675,8 @@ CHECKS = (joint_factorization, ancestral_sampling, mog_log_likelihood, deep_lvm_
           expected_log_likelihood_gradient, pathwise_gradient, kl_closed_form, kl_monte_carlo, kl_gradient,
           gaussian_nll, gaussian_nll_gradient, least_squares, bernoulli_nll, bernoulli_nll_gradient,
           layer_backward, vae_gradient, optimizers)
+from .wake_sleep import CHECKS as WAKE_SLEEP_CHECKS  # noqa: E402  (it uses the helpers above)
+CHECKS += WAKE_SLEEP_CHECKS
 
 
 def run_all(xp=np):

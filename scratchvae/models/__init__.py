@@ -4,4 +4,5 @@
     deep_lvm         note 000's deep latent-variable model, sampled ancestrally
     linear_gaussian  a linear-Gaussian model whose posterior and evidence are exact
     autoencoder      a deterministic autoencoder beside PCA (note 003)
+    wake_sleep       the wake-sleep algorithm on the VAE's encoder and decoder (Hinton et al. 1995)
 """

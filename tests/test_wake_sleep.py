@@ -1,0 +1,191 @@
+"""Wake-sleep: its two hand-written gradients (checked in the derivation catalogue), what
+each phase converges to, and its use by the Trainer beside AEVB."""
+import numpy as np
+import pytest
+
+import scratchvae as sv
+from scratchvae import derivations as dv
+from scratchvae.derivations import wake_sleep as ws_checks
+from scratchvae.models.linear_gaussian import LinearGaussian
+from scratchvae.models.wake_sleep import WakeSleep
+from scratchvae.training.trainer import Trainer
+
+
+def _passes(check):
+    assert check.passed, f"{check.name}: {check.worst:.3e} ({check.measure}); {check.details}"
+    return check
+
+
+# -- the gradients -------------------------------------------------------------------------
+def test_wake_gradient(xp):
+    """d(-mean log p(x|z))/dtheta for the decoder's tensors, z ~ q(z|x) with eps frozen."""
+    check = _passes(ws_checks.wake_gradient(xp))
+    assert "bernoulli: 4 decoder tensors" in check.details and "gaussian: 4" in check.details
+
+
+def test_sleep_gradient(xp):
+    """d(-mean log q(z|x))/dphi for the encoder's tensors, on frozen dreams."""
+    check = _passes(ws_checks.sleep_gradient(xp))
+    assert "bernoulli: 4 encoder tensors" in check.details and "gaussian: 4" in check.details
+
+
+def test_both_are_in_the_catalogue():
+    assert {"wake_gradient", "sleep_gradient"} <= {f.__name__ for f in dv.CHECKS}
+
+
+class _SleepWithSignError(WakeSleep):
+    def _sleep(self, z, x):               # ascends -log q: the bug of a flipped sign
+        out = super()._sleep(z, x)
+        for name, _, g in self.named_parameters():
+            if name.startswith("encoder."):
+                g *= -1
+        return out
+
+
+class _WakeIntoEncoder(WakeSleep):
+    def _wake_backward(self):             # the whole VAE gradient: touches the encoder too
+        sv.VAE.backward(self)
+
+
+
+@pytest.mark.parametrize("check, planted", [(ws_checks.sleep_gradient, _SleepWithSignError),
+                                            (ws_checks.wake_gradient, _WakeIntoEncoder)])
+def test_the_checks_catch_planted_bugs(check, planted):
+    result = check(np, model_cls=planted)
+    assert not result.passed, result.details
+
+
+# -- what each phase fits ----------------------------------------------------------------------
+def test_sleep_fixed_point_is_the_exact_posterior_of_a_linear_gaussian_model():
+    """Dreams (z, x) of z ~ N(0, I), x ~ N(W z + b, s^2 I) with orthogonal columns of W: the
+    exact posterior N(S W^T (x - b) / s^2, S) has a diagonal S, so a linear encoder can
+    represent it, and the sleep phase (max E[log q(z|x)] over dreams) must converge to it."""
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.standard_normal((4, 2)))
+    W = Q * np.array([1.5, 0.7])                       # orthogonal columns of different lengths
+    true = LinearGaussian(W, 0.3 * rng.standard_normal(4), 0.5)
+    S = np.linalg.inv(np.eye(2) + W.T @ W / true.s ** 2)
+    assert np.allclose(S, np.diag(np.diag(S)))
+    A = S @ W.T / true.s ** 2                           # posterior mean m = A (x - b)
+
+    model = WakeSleep(4, z_dim=2, hidden_dims=(), likelihood="gaussian", dtype="float64", seed=0)
+    opt = sv.Adam(model.encoder.named_parameters("encoder."), lr=0.02)
+    dream_rng = np.random.default_rng(1)
+    for step in range(2000):
+        if step == 1000:
+            opt.lr = 0.004                              # then settle: less noise from the dreams
+        x, z = true.sample(1000, dream_rng)
+        model.sleep(z, x)
+        opt.step()
+    layer = model.encoder.layers[0].params              # h = x W_enc + b_enc = [mu, logvar]
+    W_enc, b_enc = layer["W"], layer["b"]
+    np.testing.assert_allclose(W_enc[:, :2], A.T, atol=0.03)
+    np.testing.assert_allclose(b_enc[:2], -A @ true.b, atol=0.03)
+    np.testing.assert_allclose(W_enc[:, 2:], 0.0, atol=0.03)      # the variance does not depend on x
+    np.testing.assert_allclose(b_enc[2:], np.log(np.diag(S)), atol=0.03)
+    assert np.log(np.diag(S)).min() < -1.5               # far from where the encoder started
+    # and that is where the mean sleep gradient vanishes: a fixed point, not just a stop
+    x, z = true.sample(200000, dream_rng)
+    layer["W"][...] = np.concatenate([A.T, np.zeros((4, 2))], axis=1)
+    layer["b"][...] = np.concatenate([-A @ true.b, np.log(np.diag(S))])
+    model.sleep(z, x)
+    assert max(float(np.abs(g).max()) for g in model.encoder.gradients().values()) < 0.02
+    layer["b"][2:] += 0.5                               # a variance e^0.5 times too large:
+    model.sleep(z, x)                                   # d(-log q)/dlogvar = (1 - e^-0.5) / 2
+    np.testing.assert_allclose(model.encoder.gradients()["0.b"][2:], (1 - np.exp(-0.5)) / 2, atol=0.01)
+
+
+def test_wake_phase_fits_the_decoder_to_the_data_by_maximum_likelihood():
+    """With an encoder that sends every image to z = 0, p(x|z) is one Gaussian per pixel, and
+    the wake phase (max log p(x|z) over the data) must find its maximum-likelihood fit: the
+    pixels' mean and variance."""
+    rng = np.random.default_rng(2)
+    x = np.clip(rng.normal([0.2, 0.5, 0.8], [0.05, 0.1, 0.03], (2000, 3)), 0, 1)
+    model = WakeSleep(3, z_dim=1, hidden_dims=(4,), likelihood="gaussian", activation="tanh",
+                      dtype="float64", seed=1)
+    last = model.encoder.layers[-2].params             # the last Linear (then the identity)
+    last["W"][...] = 0.0
+    last["b"][...] = [0.0, -30.0]                       # mu = 0, sigma = 3e-7: z = 0
+    opt = sv.Adam(model.decoder.named_parameters("decoder."), lr=0.02)
+    for i in range(3000):
+        model.wake(x[rng.integers(0, len(x), 200)])
+        opt.step()
+    mean_x, logvar_x = model.decoder.forward(np.zeros((1, 1)))
+    np.testing.assert_allclose(mean_x[0], x.mean(axis=0), atol=0.01)
+    np.testing.assert_allclose(np.exp(logvar_x[0]), x.var(axis=0), rtol=0.1)
+    assert float(np.abs(model.encoder.gradients()["0.W"]).max()) == 0   # wake never trains phi
+
+
+def test_backward_is_wake_then_sleep_on_fresh_dreams_plus_the_weight_prior():
+    x = np.random.default_rng(3).uniform(0, 1, (8, 5))
+    a = WakeSleep(5, 2, (4,), likelihood="bernoulli", weight_decay=0.1, dtype="float64", seed=4)
+    b = WakeSleep(5, 2, (4,), likelihood="bernoulli", weight_decay=0.1, dtype="float64", seed=4)
+    a.loss_and_grads(x)                                 # what the Trainer calls
+    b.zero_grad()
+    b.wake(x)                                           # the same eps: b.rng is where a.rng was
+    b.sleep(*b.dream(8))                                # and the same dreams next
+    for name, p, g in b.named_parameters():
+        np.testing.assert_allclose(a.gradients()[name], g + 0.1 * p, rtol=1e-12, err_msg=name)
+    c = WakeSleep(5, 2, (4,), likelihood="bernoulli", dtype="float64", seed=4, sleep_batch_size=3)
+    c.loss_and_grads(x)
+    assert c.encoder.layers[0].cache.shape == (3, 5)    # the sleep phase saw 3 dreams
+
+
+def test_dreams_are_samples_of_the_decoder():
+    model = WakeSleep(6, 2, (5,), likelihood="bernoulli", seed=0)
+    z, x = model.dream(4000)
+    assert set(np.unique(x)) <= {0.0, 1.0} and x.dtype == np.float32
+    p = model.decode(z)                                 # E[x|z]
+    assert abs(float((x - p).mean())) < 0.01
+    model = WakeSleep(6, 2, (5,), likelihood="gaussian", seed=0)
+    z, x = model.dream(10)
+    assert 0 <= x.min() and x.max() <= 1 and len(np.unique(x)) > 10   # clipped to the pixels' range
+    last = model.decoder.net.layers[-2].params          # p(x|z) = N(0.5, 0.1^2) for every z
+    last["W"][...] = 0.0
+    last["b"][...] = np.repeat([0.0, 2 * np.log(0.1)], 6)
+    z, x = model.dream(4000)
+    assert abs(float(x.mean()) - 0.5) < 0.005 and abs(float(x.std()) - 0.1) < 0.005
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(sleep_batch_size=0), ValueError, "sleep_batch_size must be a positive integer"),
+    (dict(sleep_batch_size=2.5), TypeError, "sleep_batch_size must be a positive integer"),
+])
+def test_bad_arguments(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        WakeSleep(6, 2, (5,), **kwargs)
+    model = WakeSleep(6, 2, (5,))
+    with pytest.raises(ValueError, match="z must have shape"):
+        model.sleep(np.zeros((3, 3), np.float32), np.zeros((3, 6), np.float32))
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        model.dream(0)
+
+
+# -- training -------------------------------------------------------------------------------
+def _digits_trainer(out=None, seed=0):
+    d = sv.load_dataset("digits")
+    model = WakeSleep(64, z_dim=2, hidden_dims=(32,), activation="tanh", init="paper",
+                      weight_decay=1 / 300, seed=1)
+    opt = sv.Adagrad(model.named_parameters(), lr=0.1, warmup=5)
+    return Trainer(model, opt, d.train[:300], d.test[:100], batch_size=50, binarization="dynamic",
+                   seed=seed, out=out, progress=False, checkpoint_every=0)
+
+
+def test_the_trainer_runs_wake_sleep_and_reports_the_elbo(tmp_path):
+    t = _digits_trainer(tmp_path)
+    before = t.evaluate()
+    t.fit(samples=6000, eval_every=1500)
+    history = t.history
+    assert history[-1]["test_elbo"] > before["test_elbo"] + 10         # the bound rises
+    # the checkpoint reloads as a plain VAE with the same parameters: the same ELBO evaluation
+    vae, _ = sv.load_model(tmp_path / "checkpoint.npz")
+    assert type(vae) is sv.VAE
+    assert sv.evaluate_elbo(vae, t.eval_sets["test"], seed=t.eval_seed).elbo == history[-1]["test_elbo"]
+    # resuming continues the very same run (the dreams' noise is in the checkpoint)
+    full = {k: p.copy() for k, p in t.model.parameters().items()}
+    u = _digits_trainer(tmp_path / "again")
+    u.fit(samples=3000, eval_every=1500)
+    v = _digits_trainer(tmp_path / "again")
+    v.resume()
+    v.fit(samples=6000, eval_every=1500)
+    assert all(np.array_equal(full[k], p) for k, p in v.model.parameters().items())
