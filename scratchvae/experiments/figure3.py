@@ -82,33 +82,29 @@ class Method:
     def __init__(self, name, n_train, seed=0):
         from ..optim import Adagrad
         self.name = name
+        common = dict(weight_decay=1.0 / n_train, seed=seed)
         if name == "mcem":
             from ..models.mcem import MCEM
-            self.model = MCEM(784, n_train, Z_DIM, (HIDDEN,), weight_decay=1.0 / n_train, seed=seed)
+            self.model = MCEM(784, n_train, Z_DIM, (HIDDEN,), **common)
         else:
+            # wake-sleep uses the VAE's encoder, decoder, initialization and weight prior;
+            # only its gradients (its backward) differ
+            from ..models.wake_sleep import WakeSleep
             from ..vae import VAE
-            self.model = VAE(784, Z_DIM, (HIDDEN,), activation="tanh", init="paper",
-                             weight_decay=1.0 / n_train, seed=seed)
-        if name == "wake-sleep":
-            from ..models import wake_sleep
-            self.ws = wake_sleep.WakeSleep(self.model, lr=LR)
-            self.optimizer = None
-        else:
-            self.optimizer = Adagrad(self.model.named_parameters(), lr=LR)
+            cls = WakeSleep if name == "wake-sleep" else VAE
+            self.model = cls(784, Z_DIM, (HIDDEN,), activation="tanh", init="paper", **common)
+        self.optimizer = Adagrad(self.model.named_parameters(), lr=LR)
 
     def step(self, x, idx):
+        """One minibatch; returns the method's own training objective (for a divergence check)."""
         if self.name == "mcem":
             return self.model.train_step(x, idx, self.optimizer)
-        if self.name == "wake-sleep":
-            return self.ws.step(x)
         loss, _ = self.model.loss_and_grads(x, check=False)
         self.optimizer.step()
         return -loss
 
     def optimizers(self):
-        if self.optimizer is not None:
-            return {"opt": self.optimizer}
-        return dict(self.ws.optimizers())
+        return {"opt": self.optimizer}
 
     def arrays(self):
         """Everything besides the parameters and optimizer state that a bitwise resume needs."""
@@ -163,6 +159,8 @@ def evaluate(method, data, seed=0):
         out[f"{part}_log_px"] = float(r["log_px"].mean())
         out[f"{part}_log_px_se"] = float(r["log_px"].std(ddof=1) / math.sqrt(len(r["log_px"])))
         out[f"{part}_accept"] = r["accept_rate"]
+        # p(x) <= 1 for binary images: a positive estimate means the estimator failed there
+        out[f"{part}_impossible"] = int((r["log_px"] > 0).sum())
     return out
 
 

@@ -420,6 +420,11 @@ def add_arguments(parser):
     p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR",
                    help=f"where figures and data go (default: {RESULTS_DIR})")
     p.set_defaults(reproduce_func=cmd_report)
+
+    from . import figure3   # Figure 3: AEVB, wake-sleep and MCEM by estimated marginal likelihood
+    p = sub.add_parser("figure3", help="Figure 3: train its runs (figure3 train ...) or draw it (figure3 report)")
+    figure3.add_arguments(p)
+    p.set_defaults(reproduce_func=figure3.run)
     return parser
 
 
