@@ -30,7 +30,7 @@ def test_gradient_without_the_prior_term_is_caught():
     def likelihood_only(decoder, x):
         full = hmc.decoder_log_joint(decoder, x)
         return lambda z: (full(z)[0], full(z)[1] + z)          # forgets d/dz log N(z; 0, I) = -z
-    _fails(dh.log_joint_gradient(np, target_fn=likelihood_only))
+    _fails(dh.hmc_log_joint_gradient(np, target_fn=likelihood_only))
 
 
 def _euler(target, z, p, step_size, n_steps, grad=None):
