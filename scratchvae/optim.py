@@ -5,7 +5,7 @@ keeps its state in arrays allocated once, and can export and restore that state
 by parameter name (checkpoints need it). With g the gradient and t the step:
 
     SGD:      v = momentum v + g;          theta -= lr v
-    Adagrad:  h = h + g^2;                 theta -= lr g / (sqrt(h) + eps)
+    Adagrad:  h = h + g^2;                 theta -= lr g / (sqrt(h) + eps)   (after `warmup` steps)
     Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
               theta -= lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
 
@@ -89,11 +89,20 @@ class Adagrad(Optimizer):
     """Adagrad (Duchi et al. 2011), the optimizer of Kingma & Welling (2013)."""
     state_names = ("h",)
 
-    def __init__(self, named_parameters, lr=0.01, eps=1e-8):
+    def __init__(self, named_parameters, lr=0.01, eps=1e-8, warmup=0):
         self.eps = float(eps)
+        # warm-up: the first `warmup` steps only add g^2 to h (as Kingma & Welling's code
+        # does), so that the first real steps are not divided by one tiny gradient
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0 (steps), got {warmup!r}")
+        self.warmup = warmup
         super().__init__(named_parameters, lr)
 
     def update(self, p, g, h, buf):
+        if self.t <= self.warmup:
+            get_array_module(p).multiply(g, g, out=buf)
+            h += buf                  # h = h + g^2; theta stays
+            return
         if kernels.active(p, g, h):
             return kernels.adagrad_update(p, g, h, self.lr, self.eps)
         xp = get_array_module(p)

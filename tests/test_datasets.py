@@ -193,19 +193,40 @@ def test_a_file_that_differs_from_the_published_one_is_refused(tmp_path, monkeyp
     assert p.read_bytes() == after
 
 
-def test_frey_loads_with_its_fixed_split(tmp_path, monkeypatch):
-    ff = np.random.default_rng(8).integers(0, 256, size=(560, 1600), dtype=np.uint8)
+def _write_frey(tmp_path, monkeypatch, n=1965):
+    ff = np.random.default_rng(8).integers(0, 256, size=(560, n), dtype=np.uint8)
     (tmp_path / "frey").mkdir()
     scipy.io.savemat(tmp_path / "frey" / "frey_rawface.mat", {"ff": ff})
     register(monkeypatch, "frey", tmp_path)
+    return ff.T
+
+
+def test_frey_default_split_is_the_papers_random_1600_365(tmp_path, monkeypatch):
+    frames = _write_frey(tmp_path, monkeypatch)
     d = load_dataset("frey", tmp_path, download=False)
-    assert (d.train.shape, d.test.shape) == ((1500, 560), (100, 560))
+    assert (d.train.shape, d.test.shape) == ((1600, 560), (365, 560))
     assert d.train_labels is None and d.test_labels is None
     assert d.image_shape == (28, 20) and d.likelihood == "gaussian"
-    np.testing.assert_array_equal(d.train * 256, ff.T[:1500])  # pixels / 256, exactly
-    np.testing.assert_array_equal(d.test * 256, ff.T[1500:])
-    assert d.split == "Frey Face video frames 1500/100: first 1500 frames train, the rest held-out"
-    assert "train=<float32 array (1500, 560)>" in repr(d)  # a short repr, not the pixels
+    held_out = np.sort(np.random.default_rng(0).permutation(1965)[:365])   # the documented rule
+    np.testing.assert_array_equal(d.test * 256, frames[held_out])         # pixels / 256, exactly
+    np.testing.assert_array_equal(d.train * 256, np.delete(frames, held_out, axis=0))
+    assert d.split == ("Frey Face random split 1600/365: held-out = first 365 of "
+                       "np.random.default_rng(0).permutation(1965)")
+    assert "train=<float32 array (1600, 560)>" in repr(d)  # a short repr, not the pixels
+    # the held-out frames come from the whole video, not from one stretch of it
+    assert held_out.min() < 100 and held_out.max() > 1865
+    other = load_dataset("frey", tmp_path, download=False, seed=1)
+    assert other.test.shape == (365, 560) and not np.array_equal(other.test, d.test)
+    assert "default_rng(1)" in other.split
+
+
+def test_frey_contiguous_split_holds_out_the_last_465_frames(tmp_path, monkeypatch):
+    frames = _write_frey(tmp_path, monkeypatch)
+    d = load_dataset("frey", tmp_path, download=False, split="contiguous")
+    assert (d.train.shape, d.test.shape) == ((1500, 560), (465, 560))
+    np.testing.assert_array_equal(d.train * 256, frames[:1500])
+    np.testing.assert_array_equal(d.test * 256, frames[1500:])
+    assert d.split == "Frey Face contiguous split 1500/465: the last 465 video frames held out"
 
 
 def test_default_data_dir_follows_the_environment(tmp_path, monkeypatch):
@@ -227,6 +248,10 @@ def test_default_data_dir_follows_the_environment(tmp_path, monkeypatch):
     (dict(name="digits", seed=1.5), ValueError, "seed must be a non-negative integer"),
     (dict(name="digits", seed=True), ValueError, "seed must be a non-negative integer"),
     (dict(name="mnist", data_dir=3), TypeError, "data_dir must be a path"),
+    (dict(name="frey", split="shuffled"), ValueError, "split must be one of"),
+    (dict(name="frey", split=None), ValueError, "split must be one of"),
+    (dict(name="mnist", split="contiguous"), ValueError, "split='contiguous' applies to frey only"),
+    (dict(name="frey", seed="0"), ValueError, "seed must be a non-negative integer"),
 ])
 def test_load_dataset_rejects_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
@@ -255,9 +280,11 @@ def test_real_mnist_test_file_split():
 @needs_shared
 def test_real_frey_face():
     d = load_dataset("frey", SHARED_DATA, download=False)
+    assert (d.train.shape, d.test.shape) == ((1600, 560), (365, 560))
+    d = load_dataset("frey", SHARED_DATA, download=False, split="contiguous")
     assert (d.train.shape, d.test.shape) == ((1500, 560), (465, 560))
-    assert 1500 + 465 == 1965 and d.image_shape == (28, 20)
-    x = np.concatenate([d.train, d.test])
+    assert d.image_shape == (28, 20)
+    x = np.concatenate([d.train, d.test])                # the video in its order
     assert x.min() >= 0 and x.max() <= 255 / 256 and x.dtype == np.float32
     # upright faces: consecutive frames of one video are close, unrelated rows are not
     step = np.abs(np.diff(x, axis=0)).mean()

@@ -87,16 +87,32 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     assert all(a["images"][1] == b["images"][0] for a, b in zip(blocks, blocks[1:]))
 
     capsys.readouterr()
-    assert reproduce.main(["report", *common, "--results-dir", str(results)]) == 0
+    log = tmp_path / "log.txt"                      # a queue log: one finished run, one running
+    log.write_text(
+        "2026-01-01T10:00:00Z worker1 START cd /x && python3 -m scratchvae.experiments.reproduce "
+        "train digits-z2 --samples 12000 --runs-dir /secret/runs\n"
+        "2026-01-01T10:00:30Z worker2 START cd /x && env A=1 python3 -m scratchvae.experiments.reproduce "
+        "train digits-z2-ws --samples 9000 --runs-dir /secret/runs\n"
+        "2026-01-01T10:02:00Z worker1 END rc=0 wall=120s cd /x && python3 -m "
+        "scratchvae.experiments.reproduce train digits-z2 --samples 12000 --runs-dir /secret/runs\n")
+    page = tmp_path / "docs" / "results.md"
+    assert reproduce.main(["report", *common, "--results-dir", str(results), "--page", str(page),
+                           "--log", str(log)]) == 0
     out = capsys.readouterr().out
-    for name in ("digits-z2-manifold.png", "digits-z2-samples.png", "digits-curves.png"):
+    for name in ("digits-z2-manifold.png", "digits-z2-samples.png", "digits-figure2.png"):
         png = results / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size < 150 * 1024
     rows = json.loads((results / "summary.json").read_text())
-    assert [r["experiment"] for r in rows] == ["digits-z2"]
-    assert rows[0]["samples"] == 12000 and rows[0]["evaluation"]["L_k"] == ev["L_k"]
-    assert "| digits-z2 | 1.2e+04 |" in out
+    assert [(r["dataset"], r["z_dim"]) for r in rows] == [("digits", 2)]
+    aevb = rows[0]["aevb"]
+    assert aevb["samples"] == 12000 and aevb["evaluation"]["L_k"] == ev["L_k"]
+    assert aevb["at"] == {} and "wake-sleep" not in rows[0]       # 10^6 not reached; no ws run
+    assert "| digits Nz=2 | - | - | - |" in out and "1.2e+04 (" in out and "| not run |" in out
+    text = page.read_text()
+    assert "| `reproduce train digits-z2 --samples 12000` | 2026-01-01 10:00 | 2.0 min | done |" in text
+    assert "/secret" not in text and "{" not in text.split("## Settings")[0]
+    assert "![digits-figure2](../results/digits-figure2.png)" in text
 
 
 def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):
@@ -105,3 +121,127 @@ def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):
     records = read_metrics(tmp_path / "digits-z2" / "metrics.jsonl")
     assert [r["samples"] for r in records] == [10**4]            # the first point only
     assert "budget would not reach" in capsys.readouterr().out
+
+
+# --- paper mode: Adagrad's warm-up, the Frey split, the experiment names --------------------
+
+def _quadratic(seed=0):
+    """Parameters and gradients of 1/2 ||theta - c||^2, as (name, param, grad) triples."""
+    rng = np.random.default_rng(seed)
+    theta, c = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    return theta, c, np.zeros_like(theta)
+
+
+def test_adagrad_warmup_accumulates_squared_gradients_without_moving():
+    theta, c, g = _quadratic()
+    start = theta.copy()
+    opt = Adagrad([("theta", theta, g)], lr=0.1, warmup=3)
+    squares = np.zeros_like(theta)
+    for _ in range(3):
+        g[...] = theta - c
+        squares += g * g
+        opt.step()
+        np.testing.assert_array_equal(theta, start)            # no update while warming up
+    np.testing.assert_allclose(opt.state["h"]["theta"], squares)
+    # step 4 is an ordinary Adagrad step from the accumulated h
+    g[...] = theta - c
+    expected = start - 0.1 * g / (np.sqrt(squares + g * g) + opt.eps)
+    opt.step()
+    np.testing.assert_allclose(theta, expected, rtol=1e-12)
+    # and the warm-up survives a checkpoint: t counts the warm-up steps
+    assert opt.state_dict()["t"] == 4
+
+
+def test_adagrad_without_warmup_is_unchanged():
+    a, c, ga = _quadratic()
+    b, _, gb = _quadratic()
+    plain, warm0 = Adagrad([("t", a, ga)], lr=0.05), Adagrad([("t", b, gb)], lr=0.05, warmup=0)
+    for _ in range(5):
+        ga[...], gb[...] = a - c, b - c
+        plain.step(), warm0.step()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _quadratic()[0])
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "100", True, None])
+def test_adagrad_rejects_a_bad_warmup(bad):
+    theta, _, g = _quadratic()
+    with pytest.raises(ValueError, match="warmup must be an integer >= 0"):
+        Adagrad([("theta", theta, g)], warmup=bad)
+
+
+def test_paper_mode_uses_the_authors_warmup(tmp_path):
+    exp = reproduce.experiment("frey-z5")
+    rng = np.random.default_rng(0)
+    data = DataSplits("frey", rng.random((200, 12), dtype=np.float32),
+                      rng.random((30, 12), dtype=np.float32), None, None, (3, 4), "gaussian", "s")
+    trainer = reproduce.build_trainer(exp, data, tmp_path / "run")
+    assert trainer.optimizer.warmup == reproduce.ADAGRAD_WARMUP == 101
+    assert trainer.settings()["adagrad_warmup"] == 101
+
+
+@pytest.mark.parametrize("name, options, expected", [
+    ("frey-z20", {}, ("aevb", "random", 0, "frey-z20")),
+    ("frey-z20-ws", {}, ("wake-sleep", "random", 0, "frey-z20-ws")),
+    ("frey-z20", {"algorithm": "wake-sleep"}, ("wake-sleep", "random", 0, "frey-z20-ws")),
+    ("frey-z2", {"split": "contiguous"}, ("aevb", "contiguous", 0, "frey-z2-contiguous")),
+    ("frey-z2-contiguous", {"split": "contiguous"}, ("aevb", "contiguous", 0, "frey-z2-contiguous")),
+    ("frey-z2", {"split_seed": 3}, ("aevb", "random", 3, "frey-z2-s3")),
+    ("mnist-z200-ws", {}, ("wake-sleep", "random", 0, "mnist-z200-ws")),
+])
+def test_experiment_names_carry_algorithm_and_split(name, options, expected):
+    exp = reproduce.experiment(name, **options)
+    assert (exp.algorithm, exp.split, exp.split_seed, exp.name) == expected
+    assert reproduce.experiment(exp.name) == exp                 # the name says it all
+
+
+@pytest.mark.parametrize("name, options, words", [
+    ("frey-z20", {"algorithm": "gibbs"}, "--algorithm must be one of aevb, wake-sleep"),
+    ("frey-z20", {"split": "shuffled"}, "--split must be one of random, contiguous"),
+    ("frey-z20", {"split_seed": 1.5}, "--split-seed must be an integer"),
+    ("frey-z20", {"split_seed": -2}, "--split-seed must be an integer"),
+    ("frey-z20-ws", {"algorithm": "aevb"}, "--algorithm aevb contradicts"),
+    ("mnist-z20", {"split": "contiguous"}, "applies to frey only"),
+])
+def test_bad_algorithm_and_split_options_name_the_option(name, options, words):
+    with pytest.raises(ValueError, match=words):
+        reproduce.experiment(name, **options)
+
+
+def test_bad_options_on_the_command_line(tmp_path, capsys):
+    common = ["--runs-dir", str(tmp_path)]
+    assert reproduce.main(["train", "frey-z2-ws", "--algorithm", "aevb", *common]) == 1
+    assert "--algorithm aevb contradicts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                              # argparse: exit status 2
+        reproduce.main(["train", "frey-z2", "--split-seed", "x", *common])
+    assert "--split-seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        reproduce.main(["train", "frey-z2", "--split", "odd", *common])
+    assert "--split" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_wake_sleep_experiments_share_everything_but_the_algorithm(tmp_path):
+    from scratchvae.models.wake_sleep import WakeSleep
+    from scratchvae.vae import VAE
+
+    rng = np.random.default_rng(0)
+    data = DataSplits("frey", rng.random((200, 12), dtype=np.float32),
+                      rng.random((30, 12), dtype=np.float32), None, None, (3, 4), "gaussian", "s")
+    aevb = reproduce.build_trainer(reproduce.experiment("frey-z5"), data, tmp_path / "a")
+    ws = reproduce.build_trainer(reproduce.experiment("frey-z5-ws"), data, tmp_path / "w")
+    assert type(aevb.model) is VAE and type(ws.model) is WakeSleep
+    assert ws.model.config() == aevb.model.config()              # networks, init, prior
+    for name, p in aevb.model.parameters().items():              # the same initial weights
+        np.testing.assert_array_equal(ws.model.parameters()[name], p)
+    assert (type(ws.optimizer), ws.optimizer.lr, ws.optimizer.warmup) == \
+        (type(aevb.optimizer), aevb.optimizer.lr, aevb.optimizer.warmup)
+    assert ws.settings()["algorithm"] == "wake-sleep" and aevb.settings()["algorithm"] == "aevb"
+
+
+def test_smoke_wake_sleep_run(tmp_path):
+    runs = tmp_path / "runs"
+    assert reproduce.main(["train", "digits-z2", "--algorithm", "wake-sleep", "--samples", "3000",
+                           "--runs-dir", str(runs)]) == 0
+    records = read_metrics(runs / "digits-z2-ws" / "metrics.jsonl")
+    assert [r["samples"] for r in records] == [3000] and math.isfinite(records[0]["test_elbo"])

@@ -189,3 +189,59 @@ def test_the_trainer_runs_wake_sleep_and_reports_the_elbo(tmp_path):
     v.resume()
     v.fit(samples=6000, eval_every=1500)
     assert all(np.array_equal(full[k], p) for k, p in v.model.parameters().items())
+
+
+# -- the command line ---------------------------------------------------------------------------
+def _cli(capsys, *argv):
+    from scratchvae.cli import main
+
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_scratchvae_train_algorithm_wake_sleep(tmp_path, capsys):
+    run = tmp_path / "ws"
+    status, out, err = _cli(capsys, "train", "--algorithm", "wake-sleep", "--sleep-batch-size", 50,
+                            "--epochs", 2, "--hidden-dim", 32, "--no-progress", "--no-plots",
+                            "--out", run)
+    assert status == 0, err
+    assert "WakeSleep(x_dim=64" in out and "held-out elbo" in out
+    from scratchvae.training.checkpoint import load
+    settings = load(run / "checkpoint.npz").meta["settings"]
+    assert settings["algorithm"] == "wake-sleep" and settings["sleep_batch_size"] == 50
+    status, out, err = _cli(capsys, "evaluate", "--out", run, "--k", 0)   # evaluated as a VAE
+    assert status == 0 and "held-out ELBO over 297 images" in out, err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--algorithm", "gibbs"], "argument --algorithm: invalid choice: 'gibbs'"),
+    (["--sleep-batch-size", "10"], "--sleep-batch-size applies to --algorithm wake-sleep only"),
+    (["--split", "odd"], "argument --split: invalid choice: 'odd'"),
+    (["--split-seed", "1.5"], "argument --split-seed: invalid int value: '1.5'"),
+    (["--split-seed", "-1"], "--split-seed must be an integer >= 0"),
+    (["--split", "contiguous"], "split='contiguous' applies to frey only"),
+])
+def test_bad_algorithm_and_split_options(tmp_path, capsys, argv, words):
+    from scratchvae.cli import main
+
+    try:
+        status = main(["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r"), *argv])
+    except SystemExit as e:                        # argparse's own errors: status 2
+        status = e.code
+    err = capsys.readouterr().err
+    assert status != 0 and words in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def test_wake_sleep_trains_on_either_device(xp, device):
+    """The Trainer's device path (elbo, then backward, then the optimizer) runs wake-sleep too."""
+    d = sv.load_dataset("digits")
+    model = WakeSleep(64, z_dim=2, hidden_dims=(32,), activation="tanh", init="paper", seed=1,
+                      device=device)
+    opt = sv.Adagrad(model.named_parameters(), lr=0.1, warmup=5)
+    t = Trainer(model, opt, d.train[:300], d.test[:100], batch_size=50, binarization="dynamic",
+                seed=0, progress=False)
+    before = t.evaluate()["test_elbo"]
+    t.fit(samples=6000, eval_every=3000)
+    assert t.history[-1]["test_elbo"] > before + 10

@@ -98,6 +98,16 @@ def _add_train(sub):
     p.add_argument("--binarization", choices=("none", "fixed", "dynamic"), default="none",
                    help="grey pixels as they are, or binary images drawn once or every batch "
                    "(default: none)")
+    p.add_argument("--algorithm", choices=("aevb", "wake-sleep"), default="aevb",
+                   help="AEVB (the VAE's ELBO gradient) or the wake-sleep algorithm on the same "
+                   "encoder and decoder (default: aevb)")
+    p.add_argument("--sleep-batch-size", type=_positive_int, metavar="N",
+                   help="wake-sleep only: dreams per sleep phase (default: --batch-size)")
+    p.add_argument("--split", choices=("random", "contiguous"), default="random",
+                   help="frey only: random 1600/365 frames (the paper's, default) or contiguous "
+                   "(the last 465 frames held out)")
+    p.add_argument("--split-seed", type=int, default=0, metavar="S",
+                   help="seed of the random train/held-out split (default: 0, the documented one)")
     p.add_argument("--eval-every", type=_positive_int, metavar="N",
                    help="evaluate every N training samples (default: every epoch); a "
                    "checkpoint is saved at the first evaluation 30 s after the last, and at the end")
@@ -110,18 +120,24 @@ def _add_train(sub):
     p.set_defaults(func=cmd_train)
 
 
-def _load_data(args, name):
+def _load_data(args, name, split="random", split_seed=0):
     from ..data.datasets import load_dataset
 
-    return load_dataset(name, data_dir=args.data_dir, download=not args.no_download)
+    return load_dataset(name, data_dir=args.data_dir, download=not args.no_download,
+                        seed=split_seed, split=split)
 
 
 def cmd_train(args, argv):
     from ..training import plots
     from ..training.checkpoint import writable_dir
     from ..training.trainer import CHECKPOINT, Trainer, TrainingInterrupted
+    from ..models.wake_sleep import WakeSleep
     from ..vae import VAE
 
+    if args.sleep_batch_size is not None and args.algorithm != "wake-sleep":
+        raise UsageError("--sleep-batch-size applies to --algorithm wake-sleep only")
+    if args.split_seed < 0:
+        raise UsageError(f"--split-seed must be an integer >= 0, got {args.split_seed}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
     if args.epochs is not None and args.samples is not None:
@@ -132,14 +148,18 @@ def cmd_train(args, argv):
     if not args.resume and not args.overwrite and (out / CHECKPOINT).exists():
         raise UsageError(f"{str(out)!r} already holds a run; add --resume to continue it, "
                          f"--overwrite to start it again, or choose another --out")
-    data = _load_data(args, args.dataset)
+    data = _load_data(args, args.dataset, args.split, args.split_seed)
     likelihood = args.likelihood or data.likelihood
-    model = VAE(data.train.shape[1], args.latent_dim, tuple(args.hidden_dim), likelihood=likelihood,
-                activation=args.activation, init=args.init, weight_decay=args.weight_decay,
-                device=args.device, seed=args.seed)
+    wake_sleep = {} if args.algorithm == "aevb" else {"sleep_batch_size": args.sleep_batch_size}
+    model = (WakeSleep if wake_sleep else VAE)(
+        data.train.shape[1], args.latent_dim, tuple(args.hidden_dim), likelihood=likelihood,
+        activation=args.activation, init=args.init, weight_decay=args.weight_decay,
+        device=args.device, seed=args.seed, **wake_sleep)
     optimizer = OPTIMIZERS[args.optimizer](model.named_parameters(),
                                            **({} if args.lr is None else {"lr": args.lr}))
-    run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split}
+    run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split,
+                "split_option": args.split, "split_seed": args.split_seed,
+                "algorithm": args.algorithm, **wake_sleep}
     trainer = Trainer(model, optimizer, data.train, data.test, batch_size=args.batch_size,
                       binarization=args.binarization, seed=args.seed, out=out, run_info=run_info,
                       progress=not args.no_progress, overwrite=args.overwrite)
@@ -214,7 +234,13 @@ def _load_run(args):
     out = Path(args.out or DEFAULT_RUN)
     model, c = load_model(out / "checkpoint.npz", device=args.device)
     settings = c.meta["settings"]
-    data = _load_data(args, settings["dataset"]) if "dataset" in settings else None
+    data = None
+    if "dataset" in settings:
+        data = _load_data(args, settings["dataset"], settings.get("split_option", "random"),
+                          settings.get("split_seed", 0))
+        if data.split != settings.get("split", data.split):
+            raise UsageError(f"{str(out)!r} was trained on {settings['split']!r}, but the data "
+                             f"now split the same way give {data.split!r}")
     return out, model, c, data
 
 
