@@ -629,6 +629,8 @@ training samples (their Figure 2), the 2-D manifold (Figure 4) and samples from 
 docs/results.md` from the runs that exist when it is run, finished or not: each run is shown
 as far as it got. The figures and the data behind the table are in [`results/`]({results}/).
 
+Figure 3 (the marginal likelihood of AEVB, wake-sleep and Monte Carlo EM) has its own page: [figure3.md](figure3.md).
+
 ## Settings
 
 From the paper (section 5), in `scratchvae/experiments/reproduce.py`:
