@@ -58,10 +58,12 @@ def test_log_space_survives_likelihoods_far_below_the_float_range():
     assert np.isfinite(log_px).all() and (log_px < -1990).all()
 
 
-def test_the_estimator_recovers_the_exact_evidence_and_a_jensen_bug_does_not():
-    def biased(*args, **kwargs):                  # -mean(a) instead of -log mean exp(a)
+def test_the_estimator_recovers_the_exact_evidence_and_a_biased_one_does_not():
+    def biased(*args, **kwargs):
+        """0.15 nats too low, about ten of the check's standard errors (a bias of the size
+        that, e.g., averaging log-ratios instead of ratios brings): the check must see it."""
         r = ml.log_marginal_hmc(*args, **kwargs)
-        r["log_px"] = r["log_px"] - 3.0 * r["log_px"].std()
+        r["log_px"] = r["log_px"] - 0.15
         return r
     assert dh.appendix_d_estimator(np).passed
     assert not dh.appendix_d_estimator(np, estimator=biased).passed
