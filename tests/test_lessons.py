@@ -31,9 +31,11 @@ FIGURES = {
     "09_importance_sampling": ["lk_vs_k"],
     "10_gpu": ["timing"],
     "11_wake_sleep": ["aevb_vs_wake_sleep"],
+    "12_posterior_sampling": ["hmc_vs_grid", "estimator", "mcem"],
 }
 # Lessons that need a data set in full mode.
-NEEDS_DATA = ["07_vae_mnist", "08_vae_frey_face", "09_importance_sampling", "11_wake_sleep"]
+NEEDS_DATA = ["07_vae_mnist", "08_vae_frey_face", "09_importance_sampling", "11_wake_sleep",
+              "12_posterior_sampling"]
 
 
 def _run(path, out, *args, fast=True, timeout=120):

@@ -27,6 +27,7 @@ MODULES = tuple(import_module(f"{__name__}.{name}") for name in (
     "note003",   # the ELBO's terms: KL, the Gaussian and Bernoulli decoders, the pathwise gradient
     "library",   # the implementation: layers, the whole VAE, optimizers
     "wake_sleep",  # the paper's comparison: wake-sleep's two gradients
+    "hmc",         # posterior sampling (appendices D and E): HMC, the marginal-likelihood estimator
 ))
 CHECKS = tuple(check for module in MODULES for check in module.CHECKS)
 

@@ -419,7 +419,7 @@ def plot_figure2(runs, dataset, path, paper=PAPER):
         ax.tick_params(labelsize=11)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("lower bound per image (nats)", fontsize=12)
-    handles, labels = {}, []
+    handles = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
@@ -679,6 +679,8 @@ training samples (their Figure 2), the 2-D manifold (Figure 4) and samples from 
 docs/results.md` from the runs that exist when it is run, finished or not: each run is shown
 as far as it got. The figures and the data behind the table are in [`results/`]({results}/).
 
+Figure 3 (the marginal likelihood of AEVB, wake-sleep and Monte Carlo EM) has its own page: [figure3.md](figure3.md).
+
 ## Settings
 
 From the paper (section 5), in `scratchvae/experiments/reproduce.py`:
@@ -855,6 +857,11 @@ def add_arguments(parser):
     p.add_argument("--log", metavar="FILE", help="a queue log of the training commands, for the "
                    "page's table of commands and wall times")
     p.set_defaults(reproduce_func=cmd_report)
+
+    from . import figure3   # Figure 3: AEVB, wake-sleep and MCEM by estimated marginal likelihood
+    p = sub.add_parser("figure3", help="Figure 3: train its runs (figure3 train ...) or draw it (figure3 report)")
+    figure3.add_arguments(p)
+    p.set_defaults(reproduce_func=figure3.run)
     return parser
 
 

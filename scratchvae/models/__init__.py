@@ -5,4 +5,6 @@
     linear_gaussian  a linear-Gaussian model whose posterior and evidence are exact
     autoencoder      a deterministic autoencoder beside PCA (note 003)
     wake_sleep       the wake-sleep algorithm on the VAE's encoder and decoder (Hinton et al. 1995)
+    hmc              Hybrid Monte Carlo on the latent z of a trained decoder (posterior samples)
+    mcem             Monte Carlo EM: a decoder trained without an encoder (Kingma & Welling 2013, app. E)
 """
