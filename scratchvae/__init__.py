@@ -1,17 +1,21 @@
 """scratchvae: a Variational Autoencoder from scratch in NumPy (and CuPy), made to be learned from.
 
 The path of one image, module by module:
-    backend        NumPy or CuPy, chosen from the arrays
-    layers         Linear and MLP (forward beside backward), activations in ``activations``
+    backend        NumPy or CuPy, chosen from the arrays; threads of the matrix products
+    module         the forward/backward interface, and the one buffer of a model's parameters
+    activations    tanh, ReLU, sigmoid, softplus, each beside its derivative
+    layers         Linear and MLP (forward beside backward)
     distributions  log-densities, closed-form KL, reparameterization, with gradients
     decoders       Bernoulli and Gaussian p(x|z)
     vae            the model: x -> (mu, logvar) -> z -> p(x|z) -> ELBO, and back
     optim          SGD, Adagrad, Adam, in place
     gradcheck      finite differences you can reuse
+    validation     the argument checks behind every clear error
 
 Everything else is a subpackage named for what it holds: ``models`` (the notes' other
-models), ``derivations`` (every derivation of the notes, checked), ``data``, ``training``,
-``experiments`` (the paper's section 5, the benchmark), ``kernels`` (CUDA) and ``cli``.
+models, wake-sleep, HMC, Monte Carlo EM), ``derivations`` (every derivation of the notes,
+checked), ``data``, ``training``, ``experiments`` (the paper's section 5 and Figure 3, the
+benchmark), ``kernels`` (CUDA) and ``cli``.
 """
 from .backend import (DeviceError, as_cupy, as_numpy, get_array_module, gpu_available, make_rng,
                       set_threads, to_device)
