@@ -119,8 +119,8 @@ print(f"  best q = N({mu_star:.4f}, {np.exp(logvar_star):.4f}): elbo = {elbo_sta
 # %%
 lg = LinearGaussian.random(x_dim=3, z_dim=1, s=0.5, seed=0)
 x_lg, _ = lg.sample(4, np.random.default_rng(2))
-m, S = lg.posterior(x_lg)
-logvar_post = np.full_like(m, np.log(S[0, 0]))
+m, Sigma = lg.posterior(x_lg)
+logvar_post = np.full_like(m, np.log(Sigma[0, 0]))
 run.check("linear-Gaussian: elbo(q = p(z|x)) vs log p(x)", lg.elbo(x_lg, m, logvar_post),
           lg.log_marginal(x_lg), tol=1e-12)
 

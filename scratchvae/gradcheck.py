@@ -151,7 +151,8 @@ def check_directional(f, params, grads, delta=DEFAULT_DELTA, seed=0, tiny=DEFAUL
 
 
 def format_report(reports):
-    """A table of the per-tensor reports, worst relative error first in each row."""
+    """A table of the per-tensor reports: one row per tensor with its worst relative error, where
+    it occurred and whether it passed."""
     lines = [f"{'tensor':<24}{'shape':<14}{'checked':>8}{'worst rel err':>15}  {'at':<12}{'ok':>4}"]
     for r in reports:
         lines.append(f"{r.name:<24}{str(r.shape):<14}{r.checked:>8}{r.worst:>15.2e}  "

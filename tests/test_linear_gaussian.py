@@ -30,12 +30,12 @@ def test_marginal_matches_scipy(xp):
 
 
 def test_posterior_is_bayes_rule(xp):
-    """log N(z; m, S) = log p(x|z) + log p(z) - log p(x) at arbitrary z (Bayes' rule, pointwise)."""
+    """log N(z; m, Sigma) = log p(x|z) + log p(z) - log p(x) at arbitrary z (Bayes' rule, pointwise)."""
     model = _model(xp)
     x, _, _ = _q(xp, 5, 1)
     z = np.random.default_rng(1).standard_normal((5, 2))
-    m, S = (as_numpy(a) for a in model.posterior(x))
-    ours = np.array([scipy.stats.multivariate_normal(m[n], S).logpdf(z[n]) for n in range(5)])
+    m, Sigma = (as_numpy(a) for a in model.posterior(x))
+    ours = np.array([scipy.stats.multivariate_normal(m[n], Sigma).logpdf(z[n]) for n in range(5)])
     bayes = as_numpy(model.log_joint(x, xp.asarray(z)) - model.log_marginal(x))
     np.testing.assert_allclose(ours, bayes, rtol=1e-12)
 
@@ -53,9 +53,9 @@ def test_elbo_is_maximized_at_the_posterior(xp):
     mu or logvar away from it only lowers L."""
     model = _model(xp, orthogonal=True)
     x, _, _ = _q(xp, 4, 3)
-    m, S = model.posterior(x)
-    assert abs(float(S[0, 1])) < 1e-15
-    logvar = xp.broadcast_to(xp.log(xp.diag(S)), m.shape)
+    m, Sigma = model.posterior(x)
+    assert abs(float(Sigma[0, 1])) < 1e-15
+    logvar = xp.broadcast_to(xp.log(xp.diag(Sigma)), m.shape)
     best = as_numpy(model.elbo(x, m, logvar))
     np.testing.assert_allclose(best, as_numpy(model.log_marginal(x)), rtol=1e-13)
     for dmu, dlv in ((0.1, 0.0), (0.0, 0.2), (-0.3, -0.3)):
@@ -63,18 +63,18 @@ def test_elbo_is_maximized_at_the_posterior(xp):
 
 
 def test_kl_to_posterior_matches_monte_carlo(xp):
-    """KL(N(mu, diag v) || N(m, S)) equals E_q[log q - log p] by Monte Carlo within the
+    """KL(N(mu, diag v) || N(m, Sigma)) equals E_q[log q - log p] by Monte Carlo within the
     Bonferroni bound (alpha = 1e-4) of the standard error."""
     model = _model(xp)
     x, mu, logvar = _q(xp, 3, 4)
-    m, S = (as_numpy(a) for a in model.posterior(x))
+    m, Sigma = (as_numpy(a) for a in model.posterior(x))
     mu_h, v = as_numpy(mu), np.exp(as_numpy(logvar))
     eps = np.random.default_rng(4).standard_normal((20000, 3, 2))
     z = mu_h + np.sqrt(v) * eps
     zs = []
     for n in range(3):
         ratio = (scipy.stats.multivariate_normal(mu_h[n], np.diag(v[n])).logpdf(z[:, n])
-                 - scipy.stats.multivariate_normal(m[n], S).logpdf(z[:, n]))
+                 - scipy.stats.multivariate_normal(m[n], Sigma).logpdf(z[:, n]))
         se = ratio.std(ddof=1) / math.sqrt(len(ratio))
         zs.append(abs(ratio.mean() - float(as_numpy(model.kl_to_posterior(x, mu, logvar))[n])) / se)
     assert max(zs) < z_bound(3)

@@ -39,10 +39,10 @@ def test_the_estimate_is_exact_when_q_is_the_posterior():
     Samples recoloured to the posterior's exact mean and covariance make the fitted q exact."""
     model = dh._lg(np)
     x = np.array([[0.5, -1.0, 2.0, 0.3]])
-    m, S = model.posterior(x)
+    m, Sigma = model.posterior(x)
     w = np.random.default_rng(2).normal(size=(40, 2))
     w = (w - w.mean(0)) @ np.linalg.inv(np.linalg.cholesky(np.cov(w.T)).T)     # mean 0, cov I exactly
-    z_fit = (m + w @ np.linalg.cholesky(S).T)[:, None, :]
+    z_fit = (m + w @ np.linalg.cholesky(Sigma).T)[:, None, :]
     z_est = np.random.default_rng(3).normal(size=(25, 1, 2)) * 3.0              # anywhere at all
     log_joint = model.log_joint(np.repeat(x, 25, 0), z_est[:, 0]).reshape(25, 1)
     log_px, se = ml.log_marginal_from_samples(z_fit, z_est, log_joint, ridge=0.0)

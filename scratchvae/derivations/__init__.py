@@ -3,9 +3,10 @@
 One module per note (``note000`` ... ``note003``) holds the checks of the formulas that note
 derives, ``library`` those of the implementation around them (layers, the whole VAE,
 optimizers), ``wake_sleep`` and ``hmc`` those of the paper's comparisons (wake-sleep's two
-gradients; HMC and the appendix-D estimator); :mod:`.checks` holds what they share. Each check returns a :class:`Check` (what
-was compared, the worst discrepancy found, the threshold it must stay under, and a line of
-details); :func:`run_all` returns them all in the order of the notes. ``scratchvae gradcheck``
+gradients; HMC and the appendix-D estimator); :mod:`.checks` holds what they share. Each
+check returns a :class:`Check` (what was compared, the worst discrepancy found, the threshold
+it must stay under, and a line of details); :func:`run_all` returns them all in the order of
+the notes. ``scratchvae gradcheck``
 prints them as a table; the tests assert on the same functions, so the checking logic lives
 here once.
 

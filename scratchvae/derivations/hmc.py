@@ -75,7 +75,7 @@ def leapfrog_reversible(xp=np, n_steps=25, step_size=0.05, leapfrog=hmc.leapfrog
                   extra_ok=moved > 0.1)
 
 
-def leapfrog_volume(xp=np, n_steps=10, step_size=0.1, h=1e-6, leapfrog=hmc.leapfrog):
+def leapfrog_volume(xp=np, n_steps=10, step_size=0.1, delta=1e-6, leapfrog=hmc.leapfrog):
     """det of the leapfrog map's Jacobian d(z', p')/d(z, p) is 1 (volume preserved), by central
     differences on one chain of a Gaussian-decoder target in Z = 2 (a 4 x 4 Jacobian)."""
     target, z = _decoder_target(xp, "gaussian", n=1)
@@ -86,11 +86,11 @@ def leapfrog_volume(xp=np, n_steps=10, step_size=0.1, h=1e-6, leapfrog=hmc.leapf
         cols = []
         for sign in (1, -1):
             s = state.copy()
-            s[i] += sign * h
+            s[i] += sign * delta
             z1, p1, _, _ = leapfrog(target, xp.asarray(s[:2][None]), xp.asarray(s[2:][None]),
                                     step_size, n_steps)
             cols.append(np.concatenate([as_numpy(z1).ravel(), as_numpy(p1).ravel()]))
-        J[:, i] = (cols[0] - cols[1]) / (2 * h)
+        J[:, i] = (cols[0] - cols[1]) / (2 * delta)
     det = float(np.linalg.det(J))
     far = float(np.abs(J - np.eye(4)).max())
     return make_check("leapfrog_volume", "-", "det d(z', p')/d(z, p) = 1 (Jacobian by central differences)",
@@ -118,24 +118,24 @@ def leapfrog_energy_order(xp=np, trajectory=1.0, steps=(0.1, 0.05, 0.025, 0.0125
 
 
 def hmc_linear_gaussian(xp=np, n_chains=4000, n_transitions=60, sampler=hmc.sample):
-    """HMC samples the exact posterior N(m, S) of the linear-Gaussian model: the last state of
+    """HMC samples the exact posterior N(m, Sigma) of the linear-Gaussian model: the last state of
     each of ``n_chains`` independent chains (all for the same x), started at 0, whose mean and
-    covariance entries match m and S within standard errors."""
+    covariance entries match m and Sigma within standard errors."""
     model = _lg(xp)
     x = xp.asarray(np.broadcast_to(np.array([0.5, -1.0, 2.0, 0.3]), (n_chains, 4)).copy())
-    m, S = model.posterior(x[:1])
+    m, Sigma = model.posterior(x[:1])
     run = sampler(_linear_gaussian_target(model, x), xp.zeros((n_chains, 2)), 1, n_burnin=n_transitions,
                   n_leapfrog=10, step_size=0.1, target_accept=0.9, rng=make_rng(5, device_name(xp)))
     z = as_numpy(run["z"][0])
-    m, S = as_numpy(m)[0], as_numpy(S)
+    m, Sigma = as_numpy(m)[0], as_numpy(Sigma)
     n = z.shape[0]
     zs = [np.abs(z.mean(0) - m) / (z.std(0, ddof=1) / math.sqrt(n))]
     d = z - z.mean(0)
     for i, j in ((0, 0), (0, 1), (1, 1)):
         prod = d[:, i] * d[:, j]
-        zs.append(np.array([abs(prod.mean() * n / (n - 1) - S[i, j]) / (prod.std(ddof=1) / math.sqrt(n))]))
+        zs.append(np.array([abs(prod.mean() * n / (n - 1) - Sigma[i, j]) / (prod.std(ddof=1) / math.sqrt(n))]))
     zs = np.concatenate(zs)
-    return make_check("hmc_linear_gaussian", "-", "HMC samples ~ p(z|x) = N(S W^T (x-b)/s^2, (I + W^T W/s^2)^-1)",
+    return make_check("hmc_linear_gaussian", "-", "HMC samples ~ p(z|x) = N(Sigma W^T (x-b)/s^2, (I + W^T W/s^2)^-1)",
                   zs.max(), z_bound(len(zs)), ZSCORE,
                   f"{n_chains} chains, {n_transitions} transitions, acceptance {run['accept_rate']:.2f}: "
                   f"mean and 3 covariance entries, worst |z| {zs.max():.2f}")

@@ -69,11 +69,11 @@ def decomposition_linear_gaussian(xp=np, n_q=20):
         errors.append(max_rel(log_p, L + kl))
         bounded &= bool((L < log_p).all()) and bool((kl > 0).all())
     ortho = example_linear_gaussian(xp, orthogonal=True)
-    m, S = ortho.posterior(x)
-    logvar_post = xp.broadcast_to(xp.log(xp.diag(S)), m.shape)
+    m, Sigma = ortho.posterior(x)
+    logvar_post = xp.broadcast_to(xp.log(xp.diag(Sigma)), m.shape)
     at_post = max_rel(ortho.elbo(x, m, logvar_post), ortho.log_marginal(x))
     return make_check("decomposition_linear_gaussian", "001",
-                      "ln p(x) = L(q) + KL(q||p(z|x)), p(z|x) = N(S W^T (x-b)/s^2, (I + W^T W/s^2)^-1)",
+                      "ln p(x) = L(q) + KL(q||p(z|x)), p(z|x) = N(Sigma W^T (x-b)/s^2, (I + W^T W/s^2)^-1)",
                       max(max(errors), at_post), EXACT, REL,
                       f"{n_q} random diagonal q: identity {max(errors):.1e}, all L < ln p: {bounded}; "
                       f"q = posterior: L vs ln p {at_post:.1e}", extra_ok=bounded)

@@ -5,7 +5,7 @@
 Marginal and posterior are Gaussian in closed form (Bishop 2006, sections 2.3.3 and 12.2):
 
     p(x)   = N(x; b, W W^T + s^2 I)
-    p(z|x) = N(z; m, S),   S = (I + W^T W / s^2)^{-1},   m = S W^T (x - b) / s^2
+    p(z|x) = N(z; m, Sigma),   Sigma = (I + W^T W / s^2)^{-1},   m = Sigma W^T (x - b) / s^2
 
 For a diagonal Gaussian q(z) = N(mu, diag(v)), v = exp(logvar), every term of the ELBO is
 closed form, because E_q[(x - W z - b)^2] only needs the mean and variance of z:
@@ -95,11 +95,11 @@ class LinearGaussian:
         return mvn_log_density(x, mean, cov)
 
     def posterior(self, x):
-        """p(z|x) = N(m, S): returns ``(m, S)``, m (N, Z) one mean per row, S (Z, Z) shared."""
+        """p(z|x) = N(m, Sigma): returns ``(m, Sigma)``, m (N, Z) one mean per row, Sigma (Z, Z) shared."""
         self._check(x)
         xp = get_array_module(x, self.W)
-        S = xp.linalg.inv(xp.eye(self.z_dim) + self.W.T @ self.W / self.s ** 2)
-        return (x - self.b) @ self.W @ S / self.s ** 2, S
+        Sigma = xp.linalg.inv(xp.eye(self.z_dim) + self.W.T @ self.W / self.s ** 2)
+        return (x - self.b) @ self.W @ Sigma / self.s ** 2, Sigma
 
     def sample(self, n, rng):
         """Ancestral sampling: z ~ N(0, I), then x = W z + b + s eps. Returns ``(x, z)``."""
@@ -161,18 +161,18 @@ class LinearGaussian:
         return (self.log_joint(xf, zf) - log_q).reshape(S, N)
 
     def kl_to_posterior(self, x, mu, logvar):
-        """KL(q || p(z|x)) between N(mu, diag(v)) and N(m, S), per row:
+        """KL(q || p(z|x)) between N(mu, diag(v)) and N(m, Sigma), per row:
 
-            1/2 [tr(S^{-1} diag v) + (m - mu)^T S^{-1} (m - mu) - Z + log det S - sum_j logvar_j]
+            1/2 [tr(Sigma^{-1} diag v) + (m - mu)^T Sigma^{-1} (m - mu) - Z + log det Sigma - sum_j logvar_j]
         """
         self._check(x, mu=mu, logvar=logvar)
         xp = get_array_module(x, mu, logvar)
-        m, S = self.posterior(x)
-        P = xp.linalg.inv(S)                    # the posterior precision I + W^T W / s^2
+        m, Sigma = self.posterior(x)
+        P = xp.linalg.inv(Sigma)                # the posterior precision I + W^T W / s^2
         diff = m - mu
-        _, log_det_S = xp.linalg.slogdet(S)
+        _, log_det_Sigma = xp.linalg.slogdet(Sigma)
         return 0.5 * (xp.exp(logvar) @ xp.diag(P) + ((diff @ P) * diff).sum(axis=1)
-                      - self.z_dim + float(log_det_S) - logvar.sum(axis=1))
+                      - self.z_dim + float(log_det_Sigma) - logvar.sum(axis=1))
 
     def __repr__(self):
         return f"LinearGaussian(x_dim={self.x_dim}, z_dim={self.z_dim}, s={self.s})"
