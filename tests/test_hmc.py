@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from scratchvae.backend import as_numpy, make_rng
 from scratchvae.derivations import hmc as dh
 from scratchvae.models import hmc
 

@@ -11,13 +11,12 @@ import math
 import numpy as np
 
 from ..backend import as_numpy, make_rng
-from ..gradcheck import THRESHOLD as GRAD
 from ..gradcheck import numerical_gradient
 from ..models import hmc
 from ..models.linear_gaussian import LinearGaussian
 from ..training.marginal_likelihood import log_marginal_hmc
 from ..vae import VAE
-from .checks import EXACT, REL, ZSCORE, device_name, make_check, max_rel, z_bound
+from .checks import EXACT, GRAD, REL, ZSCORE, device_name, make_check, max_rel, z_bound
 
 
 def _linear_gaussian_target(model, x):

@@ -11,10 +11,9 @@ the wrong tensors fails its check (its error is reported as infinite).
 import numpy as np
 
 from ..distributions import gaussian_log_density
-from ..gradcheck import THRESHOLD as GRAD
 from ..gradcheck import check_directional, check_gradients
-from .checks import REL, device_name, make_check
 from ..models.wake_sleep import WakeSleep
+from .checks import GRAD, REL, device_name, make_check
 
 
 def _model(likelihood, device, model_cls):
