@@ -232,6 +232,26 @@ def linear_layers(model):
     return [layer for net in (model.encoder, model.decoder.net) for layer in net.layers if layer.params]
 
 
+def torch_copy(torch, model, activation):
+    """The encoder and decoder MLPs of a scratchvae VAE as two ``torch.nn.Sequential``, with
+    copies of its weights and ``activation`` (a ``torch.nn`` class) between the layers."""
+    layers = linear_layers(model)
+    linears = [torch.nn.Linear(layer.in_dim, layer.out_dim) for layer in layers]
+    with torch.no_grad():
+        for lin, layer in zip(linears, layers):  # torch keeps W as (out, in): x W^T + b
+            lin.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
+            lin.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
+
+    def mlp(lins):
+        mods = []
+        for i, lin in enumerate(lins):
+            mods += [lin] + ([activation()] if i < len(lins) - 1 else [])
+        return torch.nn.Sequential(*mods)
+
+    n_enc = len(model.hidden_dims) + 1
+    return mlp(linears[:n_enc]), mlp(linears[n_enc:])
+
+
 class ScratchRun:
     """scratchvae on NumPy: what a training loop does each step."""
     name = "scratchvae"
@@ -264,22 +284,7 @@ class TorchRun:
         self.torch = torch
         self.name = "torch_fused" if fused else "torch"
         self.z_dim = model.z_dim
-        nn = torch.nn
-        layers = linear_layers(model)
-        linears = [nn.Linear(l.in_dim, l.out_dim) for l in layers]
-        with torch.no_grad():
-            for lin, layer in zip(linears, layers):  # torch keeps W as (out, in): x W^T + b
-                lin.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
-                lin.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
-        n_enc = len(model.hidden_dims) + 1
-
-        def mlp(lins):
-            mods = []
-            for i, lin in enumerate(lins):
-                mods += [lin] + ([nn.ReLU()] if i < len(lins) - 1 else [])
-            return nn.Sequential(*mods)
-
-        self.encoder, self.decoder = mlp(linears[:n_enc]), mlp(linears[n_enc:])
+        self.encoder, self.decoder = torch_copy(torch, model, torch.nn.ReLU)
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         self.optimizer = torch.optim.Adam(params, lr=lr, fused=fused)
 
@@ -323,22 +328,7 @@ class TorchFreyRun(TorchRun):
         self.name = "torch"
         self.rng = np.random.default_rng(model.seed)
         self.z_dim, self.x_dim = model.z_dim, model.x_dim
-        nn = torch.nn
-        layers = linear_layers(model)
-        linears = [nn.Linear(l.in_dim, l.out_dim) for l in layers]
-        with torch.no_grad():
-            for lin, layer in zip(linears, layers):
-                lin.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
-                lin.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
-        n_enc = len(model.hidden_dims) + 1
-
-        def mlp(lins):
-            mods = []
-            for i, lin in enumerate(lins):
-                mods += [lin] + ([nn.Tanh()] if i < len(lins) - 1 else [])
-            return nn.Sequential(*mods)
-
-        self.encoder, self.decoder = mlp(linears[:n_enc]), mlp(linears[n_enc:])
+        self.encoder, self.decoder = torch_copy(torch, model, torch.nn.Tanh)
         params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         self.optimizer = torch.optim.Adagrad(params, lr=lr, eps=1e-8, weight_decay=model.weight_decay)
 
