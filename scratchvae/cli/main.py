@@ -257,11 +257,19 @@ def _load_run(args):
     return out, model, c, data
 
 
-def cmd_evaluate(args, argv):
+def _heldout(model, settings, data):
+    """The held-out images a run was evaluated on while it trained (same binarization and
+    seed), in the model's dtype and on its device."""
     from ..backend import to_device
+    from ..training.images import heldout_images
+
+    x = heldout_images(data.test, settings["binarization"], settings["seed"])
+    return to_device(x.astype(model.dtype), model.device)
+
+
+def cmd_evaluate(args, argv):
     from ..training.checkpoint import atomic_write
     from ..training.evaluate import evaluate_elbo, importance_sampled_bound
-    from ..training.trainer import heldout_images
 
     if args.k < 0:
         raise UsageError(f"--k must be >= 0, got {args.k}")
@@ -269,8 +277,7 @@ def cmd_evaluate(args, argv):
     if data is None:
         raise UsageError(f"{str(out)!r} does not name its dataset; evaluate it from Python")
     s = c.meta["settings"]
-    x = to_device(heldout_images(data.test, s["binarization"], s["seed"]).astype(model.dtype),
-                  model.device)
+    x = _heldout(model, s, data)
     t0 = time.perf_counter()
     elbo = evaluate_elbo(model, x, batch_size=max(args.batch_size, 1000), seed=args.seed)
     result = {"run": str(out), "samples_trained": c.meta["progress"]["samples"],
@@ -320,9 +327,7 @@ def _add_plot(sub):
 
 def cmd_plot(args, argv):
     from ..training import plots
-    from ..backend import to_device
     from ..training.checkpoint import writable_dir
-    from ..training.trainer import heldout_images
 
     out = Path(args.out or DEFAULT_RUN)
     if args.output and args.kind == "all":
@@ -343,8 +348,7 @@ def cmd_plot(args, argv):
                          f"has {model.z_dim}")
     if data is None or "image_shape" not in s:
         raise UsageError(f"{str(out)!r} does not name its dataset; plot it from Python")
-    x = to_device(heldout_images(data.test, s["binarization"], s["seed"]).astype(model.dtype),
-                  model.device)
+    x = _heldout(model, s, data)
     kinds = plots.FIGURES if args.kind == "all" else [args.kind]
     paths = plots.plot_run(model, s["image_shape"], x, out, test_labels=data.test_labels,
                            kinds=kinds, output=output)

@@ -19,6 +19,7 @@ import numpy as np
 from .. import validation
 from ..backend import as_numpy, to_device
 from .checkpoint import atomic_write, writable_dir
+from .metrics import METRICS, read_metrics
 
 
 def _figure(width, height):
@@ -177,8 +178,6 @@ def plot_curves(runs, path, labels=None, title="lower bound during training"):
     (solid) and training (dashed), one colour per run.
 
     ``runs`` lists ``metrics.jsonl`` files, or run folders holding one."""
-    from .trainer import METRICS, read_metrics
-
     runs = [Path(r) for r in runs]
     if not runs:
         raise ValueError("runs is empty: give at least one metrics file or run folder")
@@ -217,8 +216,6 @@ def plot_run(model, image_shape, test_x, out, test_labels=None, kinds=FIGURES, r
     ``<kind>.png`` (or into ``output`` when one kind is asked for); returns their paths.
     ``manifold`` is left out for a latent space that is not 2-D, ``curves`` when no
     metrics file exists (``runs`` defaults to ``[out]``)."""
-    from .trainer import METRICS
-
     out = writable_dir(out)
     kinds = [validation.choice("kind", kind, FIGURES) for kind in kinds]
     if output is not None and len(kinds) != 1:
