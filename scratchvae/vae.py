@@ -51,19 +51,11 @@ class VAE(Module):
         super().__init__()
         self.x_dim = validation.positive_int("x_dim", x_dim)
         self.z_dim = validation.positive_int("z_dim", z_dim)
-        if isinstance(hidden_dims, int):
-            hidden_dims = (hidden_dims,)
-        if not isinstance(hidden_dims, (tuple, list)):
-            raise TypeError(f"hidden_dims must be a positive integer or a tuple of them, "
-                            f"got {hidden_dims!r}")
-        self.hidden_dims = tuple(validation.positive_int(f"hidden_dims[{i}]", size)
-                                 for i, size in enumerate(hidden_dims))
+        self.hidden_dims = validation.layer_sizes("hidden_dims", hidden_dims)
         self.likelihood = validation.choice("likelihood", likelihood, DECODERS)
         self.activation = activation
         self.init = init
-        if validation.real_number("weight_decay", weight_decay) < 0:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = validation.non_negative_number("weight_decay", weight_decay)
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.xp = xp_for(self.device)

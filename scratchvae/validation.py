@@ -34,6 +34,22 @@ def positive_number(name, value):
     return float(value)
 
 
+def non_negative_number(name, value):
+    """A finite real number >= 0 (a weight decay), returned as a float."""
+    if real_number(name, value) < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+def layer_sizes(name, value):
+    """Hidden layer sizes: a positive integer or a tuple/list of them, returned as a tuple."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be a positive integer or a tuple of them, got {value!r}")
+    return tuple(positive_int(f"{name}[{i}]", size) for i, size in enumerate(value))
+
+
 def seed(name, value):
     """A seed for a random generator: None (fresh entropy) or an integer >= 0."""
     if value is None:

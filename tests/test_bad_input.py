@@ -381,6 +381,8 @@ def test_pca_and_angles_bad_input():
 def test_hidden_dims_that_are_not_sizes_are_named(hidden_dims):
     with pytest.raises(TypeError, match="hidden_dims must be a positive integer or a tuple"):
         sv.VAE(4, 2, hidden_dims=hidden_dims)
+    with pytest.raises(TypeError, match="hidden_dims must be a positive integer or a tuple"):
+        Autoencoder(4, 2, hidden_dims=hidden_dims)
 
 
 @pytest.mark.parametrize("betas", [0.9, (0.9,), (0.9, 0.99, 0.5)])

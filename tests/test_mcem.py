@@ -77,6 +77,12 @@ def test_bad_arguments_are_named(kwargs, name):
         MCEM(**args)
 
 
+@pytest.mark.parametrize("hidden_dims", [None, "400", 4.0])
+def test_hidden_dims_that_are_not_sizes_are_named(hidden_dims):
+    with pytest.raises(TypeError, match="hidden_dims must be a positive integer or a tuple"):
+        MCEM(4, 10, z_dim=2, hidden_dims=hidden_dims)
+
+
 def test_bad_indices_change_nothing():
     model = MCEM(4, 10, z_dim=2, hidden_dims=(3,))
     z = model.z.copy()

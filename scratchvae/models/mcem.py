@@ -49,19 +49,13 @@ class MCEM(Module):
         self.x_dim = validation.positive_int("x_dim", x_dim)
         self.n_train = validation.positive_int("n_train", n_train)
         self.z_dim = validation.positive_int("z_dim", z_dim)
-        if isinstance(hidden_dims, int):
-            hidden_dims = (hidden_dims,)
-        self.hidden_dims = tuple(validation.positive_int(f"hidden_dims[{i}]", h)
-                                 for i, h in enumerate(hidden_dims))
+        self.hidden_dims = validation.layer_sizes("hidden_dims", hidden_dims)
         self.likelihood = validation.choice("likelihood", likelihood, DECODERS)
         self.n_leapfrog = validation.positive_int("n_leapfrog", n_leapfrog)
         self.target_accept = hmc.check_target_accept(target_accept)
         self.weight_updates = validation.positive_int("weight_updates", weight_updates)
-        if not validation.real_number("step_size", step_size) > 0:
-            raise ValueError(f"step_size must be a positive number, got {step_size}")
-        if validation.real_number("weight_decay", weight_decay) < 0:
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
-        self.weight_decay = float(weight_decay)
+        self.step_size = validation.positive_number("step_size", step_size)
+        self.weight_decay = validation.non_negative_number("weight_decay", weight_decay)
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.xp = xp_for(self.device)
@@ -72,7 +66,6 @@ class MCEM(Module):
                 rng=init_rng, dtype=self.dtype, device=self.device))
         self.rng = make_rng(seed, self.device)
         self.z = self.rng.standard_normal((self.n_train, self.z_dim), dtype=self.dtype)  # from the prior
-        self.step_size = float(step_size)
         self.accept_rate = None        # mean acceptance probability of the last E-step
 
     def children(self):
