@@ -303,12 +303,15 @@ class TorchRun:
         x, order = torch.from_numpy(x), torch.from_numpy(order)
         for start in range(0, len(order) - batch_size + 1, batch_size):
             xb = x[order[start:start + batch_size]]
-            eps = torch.randn(batch_size, self.z_dim)
-            loss = -self.elbo(xb, eps).mean()
+            loss = -self.elbo(xb, self.noise(batch_size)).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             loss.item()  # the training loop reads the loss each step, as scratchvae's does
+
+    def noise(self, batch_size):
+        """eps for one step, from PyTorch's generator."""
+        return self.torch.randn(batch_size, self.z_dim)
 
     def heldout_nelbo(self, x, eps):
         with self.torch.inference_mode():
@@ -343,17 +346,9 @@ class TorchFreyRun(TorchRun):
         kl = 0.5 * (mu * mu + logvar.exp() - 1.0 - logvar).sum(dim=1)
         return rec - kl
 
-    def epoch(self, x, order, batch_size):
-        torch = self.torch
-        x, order = torch.from_numpy(x), torch.from_numpy(order)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            xb = x[order[start:start + batch_size]]
-            eps = torch.from_numpy(self.rng.standard_normal((batch_size, self.z_dim), dtype=np.float32))
-            loss = -self.elbo(xb, eps).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            loss.item()
+    def noise(self, batch_size):
+        """eps for one step, from the NumPy generator seeded like the scratchvae model's."""
+        return self.torch.from_numpy(self.rng.standard_normal((batch_size, self.z_dim), dtype=np.float32))
 
 
 class Repeated:
