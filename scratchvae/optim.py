@@ -34,6 +34,16 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
    ``m = b1 m + (1 - b1) g`` in three operations, and Adam's bias corrections are
    folded into two scalars per step.
 
+4. *No subnormal numbers.* A state that decays geometrically (Adam's m and v, SGD's
+   momentum) shrinks towards zero wherever the gradient is zero, as it is for a dead
+   ReLU unit: after a few hundred steps m falls below the smallest normal float
+   (1.2e-38 in float32). x86 CPUs handle such subnormal numbers in microcode, about a
+   hundred times slower, and one Adam step takes two to six times as long (measured in
+   benchmarks/README.md). Every :data:`FLUSH_EVERY` steps ``step()`` therefore rounds
+   every decaying state value below :func:`flush_threshold` (2^-100 in float32) to zero,
+   long before it could reach the subnormal range. Such a value moves a parameter by
+   less than lr 2^-100 / eps per step: nothing. GPUs have no such penalty.
+
 On CuPy arrays, Adagrad and Adam hand the whole flat buffer to one fused CUDA kernel
 of :mod:`scratchvae.kernels` (optim.cu), as the ``@kernels.fused_by`` line above their
 ``update`` says: one launch per step for a whole model.
@@ -54,6 +64,30 @@ from .module import flat_segments
 # 128K 0.68x of the time of whole-tensor passes.
 BLOCK = 32768
 
+# How often step() flushes tiny values of the decaying states to zero (see the docstring).
+# A value just above the threshold needs > 170 steps of Adam's b1 = 0.9 decay to become
+# subnormal, so every 100 steps catches every value in time.
+FLUSH_EVERY = 100
+
+
+def flush_threshold(dtype):
+    """2^26 times the smallest normal number of ``dtype`` (2^-100 in float32): below it a
+    decaying state is set to zero. The margin of 2^26 keeps the products the update forms
+    from a state value, such as (1 - b2) v, normal too."""
+    return float(np.finfo(dtype).tiny) * 2.0 ** 26
+
+
+def flush_to_zero(a, threshold):
+    """Round the values of ``a`` with |a| <= threshold to zero, in place, in two passes:
+    (a + c) - c with c = 1.5 threshold 2^(mantissa bits + 1). Near c the floats are
+    2 threshold apart, so a small ``a`` lands on the nearest multiple of 2 threshold
+    (zero for |a| <= threshold); for |a| > 2c 2^(mantissa bits) c is below half a unit
+    in the last place of a, and a comes back exactly. (The 1.5 keeps c + a and c - a
+    within one binade, so both signs round alike.)"""
+    c = 1.5 * threshold * 2.0 ** (np.finfo(a.dtype).nmant + 1)
+    a += c
+    a -= c
+
 
 def _view(flat, start, shape):
     """The window of ``flat`` that holds a tensor of ``shape`` starting at ``start``
@@ -66,6 +100,7 @@ def _view(flat, start, shape):
 
 class Optimizer:
     state_names = ()  # per-parameter state arrays, e.g. ("m", "v") for Adam
+    decaying = ()     # those that shrink geometrically without a gradient (flushed, see FLUSH_EVERY)
 
     def __init__(self, named_parameters, lr):
         self.named = [(name, p, g) for name, p, g in named_parameters]
@@ -106,6 +141,15 @@ class Optimizer:
         self.t += 1
         for p, g, state, blocks in self._segments:
             self.update(p, g, *state, blocks=blocks)
+        if self.decaying and self.t % FLUSH_EVERY == 0:
+            self._flush()
+
+    def _flush(self):
+        for p, _, state, _ in self._segments:
+            if isinstance(p, np.ndarray):     # a CPU concern only
+                for name, flat in zip(self.state_names, state):
+                    if name in self.decaying:
+                        flush_to_zero(flat, flush_threshold(flat.dtype))
 
     def update(self, p, g, *state, blocks):
         """Update the flat run ``p`` (gradient ``g``, state arrays ``state``) in place,
@@ -152,7 +196,7 @@ class SGD(Optimizer):
         if not 0 <= validation.real_number("momentum", momentum) < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
-        self.state_names = ("v",) if momentum else ()
+        self.state_names = self.decaying = ("v",) if momentum else ()
         super().__init__(named_parameters, lr)
 
     def update(self, p, g, *state, blocks):
@@ -221,7 +265,7 @@ class Adam(Optimizer):
     ``step()`` folds the bias corrections into the step size, which is algebraically
     the same update: lr m_hat / (sqrt(v_hat) + eps) = lr_t m / (sqrt(v) + eps_t) with
     lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) and eps_t = eps sqrt(1 - b2^t)."""
-    state_names = ("m", "v")
+    state_names = decaying = ("m", "v")
 
     def __init__(self, named_parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):

@@ -188,3 +188,46 @@ def test_step_matches_the_textbook_form_after_many_steps(monkeypatch, dtype, nam
             scale = float(np.abs(ref).max())
             np.testing.assert_allclose(fast.state[s][k], ref, rtol=0, atol=64 * np.finfo(dtype).eps * scale,
                                        err_msg=f"{s}/{k}")
+
+
+# -- no subnormal numbers in a decaying state -------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flush_to_zero_zeroes_what_is_below_the_threshold_and_keeps_the_rest(dtype):
+    from scratchvae.optim import flush_threshold, flush_to_zero
+    th = flush_threshold(dtype)
+    rng = np.random.default_rng(0)
+    small = (rng.uniform(-1, 1, 1000) * th).astype(dtype)          # |a| <= threshold
+    ordinary = (rng.standard_normal(1000) * 10.0 ** rng.uniform(-12, 3, 1000)).astype(dtype)
+    middle = (rng.uniform(1, 1e6, 1000) * th).astype(dtype)        # just above: rounded
+    a = np.concatenate([small, ordinary, middle])
+    b = a.copy()
+    flush_to_zero(b, th)
+    n = small.size
+    assert np.all(b[:n] == 0)
+    assert np.array_equal(b[n:2 * n], ordinary)                     # exact: far above threshold
+    assert np.abs(b[2 * n:] - middle).max() <= th                   # moved by at most threshold
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [lambda ps: Adam(ps, lr=1e-3), lambda ps: SGD(ps, lr=1e-3, momentum=0.9)])
+def test_a_decaying_state_never_becomes_subnormal(make, dtype):
+    """Where the gradient stops (a dead unit), b1^t m falls below the smallest normal float
+    after a few hundred steps in float32; the optimizer's periodic flush keeps it out of the
+    subnormal range (x86 CPUs compute with subnormals many times slower), and the parameters
+    still follow the textbook update."""
+    rng = np.random.default_rng(1)
+    p, g = rng.standard_normal(300).astype(dtype), np.zeros(300, dtype)
+    p_ref = p.copy()
+    opt, ref = make([("w", p, g)]), make([("w", p_ref, g)])
+    tiny = np.finfo(dtype).tiny
+    subnormal = lambda a: int(((a != 0) & (np.abs(a) < tiny)).sum())   # noqa: E731
+    worst = ref_worst = 0
+    for t in range(7500 if dtype == np.float64 else 1500):
+        g[...] = rng.standard_normal(300) if t < 20 else 0.0         # the gradient stops at t = 20
+        opt.step()
+        ref.textbook_step()
+        worst = max([worst] + [subnormal(opt.state[s]["w"]) for s in opt.state_names])
+        ref_worst = max([ref_worst] + [subnormal(ref.state[s]["w"]) for s in ref.state_names])
+    assert ref_worst > 0      # the textbook form, never flushed, did go subnormal
+    assert worst == 0
+    np.testing.assert_allclose(p, p_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=0)
