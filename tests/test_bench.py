@@ -161,3 +161,13 @@ def test_the_run_without_openblas_coretype_repeats_the_same_command_line():
     again = parser.parse_args(bench._argv_of(args))
     assert {k: v for k, v in vars(again).items() if k not in ("json",)} == \
         {k: v for k, v in vars(args).items() if k not in ("json",)}
+
+
+def test_a_comparison_is_judged_by_the_load_before_the_benchmark_began(monkeypatch):
+    """The benchmark's own earlier comparisons raise the load average for minutes; a later
+    comparison is judged by the load taken at the start (and by the others' CPU use)."""
+    cpus = bench.os.cpu_count()
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (2.0 * bench.QUIET_LOAD * cpus, 0.0, 0.0))
+    assert bench.Quietness().result()["noisy"] is True
+    q = bench.Quietness(load_before=(0.1 * bench.QUIET_LOAD * cpus, 0.0, 0.0)).result()
+    assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > bench.QUIET_LOAD * cpus)

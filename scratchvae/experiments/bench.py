@@ -195,11 +195,14 @@ class Quietness:
     """How busy the machine was while a measurement ran: the load average before and after,
     and the CPU time that *other* processes used meanwhile (all CPU time minus ours), in
     cores. ``noisy`` when either the load before or the others' use exceeds
-    :data:`QUIET_LOAD` per core: then the comparison ran beside other work."""
+    :data:`QUIET_LOAD` per core: then the comparison ran beside other work.
 
-    def __init__(self):
+    ``load_before``: the load average to judge by, when the benchmark's own earlier work
+    (which raises the load average for minutes) has already run: the one taken at its start."""
+
+    def __init__(self, load_before=None):
         self.cpus = os.cpu_count() or 1
-        self.load_before = os.getloadavg()
+        self.load_before = os.getloadavg() if load_before is None else load_before
         self._busy, self._own = _busy_cpu_seconds(), _own_cpu_seconds()
         self._start = time.perf_counter()
 
@@ -409,7 +412,7 @@ def epoch_order(n, seed, epoch):
 # One comparison at one batch size
 # ---------------------------------------------------------------------------------------
 def compare(train, test, batch_size, hidden, z_dim, lr, repeats, seed, torch, log=print,
-            contenders=CONTENDERS):
+            contenders=CONTENDERS, load_before=None):
     """Interleaved epochs of every contender; returns times, medians, ratios, held-out -ELBO."""
     model = make_model(train.shape[1], hidden, z_dim, seed)
     runs = []
@@ -421,7 +424,7 @@ def compare(train, test, batch_size, hidden, z_dim, lr, repeats, seed, torch, lo
         elif torch is not None:
             runs.append(TorchRun(torch, model, lr, fused=name == "torch_fused"))
     eps = np.random.default_rng([seed, 1]).standard_normal((test.shape[0], z_dim), dtype=np.float32)
-    quiet = Quietness()
+    quiet = Quietness(load_before)
     times = {run.name: [] for run in runs}
     nelbo = {}
     elbo_epoch = min(ELBO_EPOCHS, repeats)
@@ -461,7 +464,7 @@ def _slowest_share(values, fraction):
 
 
 def compare_frey(train, test, threads, repeats, torch, seed=0, hidden=200, z_dim=20,
-                 lr=0.02, batch_size=100, unit_epochs=FREY_UNIT_EPOCHS, log=print):
+                 lr=0.02, batch_size=100, unit_epochs=FREY_UNIT_EPOCHS, log=print, load_before=None):
     """The paper's Frey Face workload (560-200-20 tanh, Gaussian decoder, Adagrad, weight
     prior 1/N, batch 100, paper init) in scratchvae and in PyTorch, interleaved, at each
     number of threads. Returns per-step medians and spreads, ratios and held-out -ELBO."""
@@ -478,7 +481,7 @@ def compare_frey(train, test, threads, repeats, torch, seed=0, hidden=200, z_dim
                 runs.append(Repeated(TorchFreyRun(torch, model, lr), unit_epochs))
             eps = np.random.default_rng([seed, 1]).standard_normal((test.shape[0], z_dim),
                                                                    dtype=np.float32)
-            quiet = Quietness()
+            quiet = Quietness(load_before)
             per_step = {run.name: [] for run in runs}
             nelbo = {}
             for unit in range(repeats):
@@ -837,13 +840,13 @@ def run(args):
         for batch_size in args.batch_sizes:
             report["batch"][str(batch_size)] = compare(
                 train, test, batch_size, args.hidden, args.z_dim, args.lr, args.repeats,
-                args.seed, torch)
+                args.seed, torch, load_before=quiet.load_before)
         if args.scale or args.all:
             report["scale"] = measure_scale(train, test, args, torch)
     if args.frey or args.all:
         frey_train, frey_test, _ = load_images("frey", args.data_dir)
         report["frey"] = compare_frey(frey_train, frey_test, (1, 2), args.frey_repeats, torch,
-                                      seed=args.seed)
+                                      seed=args.seed, load_before=quiet.load_before)
     if args.memory or args.all:
         report["memory"] = measure_memory(args)
     q = quiet.result()
