@@ -16,7 +16,7 @@ Face's contiguous split (``--split contiguous``), ``-s3`` the random split of se
     one hidden layer of tanh units in encoder and decoder: 200 (Frey Face), 500 (MNIST)
     p(x|z): Gaussian with sigmoid mean and learned variance (Frey Face, pixels / 256),
             Bernoulli (MNIST)
-    minibatches of 100, one sample of z per image (L = 1)
+    minibatches of 100, one sample of z per image (S = 1; the paper writes L = 1)
     Adagrad, global step size from {0.01, 0.02, 0.1} chosen on the training bound of the
             first iterations (``stepsize``)
     weights drawn from N(0, 0.01^2); a N(0, I) prior on the parameters, spread over the
@@ -689,7 +689,7 @@ From the paper (section 5), in `scratchvae/experiments/reproduce.py`:
 |---|---|---|
 | encoder and decoder | one hidden layer of 200 tanh units | one hidden layer of 500 tanh units |
 | p(x\\|z) | Gaussian, sigmoid mean, learned variance; pixels / 256 | Bernoulli |
-| minibatch, samples of z per image | 100, L = 1 | 100, L = 1 |
+| minibatch, samples of z per image | 100, S = 1 (the paper's L = 1) | the same |
 | optimizer | Adagrad, global step size from {{0.01, 0.02, 0.1}} | the same |
 | initial weights | N(0, 0.01^2) | N(0, 0.01^2) |
 | prior on the parameters | N(0, I): weight decay 1/N per image | the same |
