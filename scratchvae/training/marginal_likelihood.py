@@ -128,11 +128,22 @@ def best_prior_draw(target, x, z_dim, n_draws, rng):
     return best_z
 
 
+def better_start(target, z0, guess):
+    """Per row, ``guess`` where its log p(x, z) beats that of ``z0``, else ``z0``."""
+    better = target(guess)[0] > target(z0)[0]
+    return get_array_module(z0).where(better[:, None], guess, z0)
+
+
 def estimate_log_marginal(decoder, z_dim, x, n_samples=50, n_burnin=100, n_leapfrog=4,
-                          target_accept=0.9, n_init=64, batch_size=1000, seed=0, high_dim_ok=False):
+                          target_accept=0.9, n_init=64, batch_size=1000, seed=0, high_dim_ok=False,
+                          z_start=None):
     """log p(x) per row of ``x`` for a model with a N(0, I) prior on ``z_dim`` latents and the
     scratchvae ``decoder`` (a VAE's ``model.decoder``, or an MCEM model's). The chains start
-    at the best of ``n_init`` prior draws; rows go through in batches of ``batch_size``.
+    at the best of ``n_init`` prior draws, or at the row of ``z_start`` (N, Z) where that is
+    better by log p(x, z) (a model's own guess: an encoder's mean, MCEM's kept z). A sharp
+    posterior with several modes can hold a chain in a minor mode for good, and the estimate
+    then falls short of log p(x): a start in the main mode matters. Rows go through in batches
+    of ``batch_size``.
 
     Returns a dict: ``log_px`` (N,) host array, ``stderr`` (N,), ``accept_rate`` (mean)."""
     z_dim = validation.positive_int("z_dim", z_dim)
@@ -142,6 +153,8 @@ def estimate_log_marginal(decoder, z_dim, x, n_samples=50, n_burnin=100, n_leapf
     validation.positive_int("n_leapfrog", n_leapfrog)
     hmc.check_target_accept(target_accept)
     validation.float_array("x", x, ndim=2)
+    if z_start is not None:
+        validation.float_array("z_start", z_start, shape=(x.shape[0], z_dim))
     check_latent_size(z_dim, high_dim_ok)
     rng = make_rng(seed, device_of(x))
     out, err, acc = [], [], []
@@ -149,6 +162,8 @@ def estimate_log_marginal(decoder, z_dim, x, n_samples=50, n_burnin=100, n_leapf
         xb = x[start:start + batch_size]
         target = hmc.decoder_log_joint(decoder, xb)
         z0 = best_prior_draw(target, xb, z_dim, n_init, rng)
+        if z_start is not None:
+            z0 = better_start(target, z0, z_start[start:start + batch_size].astype(xb.dtype))
         r = log_marginal_hmc(target, z0, n_samples, n_burnin, n_leapfrog, 0.1, target_accept,
                              seed=seed + 1 + start, high_dim_ok=True)
         out.append(r["log_px"])
