@@ -728,7 +728,7 @@ scratchvae's own choices, where the authors' code differs or says nothing:
 - **A wake-sleep step** computes the wake gradient (decoder) and the sleep gradient (encoder) at
   the same parameters and then updates both; the authors' code updates the decoder first and
   dreams with the updated decoder.
-- **MNIST**: the machines these runs used hold only the MNIST *test* file (10,000 images), so
+- **MNIST**: these runs had only the MNIST *test* file (10,000 images) to work with, so
   the 9000/1000 split of that file is used (held-out = the first 1000 of
   `np.random.default_rng(0).permutation(10000)`); the paper trains on the 60,000 training images.
   Each training minibatch is binarized afresh (pixels are read as probabilities); the held-out
@@ -771,7 +771,7 @@ docs/results.md --log /path/to/queue-log` (seconds).
 
 - **Training length.** Runs that have not reached 10^8 samples (see the table) are compared at
   the points they reached. A Frey Face run of 10^8 samples is 10^6 steps, about an hour on a
-  quiet core and two to three times that on this shared machine.
+  quiet core and two to three times that on a core shared with other work.
 - **MNIST data.** 9000 training images instead of 60,000: the training bound rises faster and
   the held-out bound falls behind it sooner than in the paper (in an earlier run of Nz = 20
   without the warm-up, by 3 nats at 10^7 samples).
