@@ -2,6 +2,7 @@
 end-to-end run on the embedded 8x8 digits (train, resume, evaluate, report)."""
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -113,6 +114,21 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     assert "| `reproduce train digits-z2 --samples 12000` | 2026-01-01 10:00 | 2.0 min | done |" in text
     assert "/secret" not in text and "{" not in text.split("## Settings")[0]
     assert "![digits-figure2](../results/digits-figure2.png)" in text
+
+    # the run folders gone (a machine not kept): the next report, from an empty runs folder
+    # and no log, still shows the runs and the commands that the last report saved
+    shutil.rmtree(runs)
+    assert reproduce.main(["report", *common, "--results-dir", str(results), "--page", str(page)]) == 0
+    again = json.loads((results / "summary.json").read_text())
+    assert again[0]["aevb"]["samples"] == 12000 and again[0]["aevb"]["at"] == aevb["at"]
+    assert again[0]["aevb"]["evaluation"]["L_k"] == ev["L_k"]
+    text = page.read_text()
+    assert "| `reproduce train digits-z2 --samples 12000` | 2026-01-01 10:00 | 2.0 min | done |" in text
+    assert "![digits-z2-manifold](../results/digits-z2-manifold.png)" in text
+    # a new, shorter run of the same model does not hide the archived one that got further
+    assert reproduce.main(["train", "digits-z2", "--samples", "3000", *common]) == 0
+    assert reproduce.main(["report", *common, "--results-dir", str(results)]) == 0
+    assert json.loads((results / "summary.json").read_text())[0]["aevb"]["samples"] == 12000
 
 
 def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):

@@ -332,10 +332,14 @@ def _at(records, samples):
 TABLE_POINTS = (10**6, 10**7, 10**8)     # the columns of the results table
 
 
-def collect_runs(runs_dir):
+def collect_runs(runs_dir, archive=None):
     """``{name: run}`` for every experiment folder in ``runs_dir`` with metrics: its
     :class:`Experiment`, evaluation records, settings (split, sizes) and evaluation, if any.
-    A run still in progress is read as far as it got."""
+    A run still in progress is read as far as it got.
+
+    ``archive`` is the results folder of earlier reports: a model whose run folder is gone
+    (a machine not kept), or whose folder got less far than the archived run, is read from
+    there as the last report saved it (``folder`` is then None)."""
     from ..training import checkpoint as ckpt
     from ..training.trainer import read_metrics
 
@@ -357,6 +361,26 @@ def collect_runs(runs_dir):
         ev = folder / "evaluation.json"
         runs[exp.name] = {"experiment": exp, "folder": folder, "records": records,
                           "settings": meta["settings"],
+                          "evaluation": json.loads(ev.read_text()) if ev.is_file() else None}
+    for name, run in _archived_runs(archive).items():
+        if name not in runs or runs[name]["records"][-1]["samples"] < run["records"][-1]["samples"]:
+            runs[name] = run
+    return runs
+
+
+def _archived_runs(folder):
+    """The runs a report saved in ``folder``: ``<name>.metrics.jsonl`` beside
+    ``<name>.settings.json`` (and ``<name>.evaluation.json``, if the run was evaluated)."""
+    from ..training.trainer import read_metrics
+
+    runs = {}
+    for settings in sorted(Path(folder).glob("*.settings.json")) if folder else []:
+        name = settings.name[: -len(".settings.json")]
+        metrics, ev = settings.with_name(f"{name}.metrics.jsonl"), settings.with_name(f"{name}.evaluation.json")
+        records = [r for r in read_metrics(metrics) if r.get("samples", 0) > 0] if metrics.is_file() else []
+        if records:
+            runs[name] = {"experiment": experiment(name), "folder": None, "records": records,
+                          "settings": json.loads(settings.read_text()),
                           "evaluation": json.loads(ev.read_text()) if ev.is_file() else None}
     return runs
 
@@ -485,11 +509,11 @@ def _reached(run):
             f"{run['wall_time'] / 60:.0f} min")
 
 
-def log_table(log_path, names=None):
-    """Markdown rows ``| command | started | wall time | status |`` for the ``reproduce``
-    commands of a queue log (lines ``<time> <worker> START <command>`` and ``<time> <worker>
-    END rc=<code> wall=<seconds>s <command>``). Commands are shortened to ``reproduce ...``
-    without their folders, so the page names no folder of the machine that ran them."""
+def log_rows(log_path, names=None):
+    """Rows ``[command, started, wall time, status]`` for the ``reproduce`` commands of a
+    queue log (lines ``<time> <worker> START <command>`` and ``<time> <worker> END rc=<code>
+    wall=<seconds>s <command>``). Commands are shortened to ``reproduce ...`` without their
+    folders, so the page names no folder of the machine that ran them."""
     lines = Path(log_path).read_text().splitlines() if log_path and Path(log_path).is_file() else []
     started, rows = {}, []
     for line in lines:
@@ -509,8 +533,28 @@ def log_table(log_path, names=None):
             row = rows[started.pop(key)]
             row[2] = f"{int(m.group(5)) / 60:.1f} min"
             row[3] = "done" if m.group(4) == "0" else f"exit status {m.group(4)}"
+    return rows
+
+
+def log_table(rows):
+    """The rows of :func:`log_rows` as a Markdown table."""
     return "\n".join(["| command | started (UTC) | wall time | status |", "|---|---|---|---|"]
-                     + [f"| `{c}` | {t} | {w} | {st} |" for c, t, w, st in rows])
+                      + [f"| `{c}` | {t} | {w} | {st} |" for c, t, w, st in rows])
+
+
+def merge_commands(path, rows):
+    """The command rows saved in ``path`` by earlier reports, updated with ``rows`` (the same
+    command started at the same minute is one row) and saved back, in order of start."""
+    from ..training.checkpoint import atomic_write
+
+    path = Path(path)
+    merged = {(c, t): [c, t, w, st] for c, t, w, st in
+              (json.loads(path.read_text()) if path.is_file() else [])}
+    merged.update({(c, t): [c, t, w, st] for c, t, w, st in rows})
+    merged = sorted(merged.values(), key=lambda r: r[1])
+    with atomic_write(path, "w") as f:
+        json.dump(merged, f, indent=0)
+    return merged
 
 
 def cmd_report(args):
@@ -519,10 +563,14 @@ def cmd_report(args):
 
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = collect_runs(args.runs_dir)
+    runs = collect_runs(args.runs_dir, archive=out)
     written = []
     for name, run in runs.items():
+        if run["folder"] is None:
+            continue                                     # archived: its files are in `out`
         shutil.copyfile(run["folder"] / "metrics.jsonl", out / f"{name}.metrics.jsonl")
+        with atomic_write(out / f"{name}.settings.json", "w") as f:
+            json.dump(run["settings"], f, indent=1)
         if run["evaluation"] is not None:
             shutil.copyfile(run["folder"] / "evaluation.json", out / f"{name}.evaluation.json")
         exp = run["experiment"]
@@ -548,23 +596,24 @@ def cmd_report(args):
     print(table)
     if args.page:
         Path(args.page).parent.mkdir(parents=True, exist_ok=True)
-        page = PAGE.format(table=table, commands=log_table(args.log, set(runs)),
+        commands = merge_commands(out / "commands.json", log_rows(args.log, set(runs)))
+        page = PAGE.format(table=table, commands=log_table(commands),
                            results=os.path.relpath(out, Path(args.page).parent),
                            contiguous=_contiguous_lesson(out / "contiguous"),
                            stepsize=_stepsize_table(out / "stepsize.json"),
                            stepsize_seconds=_stepsize_seconds(out / "stepsize.json"),
                            split_seeds=_split_seed_spread(runs),
                            ws_vs_aevb=_ws_vs_aevb(runs), ws_collapse=_ws_collapse(runs),
-                           figures=_figure_links(written, out, Path(args.page).parent))
+                           figures=_figure_links(out, Path(args.page).parent))
         with atomic_write(args.page, "w") as f:
             f.write(page)
         print(f"\nwritten: {args.page}")
     return 0
 
 
-def _figure_links(written, out, page_dir):
+def _figure_links(out, page_dir):
     rel = os.path.relpath(out, page_dir)
-    names = sorted(p.name for p in written)
+    names = sorted(p.name for p in Path(out).glob("*.png"))
     fig2 = [n for n in names if n.endswith("-figure2.png")]
     fig4 = [n for n in names if n.endswith("-manifold.png")]
     fig5 = [n for n in names if n.endswith("-samples.png")]
@@ -677,7 +726,9 @@ This page puts scratchvae beside the experiments of "Auto-Encoding Variational B
 training samples (their Figure 2), the 2-D manifold (Figure 4) and samples from the prior
 (Figure 5). It is written by `python -m scratchvae.experiments.reproduce report --page
 docs/results.md` from the runs that exist when it is run, finished or not: each run is shown
-as far as it got. The figures and the data behind the table are in [`results/`]({results}/).
+as far as it got. The figures and the data behind the table are in [`results/`]({results}/);
+a model whose run folder is no longer there is shown from the data an earlier report saved
+there.
 
 Figure 3 (the marginal likelihood of AEVB, wake-sleep and Monte Carlo EM) has its own page: [figure3.md](figure3.md).
 
@@ -759,7 +810,9 @@ Long runs go through a queue that runs at most two at a time, each on one core
 checkpoints at every evaluation point and the same command resumes it. Each line below is one
 call of `python -m scratchvae.experiments.reproduce` with `--runs-dir /path/to/runs` and the
 data folder in `SCRATCHVAE_DATA_DIR=/path/to/data`; a later line with a larger `--samples`
-continues the run an earlier one began.
+continues the run an earlier one began if its folder was still there, and otherwise starts it
+again from the beginning (a line marked "stopped" is a run whose folder was lost before it
+ended). The table above shows each model's run that got furthest.
 
 {commands}
 
