@@ -129,6 +129,21 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     assert reproduce.main(["train", "digits-z2", "--samples", "3000", *common]) == 0
     assert reproduce.main(["report", *common, "--results-dir", str(results)]) == 0
     assert json.loads((results / "summary.json").read_text())[0]["aevb"]["samples"] == 12000
+    # ... and is set beside it where both have records: the same command gives the same numbers
+    assert json.loads((results / "reruns.json").read_text())["digits-z2"] == \
+        {"points": 1, "identical": 1, "max_diff": 0.0}
+    assert reproduce.main(["train", "digits-z2", "--samples", "12000", *common]) == 0
+    for _ in range(2):                  # the second report compares with the first's copy: skipped
+        assert reproduce.main(["report", *common, "--results-dir", str(results), "--page", str(page)]) == 0
+        assert json.loads((results / "reruns.json").read_text())["digits-z2"] == \
+            {"points": 3, "identical": 3, "max_diff": 0.0}
+    assert "digits-z2: 3 of 3 evaluation points identical" in page.read_text()
+    # a record that differs is counted as such, with the size of the difference
+    records = read_metrics(runs / "digits-z2" / "metrics.jsonl")
+    records[-1]["test_elbo"] += 0.5
+    (results / "digits-z2.metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    found = reproduce.compare_reruns(runs, results, tmp_path / "reruns.json")
+    assert found["digits-z2"] == {"points": 3, "identical": 2, "max_diff": 0.5}
 
 
 def test_a_time_budget_stops_before_the_next_evaluation_point(tmp_path, capsys):

@@ -564,6 +564,7 @@ def cmd_report(args):
     out = Path(args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(args.runs_dir, archive=out)
+    reruns = compare_reruns(args.runs_dir, out, out / "reruns.json")
     written = []
     for name, run in runs.items():
         if run["folder"] is None:
@@ -597,7 +598,7 @@ def cmd_report(args):
     if args.page:
         Path(args.page).parent.mkdir(parents=True, exist_ok=True)
         commands = merge_commands(out / "commands.json", log_rows(args.log, set(runs)))
-        page = PAGE.format(table=table, commands=log_table(commands),
+        page = PAGE.format(table=table, commands=log_table(commands), reruns=_reruns_text(reruns),
                            results=os.path.relpath(out, Path(args.page).parent),
                            contiguous=_contiguous_lesson(out / "contiguous"),
                            stepsize=_stepsize_table(out / "stepsize.json"),
@@ -609,6 +610,43 @@ def cmd_report(args):
             f.write(page)
         print(f"\nwritten: {args.page}")
     return 0
+
+
+def compare_reruns(runs_dir, archive, path):
+    """Set each run in ``runs_dir`` beside the records an earlier report archived for the same
+    model from another run (one started again after its folder was lost), at the sample counts
+    both have: ``{name: {"points", "identical", "max_diff"}}`` (bounds, train and held-out, in
+    nats), merged into ``path``. An archive that is this run's own copy (a prefix of its
+    metrics file: a run only appends) is skipped."""
+    from ..training.checkpoint import atomic_write
+
+    path = Path(path)
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    archived = _archived_runs(archive)
+    for name, run in collect_runs(runs_dir).items():
+        old_file = Path(archive) / f"{name}.metrics.jsonl"
+        if name not in archived or (run["folder"] / "metrics.jsonl").read_bytes().startswith(old_file.read_bytes()):
+            continue
+        old = {r["samples"]: r for r in archived[name]["records"]}
+        pairs = [(r, old[r["samples"]]) for r in run["records"] if r["samples"] in old]
+        if pairs:
+            same = [all(a[k] == b[k] for k in a if k != "wall_time") for a, b in pairs]
+            diffs = [abs(a[k] - b[k]) for a, b in pairs for k in ("train_elbo", "test_elbo")]
+            found[name] = {"points": len(pairs), "identical": sum(same), "max_diff": max(diffs)}
+    with atomic_write(path, "w") as f:
+        json.dump(found, f, indent=1, sort_keys=True)
+    return found
+
+
+def _reruns_text(reruns):
+    if not reruns:
+        return ""
+    parts = [f"{name}: {c['identical']} of {c['points']} evaluation points identical"
+             + ("" if c["identical"] == c["points"] else f", bounds at most {c['max_diff']:.2g} nats apart")
+             for name, c in sorted(reruns.items())]
+    return ("\n\nA run started again from the beginning (its earlier folder lost) can be set beside "
+            "the records the earlier run left, at the sample counts both reached: " + "; ".join(parts)
+            + ' ("identical": every number of the record but its wall time, bit for bit).')
 
 
 def _figure_links(out, page_dir):
@@ -814,7 +852,7 @@ continues the run an earlier one began if its folder was still there, and otherw
 again from the beginning (a line marked "stopped" is a run whose folder was lost before it
 ended). The table above shows each model's run that got furthest.
 
-{commands}
+{commands}{reruns}
 
 The step-size runs: `reproduce stepsize frey-z20 frey-z20-ws mnist-z20 mnist-z20-ws`
 ({stepsize_seconds}). This page: `reproduce report --runs-dir /path/to/runs --page
