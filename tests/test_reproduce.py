@@ -295,3 +295,15 @@ def test_the_page_names_a_wake_sleep_run_stuck_at_the_prior():
     text = reproduce._ws_collapse(runs)
     assert "frey Nz = 2 (KL term 0.000 at 1e+06 samples)" in text and "Nz = 20" not in text
     assert reproduce._ws_collapse({"frey-z20-ws": runs["frey-z20-ws"]}) == ""
+
+
+def test_the_page_sets_each_reached_point_beside_the_paper():
+    def run(name, *points):
+        return {"experiment": reproduce.experiment(name),
+                "records": [{"samples": n, "train_elbo": tr, "test_elbo": te} for n, tr, te in points]}
+    runs = {"frey-z20": run("frey-z20", (10**7, 1240.4, 1100.0), (10**8, 1490.2, 1301.0)),
+            "frey-z2": run("frey-z2", (10**7, 800.0, 790.0))}            # 10^8 not reached
+    text = reproduce._paper_gap(runs)
+    assert text == ("frey Nz = 20 at 10^7: 1240 / 1100 against 1250 / - (-10 / -); "
+                    "frey Nz = 20 at 10^8: 1490 / 1301 against 1485 / 1320 (+5 / -19).")
+    assert reproduce._paper_gap({"frey-z2": runs["frey-z2"]}) == "none yet."
