@@ -307,3 +307,14 @@ def test_the_page_sets_each_reached_point_beside_the_paper():
     assert text == ("frey Nz = 20 at 10^7: 1240 / 1100 against 1250 / - (-10 / -); "
                     "frey Nz = 20 at 10^8: 1490 / 1301 against 1485 / 1320 (+5 / -19).")
     assert reproduce._paper_gap({"frey-z2": runs["frey-z2"]}) == "none yet."
+
+
+def test_the_page_says_where_the_held_out_bound_peaked():
+    def run(name, *points):
+        return {"experiment": reproduce.experiment(name),
+                "records": [{"samples": n, "test_elbo": te} for n, te in points]}
+    runs = {"frey-z20": run("frey-z20", (10**6, 1000.0), (4 * 10**7, 1300.4), (10**8, 1275.2)),
+            "frey-z20-ws": run("frey-z20-ws", (10**6, 700.0), (10**8, 900.0)),   # not AEVB
+            "frey-z2": run("frey-z2", (10**6, 700.0), (10**7, 800.0))}           # not past 10^7
+    assert reproduce._heldout_peaks(runs) == "frey Nz = 20 held-out 1300 at 4e+07 samples, 1275 at 1e+08."
+    assert reproduce._heldout_peaks({"frey-z2": runs["frey-z2"]}).startswith("(no run")
