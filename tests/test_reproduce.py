@@ -118,6 +118,7 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     # the run folders gone (a machine not kept): the next report, from an empty runs folder
     # and no log, still shows the runs and the commands that the last report saved
     shutil.rmtree(runs)
+    (results / "notes.settings.json").write_text("{}")          # not a run: ignored, no traceback
     assert reproduce.main(["report", *common, "--results-dir", str(results), "--page", str(page)]) == 0
     again = json.loads((results / "summary.json").read_text())
     assert again[0]["aevb"]["samples"] == 12000 and again[0]["aevb"]["at"] == aevb["at"]

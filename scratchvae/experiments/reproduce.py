@@ -376,10 +376,14 @@ def _archived_runs(folder):
     runs = {}
     for settings in sorted(Path(folder).glob("*.settings.json")) if folder else []:
         name = settings.name[: -len(".settings.json")]
+        try:
+            exp = experiment(name)
+        except ValueError:
+            continue                                     # not a run of ours: leave it alone
         metrics, ev = settings.with_name(f"{name}.metrics.jsonl"), settings.with_name(f"{name}.evaluation.json")
         records = [r for r in read_metrics(metrics) if r.get("samples", 0) > 0] if metrics.is_file() else []
         if records:
-            runs[name] = {"experiment": experiment(name), "folder": None, "records": records,
+            runs[name] = {"experiment": exp, "folder": None, "records": records,
                           "settings": json.loads(settings.read_text()),
                           "evaluation": json.loads(ev.read_text()) if ev.is_file() else None}
     return runs
