@@ -319,3 +319,19 @@ def test_the_page_says_where_the_held_out_bound_peaked():
             "frey-z2": run("frey-z2", (10**6, 700.0), (10**7, 800.0))}           # not past 10^7
     assert reproduce._heldout_peaks(runs) == "frey Nz = 20 held-out 1300 at 4e+07 samples, 1275 at 1e+08."
     assert reproduce._heldout_peaks({"frey-z2": runs["frey-z2"]}).startswith("(no run")
+
+
+def test_log_rows_mark_a_run_started_again_before_its_end_as_interrupted(tmp_path):
+    cmd = ("python3 -m scratchvae.experiments.reproduce train frey-z2 --samples 100000000 "
+           "--runs-dir /secret/runs")
+    log = tmp_path / "log.txt"
+    log.write_text(f"2026-01-01T09:19:59 w1 START {cmd}\n"             # its machine stopped
+                   f"2026-01-02T09:45:25 w2 START {cmd}\n"             # resumed from its checkpoint
+                   f"2026-01-02T10:25:25 w2 END rc=0 wall=2400s {cmd}\n"
+                   f"2026-01-02T10:30:00 w1 START {cmd.replace('frey-z2', 'frey-z5')}\n")
+    short = "reproduce train frey-z2 --samples 100000000"
+    assert reproduce.log_rows(log) == [
+        [short, "2026-01-01 09:19", "-", "interrupted, resumed"],
+        [short, "2026-01-02 09:45", "40.0 min", "done"],
+        [short.replace("frey-z2", "frey-z5"), "2026-01-02 10:30", "-", "running"]]
+    assert reproduce.log_rows(log, names={"frey-z5"})[0][3] == "running"

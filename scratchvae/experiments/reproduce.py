@@ -516,7 +516,8 @@ def _reached(run):
 def log_rows(log_path, names=None):
     """Rows ``[command, started, wall time, status]`` for the ``reproduce`` commands of a
     queue log (lines ``<time> <worker> START <command>`` and ``<time> <worker> END rc=<code>
-    wall=<seconds>s <command>``). Commands are shortened to ``reproduce ...`` without their
+    wall=<seconds>s <command>``). A command started again before its END
+    was interrupted (its machine stopped) and resumed from its checkpoint. Commands are shortened to ``reproduce ...`` without their
     folders, so the page names no folder of the machine that ran them."""
     lines = Path(log_path).read_text().splitlines() if log_path and Path(log_path).is_file() else []
     started, rows = {}, []
@@ -529,8 +530,10 @@ def log_rows(log_path, names=None):
         exp_name = command.split()[2] if len(command.split()) > 2 else ""
         if names is not None and exp_name not in names:
             continue
-        key = (m.group(2), m.group(6))
+        key = m.group(6)
         if m.group(3) == "START":
+            if key in started:                   # started again with no END: it was killed
+                rows[started[key]][3] = "interrupted, resumed"
             started[key] = len(rows)
             rows.append([command, m.group(1)[:16].replace("T", " "), "-", "running"])
         elif key in started:
