@@ -319,6 +319,8 @@ def test_the_page_says_where_the_held_out_bound_peaked():
             "frey-z2": run("frey-z2", (10**6, 700.0), (10**7, 800.0))}           # not past 10^7
     assert reproduce._heldout_peaks(runs) == "frey Nz = 20 held-out 1300 at 4e+07 samples, 1275 at 1e+08."
     assert reproduce._heldout_peaks({"frey-z2": runs["frey-z2"]}).startswith("(no run")
+    rising = {"frey-z5": run("frey-z5", (10**7, 1000.0), (2 * 10**7, 1050.0))}
+    assert reproduce._heldout_peaks(rising) == "frey Nz = 5 held-out 1050 at 2e+07 samples, still rising."
 
 
 def test_log_rows_mark_a_run_started_again_before_its_end_as_interrupted(tmp_path):

@@ -733,7 +733,7 @@ def _paper_gap(runs):
 
 def _heldout_peaks(runs, min_samples=10**7):
     """One clause per AEVB run trained past ``min_samples``: its best held-out bound, where,
-    and the held-out bound where the run ended."""
+    and the held-out bound where the run ended (or that it is still rising)."""
     parts = []
     for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].dataset,
                                                              item[1]["experiment"].z_dim)):
@@ -741,6 +741,10 @@ def _heldout_peaks(runs, min_samples=10**7):
         if exp.algorithm != "aevb" or exp.split_seed or records[-1]["samples"] <= min_samples:
             continue
         best = max(records, key=lambda r: r["test_elbo"])
+        if best is records[-1]:
+            parts.append(f"{exp.dataset} Nz = {exp.z_dim} held-out {best['test_elbo']:.0f} at "
+                         f"{best['samples']:.2g} samples, still rising")
+            continue
         parts.append(f"{exp.dataset} Nz = {exp.z_dim} held-out {best['test_elbo']:.0f} at "
                      f"{best['samples']:.2g} samples, {records[-1]['test_elbo']:.0f} at "
                      f"{records[-1]['samples']:.2g}")
