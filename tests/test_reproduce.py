@@ -337,3 +337,12 @@ def test_log_rows_mark_a_run_started_again_before_its_end_as_interrupted(tmp_pat
         [short, "2026-01-02 09:45", "40.0 min", "done"],
         [short.replace("frey-z2", "frey-z5"), "2026-01-02 10:30", "-", "running"]]
     assert reproduce.log_rows(log, names={"frey-z5"})[0][3] == "running"
+
+
+def test_report_with_a_log_that_is_not_there_says_so(tmp_path, capsys):
+    missing = tmp_path / "queue-log.txt"
+    assert reproduce.main(["report", "--runs-dir", str(tmp_path / "runs"), "--results-dir",
+                           str(tmp_path / "r"), "--log", str(missing)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"reproduce report: error: --log: no such file: {missing} (expected a queue log)"
+    assert not (tmp_path / "r").exists()                          # nothing written

@@ -516,9 +516,9 @@ def _reached(run):
 def log_rows(log_path, names=None):
     """Rows ``[command, started, wall time, status]`` for the ``reproduce`` commands of a
     queue log (lines ``<time> <worker> START <command>`` and ``<time> <worker> END rc=<code>
-    wall=<seconds>s <command>``). A command started again before its END
-    was interrupted (its machine stopped) and resumed from its checkpoint. Commands are shortened to ``reproduce ...`` without their
-    folders, so the page names no folder of the machine that ran them."""
+    wall=<seconds>s <command>``). A command started again before its END was interrupted (its
+    machine stopped) and resumed from its checkpoint. Commands are shortened to ``reproduce ...``
+    without their folders, so the page names no folder of the machine that ran them."""
     lines = Path(log_path).read_text().splitlines() if log_path and Path(log_path).is_file() else []
     started, rows = {}, []
     for line in lines:
@@ -546,7 +546,7 @@ def log_rows(log_path, names=None):
 def log_table(rows):
     """The rows of :func:`log_rows` as a Markdown table."""
     return "\n".join(["| command | started (UTC) | wall time | status |", "|---|---|---|---|"]
-                      + [f"| `{c}` | {t} | {w} | {st} |" for c, t, w, st in rows])
+                     + [f"| `{c}` | {t} | {w} | {st} |" for c, t, w, st in rows])
 
 
 def merge_commands(path, rows):
@@ -740,14 +740,10 @@ def _heldout_peaks(runs, min_samples=10**7):
         exp, records = run["experiment"], run["records"]
         if exp.algorithm != "aevb" or exp.split_seed or records[-1]["samples"] <= min_samples:
             continue
-        best = max(records, key=lambda r: r["test_elbo"])
-        if best is records[-1]:
-            parts.append(f"{exp.dataset} Nz = {exp.z_dim} held-out {best['test_elbo']:.0f} at "
-                         f"{best['samples']:.2g} samples, still rising")
-            continue
+        best, last = max(records, key=lambda r: r["test_elbo"]), records[-1]
+        now = "still rising" if best is last else f"{last['test_elbo']:.0f} at {last['samples']:.2g}"
         parts.append(f"{exp.dataset} Nz = {exp.z_dim} held-out {best['test_elbo']:.0f} at "
-                     f"{best['samples']:.2g} samples, {records[-1]['test_elbo']:.0f} at "
-                     f"{records[-1]['samples']:.2g}")
+                     f"{best['samples']:.2g} samples, {now}")
     return "; ".join(parts) + "." if parts else "(no run has gone past 10^7 samples yet)."
 
 
@@ -895,8 +891,9 @@ checkpoints at every evaluation point and the same command resumes it. Each line
 call of `python -m scratchvae.experiments.reproduce` with `--runs-dir /path/to/runs` and the
 data folder in `SCRATCHVAE_DATA_DIR=/path/to/data`; a later line with a larger `--samples`
 continues the run an earlier one began if its folder was still there, and otherwise starts it
-again from the beginning (a line marked "stopped" is a run whose folder was lost before it
-ended). The table above shows each model's run that got furthest.
+again from the beginning. A line marked "interrupted, resumed" is a run whose machine stopped
+before it ended; the next line of the same command resumed it from its checkpoint. The table
+above shows each model's run that got furthest.
 
 {commands}{reruns}
 
@@ -1017,6 +1014,8 @@ def run(args):
                              f"got {getattr(args, name)}")
     if getattr(args, "max_minutes", None) is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
+    if getattr(args, "log", None) is not None and not Path(args.log).is_file():
+        raise FileNotFoundError(f"--log: no such file: {args.log} (expected a queue log)")
     for name in getattr(args, "experiments", []):
         _experiment(args, name)                          # fail before any work
     return args.reproduce_func(args)
