@@ -26,6 +26,25 @@ ELBO = namedtuple("ELBO", ["elbo", "rec", "kl"])
 ELBO.__doc__ = "Per-example lower bound ``elbo = rec - kl``, each an array of shape (B,)."
 
 
+def encoder_output_grad(dz, mu, logvar, eps):
+    """The gradient of the loss -1/B sum_b elbo_b with respect to the encoder's outputs.
+
+    ``dz`` (S, B, Z) is what the decoder's backward sends back to z (it already carries the
+    loss's -1/(S B)). Both routes from (mu, logvar) to the loss add up: through every sample
+    z_s = mu + exp(logvar / 2) eps_s, and through the closed-form KL of each image, which
+    enters the batch mean with weight 1/B:
+
+        dmu     = sum_s dz_s                           + 1/B dKL/dmu        (dKL/dmu = mu)
+        dlogvar = sum_s dz_s eps_s exp(logvar / 2) / 2 + 1/B dKL/dlogvar    (= (exp(logvar) - 1) / 2)
+
+    Returns ``(dmu, dlogvar)``, each (B, Z).
+    """
+    B = mu.shape[0]
+    dmu, dlogvar = reparameterize_backward(dz, logvar, eps)
+    dmu_kl, dlogvar_kl = kl_standard_normal_grad(mu, logvar)
+    return dmu + dmu_kl / B, dlogvar + dlogvar_kl / B
+
+
 class VAE(Module):
     """An MLP encoder and decoder with a N(0, I) prior on z.
 
@@ -155,8 +174,8 @@ class VAE(Module):
 
             dlogp     = d loss / d log p(x_b|z_sb) = -1/(S B)
             dz        = decoder backward of dlogp
-            dmu       = sum_s dz_s                         + 1/B dKL/dmu
-            dlogvar   = sum_s dz_s eps_s exp(logvar/2)/2   + 1/B dKL/dlogvar
+            dmu       = sum_s dz_s                         + 1/B dKL/dmu      } encoder_output_grad
+            dlogvar   = sum_s dz_s eps_s exp(logvar/2)/2   + 1/B dKL/dlogvar  }
             encoder backward of [dmu, dlogvar]
         """
         if self.cache is None:
@@ -166,10 +185,7 @@ class VAE(Module):
         xp = self.xp
         dlogp = xp.full(S * B, -1.0 / (S * B), dtype=self.dtype)
         dz = self.decoder.backward(dlogp).reshape(S, B, self.z_dim)
-        dmu, dlogvar = reparameterize_backward(dz, logvar, eps)
-        dmu_kl, dlogvar_kl = kl_standard_normal_grad(mu, logvar)
-        dmu = dmu + dmu_kl / B
-        dlogvar = dlogvar + dlogvar_kl / B
+        dmu, dlogvar = encoder_output_grad(dz, mu, logvar, eps)
         self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
         if self.weight_decay:
             for _, p, g in self.named_parameters():
