@@ -3,11 +3,11 @@
 //
 //     z = mu + sigma * eps,   sigma = exp(logvar / 2),   eps ~ N(0, I)
 //
-// eps holds L samples for each of the B rows of mu and logvar: L * B rows of Z values,
-// sample l of row b at row l * B + b. Row b of mu and logvar serves all L of them.
+// eps holds S samples for each of the B rows of mu and logvar: S * B rows of Z values,
+// sample s of row b at row s * B + b. Row b of mu and logvar serves all S of them.
 #include "common.cuh"
 
-// One thread per element of z (L * B rows of `cols` = Z values).
+// One thread per element of z (S * B rows of `cols` = Z values).
 template <typename T>
 __global__ void reparameterize_forward(const T* mu, long long ld_mu,
                                        const T* logvar, long long ld_logvar,
@@ -21,26 +21,26 @@ __global__ void reparameterize_forward(const T* mu, long long ld_mu,
     z[i] = mu[b * ld_mu + c] + sigma * eps[r * ld_eps + c];
 }
 
-// The chain rule through z_l = mu + exp(logvar / 2) * eps_l, summed over the L samples:
+// The chain rule through z_s = mu + exp(logvar / 2) * eps_s, summed over the S samples:
 //
-//     dmu     = sum_l dz_l
-//     dlogvar = sum_l dz_l * eps_l * exp(logvar / 2) / 2
+//     dmu     = sum_s dz_s
+//     dlogvar = sum_s dz_s * eps_s * exp(logvar / 2) / 2
 //
-// One thread per element of mu (B rows of `cols` values); each loops over the L samples,
+// One thread per element of mu (B rows of `cols` values); each loops over the S samples,
 // so the sum over samples needs no second kernel.
 template <typename T>
 __global__ void reparameterize_backward(const T* dz, long long ld_dz,
                                         const T* logvar, long long ld_logvar,
                                         const T* eps, long long ld_eps,
                                         T* dmu, T* dlogvar,
-                                        long long L, long long B, long long cols) {
+                                        long long S, long long B, long long cols) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= B * cols) return;
     long long b = i / cols, c = i % cols;
     T half_sigma = T(0.5) * exp(T(0.5) * logvar[b * ld_logvar + c]);
     T sum_dz = T(0), sum_dlogvar = T(0);
-    for (long long l = 0; l < L; ++l) {
-        long long r = l * B + b;
+    for (long long s = 0; s < S; ++s) {
+        long long r = s * B + b;
         T g = dz[r * ld_dz + c];
         sum_dz += g;
         sum_dlogvar += g * eps[r * ld_eps + c] * half_sigma;
