@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import scratchvae as sv
+from scratchvae import VAE, Adagrad
 from scratchvae.experiments import bench
 
 # One thread: on a busy machine, two threads that wait for each other can take 100x longer.
@@ -148,11 +149,41 @@ def test_frey_workload_runs_beside_pytorch_and_does_the_same_work():
     one = r["threads"]["1"]
     assert one["steps_per_unit"] == 2 and all(len(v) == 2 and min(v) > 0 for v in one["step_s"].values())
     assert set(one["median_step_s"]) == ({"scratchvae", "torch"} if torch else {"scratchvae"})
+    assert one["agree_steps"] == bench.FREY_AGREE_STEPS
     if torch is not None:
-        e = one["heldout_nelbo"]
+        e = one["agree_nelbo"]
         assert one["valid"] and abs(e["scratchvae"] - e["torch"]) < 0.05, e
         assert one["ratios"]["scratchvae/torch"] == pytest.approx(
             one["median_step_s"]["scratchvae"] / one["median_step_s"]["torch"])
+
+
+def _frey_like_runs(lrs, threads=1):
+    """Fresh ScratchRuns of one Frey-shaped model (560 pixels, Gaussian decoder, Adagrad), one per lr."""
+    runs = []
+    for lr in lrs:
+        model = VAE(560, 5, (50,), likelihood="gaussian", activation="tanh", init="paper",
+                    weight_decay=1 / 300, seed=0)
+        runs.append(bench.ScratchRun(model, lr, Adagrad(model.named_parameters(), lr=lr)))
+    return runs
+
+
+def test_the_frey_agreement_tells_rounding_from_a_different_learning_rate():
+    """Judged after FREY_AGREE_STEPS steps, the same work at 1 and 2 BLAS threads agrees within
+    the tolerance, and a learning rate 5 % higher does not: the check can fail."""
+    rng = np.random.default_rng(0)
+    train, test = rng.random((300, 560), dtype=np.float32), rng.random((60, 560), dtype=np.float32)
+    eps = rng.standard_normal((60, 5), dtype=np.float32)
+    same = {}
+    for threads in (1, 2):
+        with bench.limit_threads(threads):
+            same[threads] = bench.agreement(_frey_like_runs([0.02]), train, test, eps, 100, 0)["scratchvae"]
+    assert abs(same[1] - same[2]) <= bench.FREY_AGREE_TOLERANCE, same
+    a, b = (r.heldout_nelbo(test, eps) for r in _frey_like_runs([0.02, 0.021]))
+    assert a == b   # the same start
+    runs = _frey_like_runs([0.02, 0.021])
+    runs[1].name = "faster"
+    moved = bench.agreement(runs, train, test, eps, 100, 0)
+    assert abs(moved["scratchvae"] - moved["faster"]) > bench.FREY_AGREE_TOLERANCE, moved
 
 
 def test_the_run_without_openblas_coretype_repeats_the_same_command_line():
