@@ -114,38 +114,93 @@ class Optimizer:
         """The flat runs of parameters (one for a flattened model), a flat state array per
         run and state name, the per-name views of the state that ``state_dict`` exports,
         and the blocks ``step()`` walks (on the GPU, one block: the whole run)."""
-        self._segments = []   # (flat theta, flat grad, [flat state ...], blocks)
+        self._segments = []   # (flat theta, flat grad, [flat state ...])
+        self._members = []    # per run: [(name, start, param), ...]
         self.state = {s: {} for s in self.state_names}
-        segments = flat_segments(self.named)
-        scratch = {}          # one block-sized scratch array per dtype, shared by all runs
-        for p, _, _ in segments:
-            if isinstance(p, np.ndarray):
-                scratch[p.dtype] = max(scratch.get(p.dtype, 0), min(BLOCK, p.size))
-        scratch = {dtype: np.empty(n, dtype) for dtype, n in scratch.items()}
-        for p, g, members in segments:
+        for p, g, members in flat_segments(self.named):
             xp = get_array_module(p)
             flat_state = [xp.zeros_like(p) for _ in self.state_names]
             for s, flat in zip(self.state_names, flat_state):
                 for name, start, param in members:
                     self.state[s][name] = _view(flat, start, param.shape)
+            self._segments.append((p, g, flat_state))
+            self._members.append(members)
+        self._all = self._part([[(0, p.size)] for p, _, _ in self._segments])
+
+    def _part(self, windows):
+        """Part of the update: in each run, the ``(start, stop)`` windows that ``windows``
+        lists for it, as ``[(flat theta, flat grad, [flat state ...], blocks), ...]``. A block
+        is the same window of at most :data:`BLOCK` elements of each array, and of a scratch
+        array that the part's blocks share (one per dtype) and no other part uses. On the GPU
+        a run is one block."""
+        cuts = [[(a, min(a + BLOCK, stop)) for start, stop in spans for a in range(start, stop, BLOCK)]
+                for spans in windows]
+        size = {}
+        for (p, _, _), run_cuts in zip(self._segments, cuts):
+            if run_cuts and isinstance(p, np.ndarray):
+                size[p.dtype] = max([size.get(p.dtype, 0)] + [b - a for a, b in run_cuts])
+        scratch = {dtype: np.empty(n, dtype) for dtype, n in size.items()}
+        part = []
+        for (p, g, state), run_cuts in zip(self._segments, cuts):
+            if not run_cuts:
+                continue
             if isinstance(p, np.ndarray):
                 buf = scratch[p.dtype]
-                blocks = [(p[a:a + BLOCK], g[a:a + BLOCK], *(f[a:a + BLOCK] for f in flat_state),
-                           buf[:min(BLOCK, p.size - a)]) for a in range(0, p.size, BLOCK)]
+                blocks = [(p[a:b], g[a:b], *(s[a:b] for s in state), buf[:b - a]) for a, b in run_cuts]
             else:   # on the GPU the whole run is one block (kernels off: plain CuPy passes)
-                blocks = [(p, g, *flat_state, xp.empty_like(p))]
-            self._segments.append((p, g, flat_state, blocks))
+                blocks = [(p, g, *state, get_array_module(p).empty_like(p))]
+            part.append((p, g, state, blocks))
+        return part
+
+    def split(self, *groups):
+        """The update cut in parts, one per group of parameter names (together every name once),
+        that two threads can run at the same time: each part has its own blocks and scratch.
+        ``begin_step()``, ``update_part(part)`` for every part (in any order, on any thread),
+        then ``end_step()`` is ``step()``, bit for bit: the update is elementwise. For the
+        overlapped training step (:mod:`scratchvae.training.overlap`); CPU arrays only."""
+        names = [name for members in self._members for name, _, _ in members]
+        given = [name for group in groups for name in group]
+        if sorted(given) != sorted(names):
+            raise ValueError(f"the groups must name every parameter of the optimizer once: "
+                             f"{sorted(set(names) ^ set(given)) or 'some twice'}")
+        if not all(isinstance(p, np.ndarray) for p, _, _ in self._segments):
+            raise ValueError("split() is for CPU (NumPy) parameters")
+        ranges = []
+        for group in map(set, groups):
+            per_run = []
+            for members in self._members:
+                spans = []
+                for name, start, param in members:
+                    if name in group:
+                        if spans and spans[-1][1] == start:
+                            spans[-1] = (spans[-1][0], start + param.size)   # back to back: one window
+                        else:
+                            spans.append((start, start + param.size))
+                per_run.append(spans)
+            ranges.append(per_run)
+        return [self._part(windows) for windows in ranges]
 
     def step(self):
         """One update of every parameter, over the flat buffers (see the module docstring)."""
+        self.begin_step()
+        self.update_part(self._all)
+        self.end_step()
+
+    def begin_step(self):
+        """Count the step (and compute what it needs that is the same for every element)."""
         self.t += 1
-        for p, g, state, blocks in self._segments:
+
+    def update_part(self, part):
+        """Update the parameters of ``part`` (from :meth:`split`, or all of them)."""
+        for p, g, state, blocks in part:
             self.update(p, g, *state, blocks=blocks)
+
+    def end_step(self):
         if self.decaying and self.t % FLUSH_EVERY == 0:
             self._flush()
 
     def _flush(self):
-        for p, _, state, _ in self._segments:
+        for p, _, state in self._segments:
             if isinstance(p, np.ndarray):     # a CPU concern only
                 for name, flat in zip(self.state_names, state):
                     if name in self.decaying:
@@ -153,8 +208,8 @@ class Optimizer:
 
     def update(self, p, g, *state, blocks):
         """Update the flat run ``p`` (gradient ``g``, state arrays ``state``) in place,
-        on the CPU block by block: ``blocks`` lists the same window of each array and of
-        a scratch array."""
+        on the CPU block by block: ``blocks`` lists the windows to update, the same window
+        of each array and a scratch array. (On the GPU the fused kernel takes the whole run.)"""
         raise NotImplementedError
 
     def textbook_step(self):
@@ -229,15 +284,16 @@ class Adagrad(Optimizer):
         self.warmup = warmup
         super().__init__(named_parameters, lr)
 
-    def step(self):
+    def update_part(self, part):
         # Warm-up (Kingma & Welling's code): the first `warmup` steps only add g^2 to h,
         # so that the first real steps are not divided by one tiny gradient.
-        if self.t < self.warmup:
-            self.t += 1
-            for _, g, (h,), _ in self._segments:
-                h += g * g
-            return
-        super().step()
+        if self.t > self.warmup:
+            return super().update_part(part)
+        for p, _, _, blocks in part:
+            xp = get_array_module(p)
+            for _, g, h, buf in blocks:
+                xp.multiply(g, g, out=buf)
+                h += buf              # h = h + g^2
 
     @kernels.fused_by("adagrad_update", args=lambda self, p, g, h, blocks: (p, g, h, self.lr, self.eps))
     def update(self, p, g, h, blocks):
@@ -277,12 +333,11 @@ class Adam(Optimizer):
         self.eps = validation.positive_number("eps", eps)   # it divides: sqrt(v_hat) + eps > 0
         super().__init__(named_parameters, lr)
 
-    def step(self):
-        t = self.t + 1                   # the step about to be taken
-        c2 = math.sqrt(1 - self.b2 ** t)
-        self._lr_t = self.lr * c2 / (1 - self.b1 ** t)
+    def begin_step(self):
+        super().begin_step()
+        c2 = math.sqrt(1 - self.b2 ** self.t)
+        self._lr_t = self.lr * c2 / (1 - self.b1 ** self.t)
         self._eps_t = self.eps * c2
-        super().step()
 
     @kernels.fused_by("adam_update", args=lambda self, p, g, m, v, blocks:
                       (p, g, m, v, self.b1, self.b2, self._lr_t, self._eps_t))

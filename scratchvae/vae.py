@@ -167,7 +167,7 @@ class VAE(Module):
             return 0.0
         return 0.5 * self.weight_decay * sum(float((p * p).sum()) for p in self.parameters().values())
 
-    def backward(self):
+    def backward(self, decoder_done=None):
         """Fill ``grads`` with the gradient of :meth:`loss` for the last :meth:`elbo` call.
 
         With loss = -1/B sum_b elbo_b and elbo_b = 1/S sum_s log p(x_b|z_sb) - KL_b:
@@ -177,7 +177,12 @@ class VAE(Module):
             dmu       = sum_s dz_s                         + 1/B dKL/dmu      } encoder_output_grad
             dlogvar   = sum_s dz_s eps_s exp(logvar/2)/2   + 1/B dKL/dlogvar  }
             encoder backward of [dmu, dlogvar]
-        """
+
+        and the weight prior's lambda theta added to each network's gradient once its
+        backward is done. ``decoder_done()``, if given, is called as soon as the decoder's
+        gradient is final; from then on nothing here reads the decoder's parameters, so they
+        may change while the encoder's backward runs (:mod:`scratchvae.training.overlap`
+        updates them then, on another core)."""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding elbo() call")
         mu, logvar, eps = self.cache
@@ -185,18 +190,26 @@ class VAE(Module):
         xp = self.xp
         dlogp = xp.full(S * B, -1.0 / (S * B), dtype=self.dtype)
         dz = self.decoder.backward(dlogp).reshape(S, B, self.z_dim)
+        self._add_weight_decay(self.decoder)
+        if decoder_done is not None:
+            decoder_done()
         dmu, dlogvar = encoder_output_grad(dz, mu, logvar, eps)
         self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
+        self._add_weight_decay(self.encoder)
+
+    def _add_weight_decay(self, net):
+        """grad += lambda theta for every tensor of ``net``: the gradient of lambda/2 ||theta||^2."""
         if self.weight_decay:
-            for _, p, g in self.named_parameters():
+            for _, p, g in net.named_parameters():
                 g += self.weight_decay * p
 
     def loss_and_grads(self, x, eps=None, n_samples=1, check=True):
         """One training step's work: returns ``(loss, ELBO)`` and fills ``grads``.
         (``check``: as in :meth:`elbo`.)"""
         terms = self.elbo(x, eps, n_samples, check=check)
+        loss = -float(terms.elbo.mean()) + self.weight_penalty()
         self.backward()
-        return -float(terms.elbo.mean()) + self.weight_penalty(), terms
+        return loss, terms
 
     # -- input checks ------------------------------------------------------------------
     def _checked_noise(self, x, eps, n_samples, values=True):

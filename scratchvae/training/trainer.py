@@ -1,7 +1,8 @@
 """The training loop: minibatches in, parameters out, with metrics and checkpoints on the way.
 
 Each step is :func:`~scratchvae.training.step.train_step` (Algorithm 1 of Kingma & Welling
-2013 on one minibatch). Around it, :class:`Trainer` counts the training samples seen (the
+2013 on one minibatch), or the same step with the decoder's update on a second core where
+that pays (``overlap``, bit for bit the same). Around it, :class:`Trainer` counts the training samples seen (the
 x-axis of the paper's Figure 2); at every evaluation point (each epoch by default) it
 measures the ELBO on the held-out images and on as many training images and appends a
 line to ``metrics.jsonl`` (``metrics``); it saves a checkpoint at such a point every
@@ -25,6 +26,7 @@ from .folder import CHECKPOINT, RunFolder
 from .images import RunImages, heldout_images, seed_streams   # noqa: F401 (part of this API)
 from .interrupt import deferred_ctrl_c
 from .metrics import METRICS, EvaluationSchedule, measure, non_finite, read_metrics  # noqa: F401
+from .overlap import MODES as OVERLAP_MODES, make_overlap
 from .step import train_step
 
 
@@ -85,11 +87,14 @@ class Trainer:
     ``progress``: a tqdm bar on a terminal. ``eval_size``: at most this many held-out images
     per evaluation, and as many training images. ``overwrite``: a fresh run may replace a
     checkpoint in ``out``. ``checkpoint_every``: seconds between checkpoints (0: every
-    evaluation point; the last one always saves)."""
+    evaluation point; the last one always saves). ``overlap``: ``'auto'`` runs the
+    decoder's update on a second core during the encoder's backward where that pays,
+    ``'on'`` always, ``'off'`` never (:mod:`~scratchvae.training.overlap`; the parameters
+    are the same bit for bit)."""
 
     def __init__(self, model, optimizer, train_x, test_x, batch_size=100, binarization="none",
                  seed=0, out=None, run_info=None, progress=True, eval_size=10000,
-                 overwrite=False, checkpoint_every=30.0):
+                 overwrite=False, checkpoint_every=30.0, overlap="auto"):
         self.batch_size = validation.positive_int("batch_size", batch_size)
         eval_size = validation.positive_int("eval_size", eval_size)
         if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
@@ -99,6 +104,7 @@ class Trainer:
         self.folder = RunFolder(out)
         self.run_info, self.progress, self.overwrite = dict(run_info or {}), progress, overwrite
         self.checkpoint_every, self._started = checkpoint_every, False
+        self.overlap = validation.choice("overlap", overlap, OVERLAP_MODES)
         self.state = Progress(self.images.n_train, ckpt.rng_state(self.images.order_rng))
 
     # where the run stands (kept in self.state, which checkpoints save)
@@ -130,7 +136,13 @@ class Trainer:
             self.folder.start(self.overwrite)
             self.save()
             self._started = self.folder.out is not None
-        return Session(self, target, eval_every, callback, log).run()
+        # decided at each fit: the threads BLAS may use can have changed since the last one
+        overlap = make_overlap(self.model, self.optimizer, self.overlap)
+        try:
+            return Session(self, target, eval_every, callback, log, overlap).run()
+        finally:
+            if overlap is not None:
+                overlap.close()
 
     def evaluate(self):
         """What an evaluation point would record now (ELBO, rec and kl on the training and
@@ -155,8 +167,8 @@ class Session:
     """One call of :meth:`Trainer.fit`: steps from where the run stands to ``target`` training
     samples, with the evaluation points of ``schedule``, a progress bar, and Ctrl-C."""
 
-    def __init__(self, trainer, target, eval_every, callback, log):
-        self.trainer, self.state, self.target = trainer, trainer.state, target
+    def __init__(self, trainer, target, eval_every, callback, log, overlap=None):
+        self.trainer, self.state, self.target, self.overlap = trainer, trainer.state, target, overlap
         self.schedule = EvaluationSchedule(eval_every, trainer.samples, target)
         self.callback, self.log, self.bar = callback, log, None
 
@@ -204,6 +216,8 @@ class Session:
 
     def _step(self, x):
         try:
+            if self.overlap is not None:
+                return self.overlap.step(x)
             return train_step(self.trainer.model, self.trainer.optimizer, x)
         except FloatingPointError as e:
             raise self._diverged(str(e), self.state.step + 1) from None

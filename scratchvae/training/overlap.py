@@ -1,0 +1,151 @@
+"""The second core at work while BLAS runs on one thread: the decoder's update overlaps the
+encoder's backward pass.
+
+scratchvae runs NumPy's matrix products on one BLAS thread (README, "Threads"), so on a
+machine with two cores one of them idles through training. Part of a training step does
+not depend on the rest: the optimizer's update of the decoder's parameters needs only the
+decoder's gradient, which is final once the decoder's backward pass is done, and the
+encoder's backward pass reads none of the decoder's parameters. So the two can run at the
+same time, the way PyTorch's distributed training sends each layer's gradients while the
+backward pass goes on through the layers before it:
+
+    plain (train_step):  forward | decoder backward | encoder backward | update all
+    overlapped:          forward | decoder backward | encoder backward | update encoder
+                         (worker)                   | update decoder   |
+
+A worker thread runs the decoder's update. Threads can share the work because NumPy lets go
+of Python's global interpreter lock inside its array operations and OpenBLAS inside its
+products: while the main thread multiplies the encoder's matrices, the worker's array
+operations run on the other core. Unlike a second BLAS thread, the worker never spins
+waiting for anyone: if another program has the second core, the main thread waits at the
+end of the step only for what the worker has left, and the step takes about as long as
+the plain one.
+
+The result is the plain step's, bit for bit. The update is elementwise, so splitting it
+between the decoder's and the encoder's numbers changes no value (``Optimizer.split``),
+the weight prior's ``lambda theta`` is added to each network's gradient by the same
+elementwise operation, and the loss (with the prior's penalty) is read before any
+parameter changes. ``tests/test_overlap.py`` holds the two paths equal over hundreds of
+steps, for Adam and Adagrad with a weight prior, across a checkpoint and resume.
+
+Where it is on (``mode='auto'``, the default of :class:`~scratchvae.training.Trainer` and
+``scratchvae train``): a CPU model whose ``backward(decoder_done=...)`` says when the
+decoder is done (a :class:`~scratchvae.VAE`; not wake-sleep, whose sleep phase runs the
+decoder after the wake phase's backward), an optimizer over NumPy arrays, and more CPUs for
+this process than BLAS threads. Off on the GPU (one stream of kernels, nothing to gain),
+on a machine with one core, and when BLAS already has a thread per core (the worker would
+take a core from a BLAS thread, and BLAS threads wait for each other). ``mode='off'``
+(``--no-overlap``) runs the plain :func:`~scratchvae.training.step.train_step`.
+"""
+import inspect
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+MODES = ("auto", "on", "off")
+
+
+def available_cpus():
+    """The CPUs this process may run on (its affinity where the system reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
+def blas_threads():
+    """The most threads NumPy's BLAS libraries will use (1 when threadpoolctl finds none)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return available_cpus()   # unknown: assume a thread per core, where the overlap is off
+    return max([i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"] or [1])
+
+
+def why_not(model, optimizer):
+    """Why the overlapped step cannot run for this model and optimizer, or None if it can."""
+    if getattr(model, "device", "cpu") != "cpu":
+        return "the model is on the GPU"
+    backward = getattr(model, "backward", None)
+    if backward is None or "decoder_done" not in inspect.signature(backward).parameters:
+        return f"{type(model).__name__}.backward does not report when the decoder is done"
+    if not all(isinstance(p, np.ndarray) for _, p, _ in optimizer.named):
+        return "the optimizer's parameters are not NumPy arrays"
+    decoder = {id(p) for _, p, _ in model.decoder.named_parameters()}
+    if not any(id(p) in decoder for _, p, _ in optimizer.named):
+        return "the optimizer holds none of the decoder's parameters"
+    return None
+
+
+def why_off(model, optimizer):
+    """Why ``mode='auto'`` leaves the overlap off here, or None where it turns it on."""
+    reason = why_not(model, optimizer)
+    if reason:
+        return reason
+    cpus = available_cpus()
+    if cpus < 2:
+        return "this process has one CPU"
+    if blas_threads() >= cpus:
+        return f"BLAS runs {blas_threads()} threads on {cpus} CPUs: no core is idle"
+    return None
+
+
+def make_overlap(model, optimizer, mode="auto"):
+    """The :class:`Overlap` of ``model`` and ``optimizer``, or None where it is off:
+    ``'off'`` never, ``'on'`` always (ValueError where it cannot run), ``'auto'`` where it
+    pays (see the module docstring)."""
+    if mode not in MODES:
+        raise ValueError(f"overlap must be one of {', '.join(MODES)}; got {mode!r}")
+    if mode == "off":
+        return None
+    if mode == "on":
+        reason = why_not(model, optimizer)
+        if reason:
+            raise ValueError(f"the overlapped step cannot run: {reason}")
+        return Overlap(model, optimizer)
+    return None if why_off(model, optimizer) else Overlap(model, optimizer)
+
+
+class Overlap:
+    """A training step whose decoder update runs on a worker thread during the encoder's
+    backward pass: :meth:`step` is :func:`~scratchvae.training.step.train_step`, bit for bit."""
+
+    def __init__(self, model, optimizer):
+        reason = why_not(model, optimizer)
+        if reason:
+            raise ValueError(f"the overlapped step cannot run: {reason}")
+        self.model, self.optimizer = model, optimizer
+        decoder = {id(p) for _, p, _ in model.decoder.named_parameters()}
+        self.decoder_part, self.rest = optimizer.split(
+            [name for name, p, _ in optimizer.named if id(p) in decoder],
+            [name for name, p, _ in optimizer.named if id(p) not in decoder])
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratchvae-overlap")
+
+    def step(self, x):
+        """One gradient step on the minibatch ``x``; returns the loss (a float). A loss that is
+        NaN or Inf raises ``FloatingPointError`` before any parameter changes."""
+        model, optimizer = self.model, self.optimizer
+        terms = model.elbo(x, check=False)
+        loss = -float(terms.elbo.mean()) + model.weight_penalty()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss}")
+        optimizer.begin_step()
+        decoder_update = []
+
+        def decoder_done():   # the decoder's gradient is final: update its parameters meanwhile
+            decoder_update.append(self.worker.submit(optimizer.update_part, self.decoder_part))
+
+        try:
+            model.backward(decoder_done=decoder_done)
+            optimizer.update_part(self.rest)            # the encoder's, here
+        finally:
+            for future in decoder_update:               # never leave the worker writing
+                future.result()
+        optimizer.end_step()
+        return loss
+
+    def close(self):
+        """Stop the worker thread (it also stops when the Overlap is garbage-collected)."""
+        self.worker.shutdown()
