@@ -127,6 +127,10 @@ def _add_train(sub):
                    "--samples trains further)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--overlap", choices=("auto", "on", "off"), default="auto",
+                   help="run the decoder's optimizer update on a second core while the encoder's "
+                   "backward runs (the same numbers, bit for bit); auto: where a core is idle "
+                   "(default: auto)")
     p.set_defaults(func=cmd_train)
 
 
@@ -175,7 +179,7 @@ def cmd_train(args, argv):
         run_info.update(algorithm="wake-sleep", **wake_sleep)
     trainer = Trainer(model, optimizer, data.train, data.test, batch_size=args.batch_size,
                       binarization=args.binarization, seed=args.seed, out=out, run_info=run_info,
-                      progress=not args.no_progress, overwrite=args.overwrite)
+                      progress=not args.no_progress, overwrite=args.overwrite, overlap=args.overlap)
     if args.resume:
         trainer.resume()
     if args.samples is not None:
