@@ -89,6 +89,20 @@ def flush_to_zero(a, threshold):
     a -= c
 
 
+def constants(dtype, *values):
+    """``values`` (Python floats) as 0-d NumPy arrays of ``dtype``, for the update's operations.
+    The same numbers as the floats themselves: NumPy rounds a Python float to the array's
+    dtype either way, but it does so anew in every operation, about a microsecond each
+    (``buf *= c`` with a float costs twice as long as with a 0-d array on a block of
+    32K elements' worth of calls; benchmarks/optim_step.py)."""
+    return [np.array(v, dtype) for v in values]
+
+
+def _constants(p, *values):
+    """:func:`constants` for a NumPy run ``p``; CuPy takes Python floats as they are."""
+    return constants(p.dtype, *values) if isinstance(p, np.ndarray) else values
+
+
 def _view(flat, start, shape):
     """The window of ``flat`` that holds a tensor of ``shape`` starting at ``start``
     (``flat`` itself when the tensor is the whole 1-D array)."""
@@ -256,13 +270,14 @@ class SGD(Optimizer):
 
     def update(self, p, g, *state, blocks):
         xp = get_array_module(p)
+        momentum, lr = _constants(p, self.momentum, self.lr)
         for p, g, *v, buf in blocks:  # 2 passes over one block (4 with momentum), in cache
             if v:
                 v = v[0]
-                v *= self.momentum
+                v *= momentum
                 v += g                # v = momentum v + g
                 g = v
-            xp.multiply(g, self.lr, out=buf)
+            xp.multiply(g, lr, out=buf)
             p -= buf                  # theta -= lr v
 
     def textbook_update(self, p, g, *state):
@@ -298,7 +313,7 @@ class Adagrad(Optimizer):
     @kernels.fused_by("adagrad_update", args=lambda self, p, g, h, blocks: (p, g, h, self.lr, self.eps))
     def update(self, p, g, h, blocks):
         xp = get_array_module(p)
-        lr, eps = self.lr, self.eps
+        lr, eps = _constants(p, self.lr, self.eps)
         for p, g, h, buf in blocks:   # 7 passes over one block, in cache
             xp.multiply(g, g, out=buf)
             h += buf                  # h = h + g^2
@@ -343,7 +358,7 @@ class Adam(Optimizer):
                       (p, g, m, v, self.b1, self.b2, self._lr_t, self._eps_t))
     def update(self, p, g, m, v, blocks):
         xp = get_array_module(p)
-        c1, c2, lr_t, eps_t = 1 - self.b1, 1 - self.b2, self._lr_t, self._eps_t
+        c1, c2, lr_t, eps_t = _constants(p, 1 - self.b1, 1 - self.b2, self._lr_t, self._eps_t)
         for p, g, m, v, buf in blocks:   # 12 passes over one block, in cache
             xp.subtract(g, m, out=buf)
             buf *= c1

@@ -162,10 +162,11 @@ class VAE(Module):
         return -float(self.elbo(x, eps, n_samples).elbo.mean()) + self.weight_penalty()
 
     def weight_penalty(self):
-        """lambda/2 ||theta||^2: minus the log of the Gaussian weight prior, up to a constant."""
+        """lambda/2 ||theta||^2: minus the log of the Gaussian weight prior, up to a constant.
+        (||W||^2 as the dot product of W with itself: one pass, and no array of squares.)"""
         if not self.weight_decay:
             return 0.0
-        return 0.5 * self.weight_decay * sum(float((p * p).sum()) for p in self.parameters().values())
+        return 0.5 * self.weight_decay * sum(float(self.xp.vdot(p, p)) for p in self.parameters().values())
 
     def backward(self, decoder_done=None):
         """Fill ``grads`` with the gradient of :meth:`loss` for the last :meth:`elbo` call.
