@@ -207,10 +207,14 @@ def _blocks(opt):
     return blocks
 
 
-def check_passes(make, passes_of, steps=3):
+def check_passes(make_model, make, passes_of, steps=3):
     """The pass list does what the optimizer's update does, bit for bit (so that the table
-    times the update as it is): ``steps`` updates both ways from the same state."""
-    a, b = make(), make()
+    times the update as it is): ``steps`` updates both ways, on two copies of the model with
+    the same gradients."""
+    models = [make_model() for _ in range(2)]
+    for model in models:
+        fill_gradients(model)
+    a, b = (make(model) for model in models)
     for _ in range(steps):
         a.step()
         b.begin_step()
@@ -232,7 +236,7 @@ def measure_passes(name, make_model, batch_size, make, passes_of, repeats, seed=
     floor = bench.GemmFloor(models[0], batch_size, seed)
     for model in models:
         fill_gradients(model, seed)
-    check_passes(lambda: make(models[0]), passes_of)
+    check_passes(make_model, make, passes_of)
     opt, other = make(models[0]), make(models[1])
     opt.begin_step()
     passes = passes_of(opt, np.float32)

@@ -240,3 +240,23 @@ def test_a_comparison_is_judged_by_the_load_before_the_benchmark_began(monkeypat
     assert bench.Quietness().result()["noisy"] is True
     q = bench.Quietness(load_before=(0.1 * bench.QUIET_LOAD * cpus, 0.0, 0.0)).result()
     assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > bench.QUIET_LOAD * cpus)
+
+
+def test_the_optimizer_benchmark_times_the_update_as_it_is():
+    """benchmarks/optim_step.py --passes times Adam's and Adagrad's operations one by one from
+    its own list of them; the list must do what the optimizers' updates do, bit for bit."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "optim_step.py"
+    spec = importlib.util.spec_from_file_location("optim_step", path)
+    optim_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(optim_step)
+    def model():
+        return VAE(30, 3, (20,), seed=0)
+    adam = lambda m: sv.Adam(m.named_parameters(), lr=1e-2)   # noqa: E731
+    optim_step.check_passes(model, adam, optim_step.adam_passes)
+    optim_step.check_passes(model, lambda m: sv.Adagrad(m.named_parameters(), lr=1e-2),
+                            optim_step.adagrad_passes)
+    wrong = lambda opt, dtype: optim_step.adam_passes(opt, dtype)[:-1]   # noqa: E731 (theta never moves)
+    with pytest.raises(AssertionError, match="differs from the update"):
+        optim_step.check_passes(model, adam, wrong)
