@@ -32,7 +32,14 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
 3. *Few passes.* The update is rearranged to use as few array operations as NumPy
    allows (it has no fused multiply-add): ``m += (1 - b1)(g - m)`` is the same as
    ``m = b1 m + (1 - b1) g`` in three operations, and Adam's bias corrections are
-   folded into two scalars per step.
+   folded into two scalars per step. That leaves Adam twelve operations per block and
+   Adagrad seven: each state update needs its products and its sum, and the step its
+   square root, its eps, its division, its scale and its subtraction. The constants
+   go in as 0-d arrays of the parameters' dtype (:func:`constants`), which NumPy takes
+   as they are, instead of converting a Python float in every operation. The floor
+   below that is the memory traffic: theta, g and the states read once and written
+   once (28 bytes per parameter for Adam, 20 for Adagrad); benchmarks/optim_step.py
+   ``--passes`` times every operation against it.
 
 4. *No subnormal numbers.* A state that decays geometrically (Adam's m and v, SGD's
    momentum) shrinks towards zero wherever the gradient is zero, as it is for a dead
@@ -43,6 +50,10 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
    every decaying state value below :func:`flush_threshold` (2^-100 in float32) to zero,
    long before it could reach the subnormal range. Such a value moves a parameter by
    less than lr 2^-100 / eps per step: nothing. GPUs have no such penalty.
+
+The update can also be cut in parts (:meth:`Optimizer.split`) that two threads run at
+the same time: the overlapped training step (:mod:`scratchvae.training.overlap`) updates
+the decoder's parameters on a second core while the encoder's backward pass runs.
 
 On CuPy arrays, Adagrad and Adam hand the whole flat buffer to one fused CUDA kernel
 of :mod:`scratchvae.kernels` (optim.cu), as the ``@kernels.fused_by`` line above their
