@@ -104,6 +104,20 @@ def test_resume_continues_and_refuses_a_different_model(tmp_path, capsys):
     assert status == 2 and "no checkpoint" in _one_clean_line(err)
 
 
+def test_the_overlapped_step_trains_the_same_parameters_as_the_plain_one(tmp_path, capsys):
+    """``--overlap on`` (the decoder's update on a worker thread) and ``--overlap off``: the
+    same checkpoint parameters, bit for bit."""
+    runs = {}
+    for mode in ("on", "off"):
+        out = tmp_path / mode
+        status, _, err = _run(capsys, "train", "--epochs", 2, "--out", out, "--no-plots",
+                              "--overlap", mode, "--weight-decay", "0.001", *TINY)
+        assert status == 0, err
+        runs[mode] = load(out / CHECKPOINT).params
+    assert runs["on"].keys() == runs["off"].keys()
+    assert all((runs["on"][k] == runs["off"][k]).all() for k in runs["on"])
+
+
 def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path, capsys):
     """A real SIGINT to a real training process."""
     out = tmp_path / "run"
@@ -180,6 +194,7 @@ def test_corrupted_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--batch-size", "many"],
                                   ["train", "--lr", "-1"], ["train", "--optimizer", "lbfgs"],
+                                  ["train", "--overlap", "sometimes"],
                                   ["plot", "everything"], ["frobnicate"], []])
 def test_bad_flags_are_one_line_on_stderr(capsys, argv):
     with pytest.raises(SystemExit) as exit_:
