@@ -13,9 +13,9 @@ microseconds per step of each piece beside the GEMM floor of the same step, and
 ``--overlap`` also trains a second copy of the model with the overlapped step
 (:mod:`scratchvae.training.overlap`: the decoder's update on a worker thread while the
 encoder's backward runs), on the same minibatches, its steps interleaved with the plain
-ones, and times its pieces: the forward pass, the decoder's backward, the encoder's backward
-(beside the worker), the encoder's update, the decoder's update (on the worker), and what
-the main thread waits for the worker at the end.
+ones, and times its pieces: the forward pass, the decoder's backward (its dx products),
+the encoder's backward (beside the worker), the encoder's update, the decoder's weight
+gradients and update (on the worker), and what the main thread waits for the worker at the end.
 """
 import argparse
 import cProfile
@@ -60,8 +60,12 @@ def instrument_overlap(overlap, table):
     """Wrap the pieces of an overlapped step (instances only) so they add their time to table."""
     model, opt = overlap.model, overlap.optimizer
     model.elbo = timed(table, "forward (elbo)", model.elbo)
-    model.decoder.backward = timed(table, "decoder backward", model.decoder.backward)
+    model.decoder.backward = timed(table, "decoder backward (dx only)", model.decoder.backward)
     model.encoder.backward = timed(table, "encoder backward (beside the worker)", model.encoder.backward)
+    for layer in model.decoder.net.layers:
+        if layer.params:
+            layer.weight_grad = timed(table, "decoder weight gradients (on the worker thread)",
+                                      layer.weight_grad)
     update_part = opt.update_part
 
     def update(part):

@@ -34,14 +34,14 @@ class BernoulliDecoder(Module):
         self.cache = dlogits
         return logp
 
-    def backward(self, dlogp):
+    def backward(self, dlogp, defer=None):
         """dz for the upstream gradient ``dlogp`` (one value per row): the net's backward of
-        dlogits = dlogp_n (x - sigmoid(l))."""
+        dlogits = dlogp_n (x - sigmoid(l)). (``defer``: see :meth:`MLP.backward`.)"""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding log_prob()")
         dlogits, self.cache = self.cache, None     # used once: scaled in place
         dlogits *= dlogp[:, None]
-        return self.net.backward(dlogits)
+        return self.net.backward(dlogits, defer=defer)
 
     def mean(self, z):
         return sigmoid(self.net.forward(z))
@@ -75,9 +75,10 @@ class GaussianDecoder(Module):
         self.cache = x
         return gaussian_log_density(x, self.mu_x, self.logvar_x)
 
-    def backward(self, dlogp):
+    def backward(self, dlogp, defer=None):
         """dz for the upstream gradient ``dlogp`` (one value per row): the net's backward of
-        [d/da, d/dlogvar_x] log p, each row scaled by dlogp_n, with da = dmu_x mu_x (1 - mu_x)."""
+        [d/da, d/dlogvar_x] log p, each row scaled by dlogp_n, with da = dmu_x mu_x (1 - mu_x).
+        (``defer``: see :meth:`MLP.backward`.)"""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding log_prob()")
         x, self.cache = self.cache, None
@@ -85,7 +86,7 @@ class GaussianDecoder(Module):
         dmu_x, dlogvar_x, _ = gaussian_log_density_grad(x, mu_x, logvar_x)
         w = dlogp[:, None]
         da = dmu_x * mu_x * (1 - mu_x) * w           # through mu_x = sigmoid(a)
-        return self.net.backward(get_array_module(x).concatenate([da, dlogvar_x * w], axis=1))
+        return self.net.backward(get_array_module(x).concatenate([da, dlogvar_x * w], axis=1), defer=defer)
 
     def mean(self, z):
         out = self.net.forward(z)

@@ -3,6 +3,7 @@
 Shapes follow the row convention: a batch ``x`` is ``(B, in_dim)``, ``W`` is
 ``(in_dim, out_dim)`` and ``y = x W + b`` is ``(B, out_dim)``.
 """
+import functools
 import math
 
 import numpy as np
@@ -63,14 +64,26 @@ class Linear(Module):
         y += self.params["b"]         # in place: no second (B, out_dim) array
         return y
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy, input_grad=True, defer=None):
         """Fill ``grads`` and return ``dx`` (None when ``input_grad`` is False: the
-        first layer's input is the data, and dx would cost as much as the forward)."""
+        first layer's input is the data, and dx would cost as much as the forward).
+
+        ``defer``: a list. When given, the weight gradient is not computed here but
+        appended to it as a function of no arguments, to be called before ``grads`` is
+        read: dx needs W, not dW, so the two products can run at different times (the
+        overlapped training step runs the decoder's dW on a second core; training/overlap.py)."""
+        if defer is None:
+            self.weight_grad(dy)
+        else:
+            defer.append(functools.partial(self.weight_grad, dy))
+        return dy @ self.params["W"].T if input_grad else None
+
+    def weight_grad(self, dy):
+        """The weight gradient for ``dy``, written into ``grads`` in place."""
         x = self.cache
         xp = get_array_module(x, dy)
-        xp.matmul(x.T, dy, out=self.grads["W"])   # dW = x^T dy, written in place
+        xp.matmul(x.T, dy, out=self.grads["W"])   # dW = x^T dy
         dy.sum(axis=0, out=self.grads["b"])       # db = sum over the batch of dy
-        return dy @ self.params["W"].T if input_grad else None
 
     def __repr__(self):
         return f"Linear({self.in_dim}, {self.out_dim})"
@@ -112,13 +125,14 @@ class MLP(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy, input_grad=True, defer=None):
         """Backpropagate ``dy`` through every layer; the gradient with respect to the
-        input (returned) is skipped when ``input_grad`` is False."""
+        input (returned) is skipped when ``input_grad`` is False. ``defer``: as in
+        :meth:`Linear.backward`, for every Linear layer."""
         first = self.layers[0]
         for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy)
-        return first.backward(dy, input_grad=input_grad)
+            dy = layer.backward(dy, defer=defer) if isinstance(layer, Linear) else layer.backward(dy)
+        return first.backward(dy, input_grad=input_grad, defer=defer)
 
     def __repr__(self):
         return f"MLP({self.sizes}, {type(self.layers[1]).__name__}, {type(self.layers[-1]).__name__})"

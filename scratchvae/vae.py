@@ -180,20 +180,33 @@ class VAE(Module):
             encoder backward of [dmu, dlogvar]
 
         and the weight prior's lambda theta added to each network's gradient once its
-        backward is done. ``decoder_done()``, if given, is called as soon as the decoder's
-        gradient is final; from then on nothing here reads the decoder's parameters, so they
-        may change while the encoder's backward runs (:mod:`scratchvae.training.overlap`
-        updates them then, on another core)."""
+        backward is done.
+
+        ``decoder_done(finish_decoder)``, if given, is called as soon as the decoder's backward
+        has reached z, with a function that completes the decoder's gradient: its layers'
+        weight gradients x^T dy, left for later (dx needs W, not dW), and its weight prior.
+        From then on nothing here reads the decoder's parameters or gradient, so the caller
+        may finish and update the decoder while the encoder's backward runs
+        (:mod:`scratchvae.training.overlap` does both on a second core)."""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding elbo() call")
         mu, logvar, eps = self.cache
         S, B = eps.shape[:2]
         xp = self.xp
         dlogp = xp.full(S * B, -1.0 / (S * B), dtype=self.dtype)
-        dz = self.decoder.backward(dlogp).reshape(S, B, self.z_dim)
-        self._add_weight_decay(self.decoder)
-        if decoder_done is not None:
-            decoder_done()
+        if decoder_done is None:
+            dz = self.decoder.backward(dlogp)
+            self._add_weight_decay(self.decoder)
+        else:
+            weight_grads = []
+            dz = self.decoder.backward(dlogp, defer=weight_grads)
+
+            def finish_decoder():
+                for weight_grad in weight_grads:
+                    weight_grad()
+                self._add_weight_decay(self.decoder)
+            decoder_done(finish_decoder)
+        dz = dz.reshape(S, B, self.z_dim)
         dmu, dlogvar = encoder_output_grad(dz, mu, logvar, eps)
         self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
         self._add_weight_decay(self.encoder)

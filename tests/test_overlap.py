@@ -187,3 +187,24 @@ def test_split_parts_make_the_step_in_either_order_and_refuse_a_wrong_partition(
         opts[1].split(odd, even[1:])
     with pytest.raises(ValueError, match="every parameter of the optimizer once"):
         opts[1].split(names, even[:1])
+
+
+def test_a_deferred_weight_gradient_is_the_same_products_made_later():
+    """Linear/MLP backward with ``defer``: the same dx at once, the weight gradients untouched
+    until the deferred functions run, then the same, bit for bit."""
+    from scratchvae.layers import MLP
+    rng = np.random.default_rng(0)
+    nets = [MLP([12, 9, 7, 5], activation="tanh", rng=np.random.default_rng(1)) for _ in range(2)]
+    x = rng.standard_normal((6, 12)).astype(np.float32)
+    dy = rng.standard_normal((6, 5)).astype(np.float32)
+    for net in nets:
+        net.forward(x)
+        net.zero_grad()
+    dx_now = nets[0].backward(dy.copy())
+    later = []
+    dx_later = nets[1].backward(dy.copy(), defer=later)
+    assert np.array_equal(dx_now, dx_later) and len(later) == 3
+    assert all(not g.any() for g in nets[1].gradients().values())
+    for weight_grad in later:
+        weight_grad()
+    assert _identical(nets[0].gradients(), nets[1].gradients())

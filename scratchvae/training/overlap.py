@@ -1,37 +1,40 @@
-"""The second core at work while BLAS runs on one thread: the decoder's update overlaps the
-encoder's backward pass.
+"""The second core at work while BLAS runs on one thread: the decoder's weight gradients and
+update overlap the encoder's backward pass.
 
 scratchvae runs NumPy's matrix products on one BLAS thread (README, "Threads"), so on a
 machine with two cores one of them idles through training. Part of a training step does
-not depend on the rest: the optimizer's update of the decoder's parameters needs only the
-decoder's gradient, which is final once the decoder's backward pass is done, and the
-encoder's backward pass reads none of the decoder's parameters. So the two can run at the
-same time, the way PyTorch's distributed training sends each layer's gradients while the
-backward pass goes on through the layers before it:
+not depend on the rest. The backward pass through a layer y = x W + b makes two products:
+dx = dy W^T, which the layers before it wait for, and dW = x^T dy, which only the
+optimizer needs. Once the decoder's backward has sent dz on to the encoder, the decoder's
+dW products, its weight prior and then its optimizer update depend on nothing the encoder
+does, and the encoder's backward reads none of the decoder's parameters. So the two run at
+the same time, the way PyTorch's distributed training sends each layer's gradients while
+the backward pass goes on through the layers before it:
 
-    plain (train_step):  forward | decoder backward | encoder backward | update all
-    overlapped:          forward | decoder backward | encoder backward | update encoder
-                         (worker)                   | update decoder   |
+    plain (train_step):  forward | decoder backward    | encoder backward        | update all
+    overlapped:          forward | decoder dx products | encoder backward        | update encoder
+                         (worker)                      | decoder dW, update decoder |
 
-A worker thread runs the decoder's update. Threads can share the work because NumPy lets go
+A worker thread runs the decoder's part. Threads can share the work because NumPy lets go
 of Python's global interpreter lock inside its array operations and OpenBLAS inside its
-products: while the main thread multiplies the encoder's matrices, the worker's array
-operations run on the other core. Unlike a second BLAS thread, the worker never spins
+products: while the main thread multiplies the encoder's matrices, the worker's products
+and array operations run on the other core, each on one BLAS thread. Unlike a second BLAS thread, the worker never spins
 waiting for anyone: if another program has the second core, the main thread waits at the
 end of the step only for what the worker has left, and the step takes about as long as
 the plain one.
 
-The result is the plain step's, bit for bit. The update is elementwise, so splitting it
-between the decoder's and the encoder's numbers changes no value (``Optimizer.split``),
+The result is the plain step's, bit for bit. The same products are made, only later and
+on another thread (``Linear.backward(defer=...)``); the update is elementwise, so splitting
+it between the decoder's and the encoder's numbers changes no value (``Optimizer.split``);
 the weight prior's ``lambda theta`` is added to each network's gradient by the same
-elementwise operation, and the loss (with the prior's penalty) is read before any
+elementwise operation; and the loss (with the prior's penalty) is read before any
 parameter changes. ``tests/test_overlap.py`` holds the two paths equal over hundreds of
 steps, for Adam and Adagrad with a weight prior, across a checkpoint and resume.
 
 Where it is on (``mode='auto'``, the default of :class:`~scratchvae.training.Trainer` and
-``scratchvae train``): a CPU model whose ``backward(decoder_done=...)`` says when the
-decoder is done (a :class:`~scratchvae.VAE`; not wake-sleep, whose sleep phase runs the
-decoder after the wake phase's backward), an optimizer over NumPy arrays, and more CPUs for
+``scratchvae train``): a CPU model whose ``backward(decoder_done=...)`` hands over the rest
+of the decoder's work (a :class:`~scratchvae.VAE`; not wake-sleep, whose sleep phase runs
+the decoder after the wake phase's backward), an optimizer over NumPy arrays, and more CPUs for
 this process than BLAS threads. Off on the GPU (one stream of kernels, nothing to gain),
 on a machine with one core, and when BLAS already has a thread per core (the worker would
 take a core from a BLAS thread, and BLAS threads wait for each other). ``mode='off'``
@@ -109,8 +112,9 @@ def make_overlap(model, optimizer, mode="auto"):
 
 
 class Overlap:
-    """A training step whose decoder update runs on a worker thread during the encoder's
-    backward pass: :meth:`step` is :func:`~scratchvae.training.step.train_step`, bit for bit."""
+    """A training step whose decoder weight gradients and update run on a worker thread during
+    the encoder's backward pass: :meth:`step` is :func:`~scratchvae.training.step.train_step`,
+    bit for bit."""
 
     def __init__(self, model, optimizer):
         reason = why_not(model, optimizer)
@@ -134,8 +138,8 @@ class Overlap:
         optimizer.begin_step()
         decoder_update = []
 
-        def decoder_done():   # the decoder's gradient is final: update its parameters meanwhile
-            decoder_update.append(self.worker.submit(optimizer.update_part, self.decoder_part))
+        def decoder_done(finish_decoder):   # the rest of the decoder's work, on the worker
+            decoder_update.append(self.worker.submit(self._decoder, finish_decoder))
 
         try:
             model.backward(decoder_done=decoder_done)
@@ -145,6 +149,11 @@ class Overlap:
                 future.result()
         optimizer.end_step()
         return loss
+
+    def _decoder(self, finish_decoder):
+        """On the worker: the decoder's weight gradients and weight prior, then its update."""
+        finish_decoder()
+        self.optimizer.update_part(self.decoder_part)
 
     def close(self):
         """Stop the worker thread (it also stops when the Overlap is garbage-collected)."""
