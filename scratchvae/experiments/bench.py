@@ -8,8 +8,8 @@ same minibatches, and their epochs are interleaved so that a busy machine slows 
 them alike:
 
     scratchvae    train_step (VAE.loss_and_grads + Adam.step), on NumPy; where a core is
-                  idle, the same step with the decoder's update overlapping the encoder's
-                  backward on a second thread (training/overlap.py; ``--overlap``)
+                  idle, the same step with the decoder's weight gradients and update on a
+                  second thread during the encoder's backward (training/overlap.py; ``--overlap``)
     torch         the same model in PyTorch, default Adam        (if PyTorch is installed)
     torch fused   the same, Adam(fused=True)                     (if PyTorch is installed)
     GEMM floor    only the epoch's matrix products, with NumPy's BLAS at the same shapes
