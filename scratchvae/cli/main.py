@@ -128,9 +128,9 @@ def _add_train(sub):
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.add_argument("--overlap", choices=("auto", "on", "off"), default="auto",
-                   help="run the decoder's optimizer update on a second core while the encoder's "
-                   "backward runs (the same numbers, bit for bit); auto: where a core is idle "
-                   "(default: auto)")
+                   help="make the decoder's weight gradients and optimizer update on a second "
+                   "core while the encoder's backward runs (the same numbers, bit for bit); "
+                   "auto: where a core is idle (default: auto)")
     p.set_defaults(func=cmd_train)
 
 

@@ -865,9 +865,9 @@ def add_arguments(p):
                    help="BLAS / PyTorch threads, each measured in turn; the first is the headline "
                    "(default: 1 2: the library's rule first)")
     p.add_argument("--overlap", choices=("auto", "on", "off"), default="auto",
-                   help="scratchvae's overlapped step (the decoder's update on a second core "
-                   "during the encoder's backward; training/overlap.py): auto, as the trainer "
-                   "does: where a core is idle (default: auto)")
+                   help="scratchvae's overlapped step (the decoder's weight gradients and update "
+                   "on a second core during the encoder's backward; training/overlap.py): auto, "
+                   "as the trainer does: where a core is idle (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default: 0)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--memory", action="store_true",

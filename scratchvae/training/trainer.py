@@ -1,11 +1,11 @@
 """The training loop: minibatches in, parameters out, with metrics and checkpoints on the way.
 
 Each step is :func:`~scratchvae.training.step.train_step` (Algorithm 1 of Kingma & Welling
-2013 on one minibatch), or the same step with the decoder's update on a second core where
-that pays (``overlap``, bit for bit the same). Around it, :class:`Trainer` counts the training samples seen (the
-x-axis of the paper's Figure 2); at every evaluation point (each epoch by default) it
-measures the ELBO on the held-out images and on as many training images and appends a
-line to ``metrics.jsonl`` (``metrics``); it saves a checkpoint at such a point every
+2013 on one minibatch), or the same step with the decoder's weight gradients and update on
+a second core where that pays (``overlap``, bit for bit the same). Around it,
+:class:`Trainer` counts the training samples seen (the x-axis of the paper's Figure 2); at
+every evaluation point (each epoch by default) it measures the ELBO on the held-out images
+and on as many training images and appends a line to ``metrics.jsonl`` (``metrics``); it saves a checkpoint at such a point every
 ``checkpoint_every`` seconds, and at the end (``folder``). A checkpoint holds everything
 the rest of the run depends on (:class:`Progress`, parameters, optimizer state, the
 model's eps generator), so resuming from it continues the very same run: on the CPU the
@@ -88,9 +88,9 @@ class Trainer:
     per evaluation, and as many training images. ``overwrite``: a fresh run may replace a
     checkpoint in ``out``. ``checkpoint_every``: seconds between checkpoints (0: every
     evaluation point; the last one always saves). ``overlap``: ``'auto'`` runs the
-    decoder's update on a second core during the encoder's backward where that pays,
-    ``'on'`` always, ``'off'`` never (:mod:`~scratchvae.training.overlap`; the parameters
-    are the same bit for bit)."""
+    decoder's weight gradients and update on a second core during the encoder's backward
+    where that pays, ``'on'`` always, ``'off'`` never (:mod:`~scratchvae.training.overlap`;
+    the parameters are the same bit for bit)."""
 
     def __init__(self, model, optimizer, train_x, test_x, batch_size=100, binarization="none",
                  seed=0, out=None, run_info=None, progress=True, eval_size=10000,
