@@ -5,8 +5,9 @@ Each step is :func:`~scratchvae.training.step.train_step` (Algorithm 1 of Kingma
 a second core where that pays (``overlap``, bit for bit the same). Around it,
 :class:`Trainer` counts the training samples seen (the x-axis of the paper's Figure 2); at
 every evaluation point (each epoch by default) it measures the ELBO on the held-out images
-and on as many training images and appends a line to ``metrics.jsonl`` (``metrics``); it saves a checkpoint at such a point every
-``checkpoint_every`` seconds, and at the end (``folder``). A checkpoint holds everything
+and on as many training images and appends a line to ``metrics.jsonl`` (``metrics``); it
+saves a checkpoint at such a point every ``checkpoint_every`` seconds, and at the end
+(``folder``). A checkpoint holds everything
 the rest of the run depends on (:class:`Progress`, parameters, optimizer state, the
 model's eps generator), so resuming from it continues the very same run: on the CPU the
 parameters at the end are bitwise identical to those of a run never interrupted.
