@@ -38,7 +38,7 @@ the decoder after the wake phase's backward), an optimizer over NumPy arrays, an
 this process than BLAS threads. Off on the GPU (one stream of kernels, nothing to gain),
 on a machine with one core, and when BLAS already has a thread per core (the worker would
 take a core from a BLAS thread, and BLAS threads wait for each other). ``mode='off'``
-(``--no-overlap``) runs the plain :func:`~scratchvae.training.step.train_step`.
+(``--overlap off``) runs the plain :func:`~scratchvae.training.step.train_step`.
 """
 import inspect
 import math
