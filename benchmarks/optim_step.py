@@ -290,9 +290,11 @@ def frey_model(seed=0):
 def report_passes(r):
     lines = [f"{r['optimizer']}: {r['parameters']:,} parameters in {r['blocks']} blocks of "
              f"{r['block']:,}; the whole update {r['update_us']:.0f} us after a step's products",
-             f"  {'pass':<16} {'reads -> writes':<20} {'in the walk, us':>16} {'one block in cache, ns/element':>32}"]
+             f"  {'pass':<16} {'reads -> writes':<20} {'in the walk, us':>16} "
+             f"{'one block in cache, ns/element':>32}"]
     for p in r["passes"]:
-        lines.append(f"  {p['pass']:<16} {p['arrays']:<20} {p['walk_us']:>16.0f} {p['cached_ns_per_element']:>32.3f}")
+        lines.append(f"  {p['pass']:<16} {p['arrays']:<20} {p['walk_us']:>16.0f} "
+                     f"{p['cached_ns_per_element']:>32.3f}")
     total_cached = sum(p["cached_ns_per_element"] for p in r["passes"])
     lines.append(f"  {'sum':<37} {sum(p['walk_us'] for p in r['passes']):>16.0f} {total_cached:>32.3f}")
     lines.append(f"  floor: {r['bytes_per_parameter']} bytes per parameter read or written, "

@@ -130,7 +130,8 @@ def profile(batch_size, threads, epochs, seed=0, use_cprofile=False, overlapped=
     result = {"batch_size": batch_size, "threads": threads, "steps": steps * epochs, "data": split,
               "median_us_per_step": us, "mean_us_per_step": mean}
     if other is not None:
-        result["overlapped"] = {"median_us_per_step": {k: 1e6 * statistics.median(v) for k, v in other_steps.items()},
+        result["overlapped"] = {"median_us_per_step": {k: 1e6 * statistics.median(v)
+                                                       for k, v in other_steps.items()},
                                 "mean_us_per_step": 1e6 * statistics.fmean(other_steps["step total"])}
     return result, profiler
 
@@ -159,10 +160,12 @@ def main(argv=None):
     print(f"  {'step total, mean (what an epoch costs)':<40} {result['mean_us_per_step']:8.0f}")
     if "overlapped" in result:
         o = result["overlapped"]["median_us_per_step"]
-        print(f"overlapped step (decoder update on a worker thread), same steps, interleaved:")
+        print("overlapped step (the decoder's weight gradients and update on a worker thread), "
+              "same steps, interleaved:")
         for name, value in sorted(o.items(), key=lambda kv: -kv[1]):
-            print(f"  {name:<44} {value:8.0f}  {100 * value / o['step total']:5.1f}%")
-        print(f"  {'step total, mean (what an epoch costs)':<44} {result['overlapped']['mean_us_per_step']:8.0f}")
+            print(f"  {name:<48} {value:8.0f}  {100 * value / o['step total']:5.1f}%")
+        mean = result["overlapped"]["mean_us_per_step"]
+        print(f"  {'step total, mean (what an epoch costs)':<48} {mean:8.0f}")
     print(f"load average {result['load_before'][0]:.2f} before, {result['load_after'][0]:.2f} after")
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)

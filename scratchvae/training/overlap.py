@@ -18,10 +18,10 @@ the backward pass goes on through the layers before it:
 A worker thread runs the decoder's part. Threads can share the work because NumPy lets go
 of Python's global interpreter lock inside its array operations and OpenBLAS inside its
 products: while the main thread multiplies the encoder's matrices, the worker's products
-and array operations run on the other core, each on one BLAS thread. Unlike a second BLAS thread, the worker never spins
-waiting for anyone: if another program has the second core, the main thread waits at the
-end of the step only for what the worker has left, and the step takes about as long as
-the plain one.
+and array operations run on the other core, each on one BLAS thread. Unlike a second BLAS
+thread, the worker never spins waiting for anyone: if another program has the second core,
+the main thread sleeps at the end of the step until the worker has done its part, and the
+step takes about as long as the plain one.
 
 The result is the plain step's, bit for bit. The same products are made, only later and
 on another thread (``Linear.backward(defer=...)``); the update is elementwise, so splitting
