@@ -221,10 +221,14 @@ def _blas_threads():
                                      ["data", "verify"], ["bench"], ["reproduce", "train", "frey-z2"]])
 def test_every_command_takes_threads(command):
     parser = build_parser()
-    assert parser.parse_args([*command, "--threads", "3"]).threads == 3
     assert parser.parse_args(["--threads", "2", *command]).threads == 2
-    if command[0] != "bench":                  # bench keeps its own default (the benchmark's)
-        assert parser.parse_args(command).threads is None
+    if command[0] == "bench":   # the benchmark measures at each of its own list (default 1 2)
+        assert parser.parse_args([*command, "--threads", "3"]).thread_counts == [3]
+        assert parser.parse_args([*command, "--threads", "1", "2"]).thread_counts == [1, 2]
+        assert parser.parse_args(command).thread_counts == [1, 2]
+        return
+    assert parser.parse_args([*command, "--threads", "3"]).threads == 3
+    assert parser.parse_args(command).threads is None
 
 
 def test_threads_are_applied(tmp_path, capsys):
