@@ -20,8 +20,10 @@ of Python's global interpreter lock inside its array operations and OpenBLAS ins
 products: while the main thread multiplies the encoder's matrices, the worker's products
 and array operations run on the other core, each on one BLAS thread. Unlike a second BLAS
 thread, the worker never spins waiting for anyone: if another program has the second core,
-the main thread sleeps at the end of the step until the worker has done its part, and the
-step takes about as long as the plain one.
+the main thread sleeps at the end of the step until the worker has done its part. That
+costs a little, not the many times of BLAS threads waiting for each other: with both
+cores of a 2-core machine busy with other programs (load average 7 to 29), the median
+step was 5-10 % slower overlapped than plain (docs/threads.md).
 
 The result is the plain step's, bit for bit. The same products are made, only later and
 on another thread (``Linear.backward(defer=...)``); the update is elementwise, so splitting
