@@ -429,8 +429,8 @@ run.save(fig, "gradient_checks")
 #
 #     scratchvae exercises check my-workbook NAME [NAME ...]
 #
-# which checks your function against central differences of your own forward and against the
-# library on random inputs, and names the mistake when it recognizes one. The worked answers to
+# which checks your function against central differences and against the library's own function
+# on random inputs (in float64), and names the mistake when it recognizes one. The worked answers to
 # the questions are in `lessons/answers/00_backprop_and_gradient_checks.md`; try first.
 #
 # 1. **The activations' backward** (code): `relu_backward(dy, y)`, `tanh_backward(dy, y)`,

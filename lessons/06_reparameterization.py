@@ -242,7 +242,7 @@ run.save(fig, "estimators")
 # mu_{x|z} and Sigma_{x|z}. And
 # multiplying z_0 ~ N(0, 1) by the covariance Sigma gives a spread of Sigma, so z ~ N(mu, Sigma^2):
 # the noise must be scaled by a standard deviation, Sigma^{1/2} = sigma = exp(logvar / 2), which is
-# what `reparameterize` does. The note's draws are too narrow when Sigma < 1 and too wide when
+# what `reparameterize` does. The notes' draws are too narrow when Sigma < 1 and too wide when
 # Sigma > 1; they are right only at Sigma = 1.
 
 # %%
