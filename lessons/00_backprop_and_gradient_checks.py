@@ -381,7 +381,7 @@ ax.loglog(deltas, eps64 * ratio / deltas, "C0:", lw=1, label="eps_mach |f| / (de
 ax.loglog(deltas, eps32 * ratio / deltas, "C3:", lw=1, label="the same, float32's eps_mach")
 ax.axhline(THRESHOLD, color="0.5", lw=1)
 ax.text(deltas[0], THRESHOLD * 1.5, "threshold 1e-7", fontsize=8, color="0.4")
-ax.axvline(DEFAULT_DELTA, color="0.5", lw=1, ls="-.")
+ax.axvline(DEFAULT_DELTA, color="0.5", lw=1, ls="-.", label="the default delta = 1e-5")
 ax.set(ylim=(1e-13, 3), title="(a) error of a finite difference of tanh", xlabel="delta",
        ylabel="relative error (rms over points)")
 ax.legend(fontsize=7, loc="lower left")
