@@ -339,9 +339,9 @@ for label, errs in per_coordinate.items():
 # ## 7. Why the check runs in float64
 #
 # Section 1 measured it: in float32 (eps_mach = 1.2e-7) the central difference of tanh is off by
-# about 1e-3 at delta = 1e-5, where round-off dominates, and by about 1e-5 even at its best delta
-# (near 5e-3), a hundred times the threshold. A float32 check cannot tell a right gradient from
-# one that is wrong in the fifth digit, so `check_gradients` refuses float32 arrays. Build the
+# about 1e-3 at delta = 1e-5, where round-off dominates, and by a few times 1e-6 even at its best
+# delta (a few times 1e-3): some fifty times the threshold, whatever delta is chosen. A float32
+# check cannot tell a right gradient from one that is wrong in the sixth digit, so `check_gradients` refuses float32 arrays. Build the
 # model with `dtype="float64"` to check it: that changes the precision, not the formulas, and
 # what passes in float64 is the same code that trains in float32.
 
