@@ -162,31 +162,32 @@ run.check("numerical_gradient(sum tanh) vs the central difference written out",
 #
 # These are `tanh_backward(dy, y)`, `sigmoid_backward(dy, y)`, `softplus_backward(dy, a)` and
 # `relu_backward(dy, y)` in `scratchvae.activations`. To check one, build a scalar loss whose dy we
-# know: L = sum(g * act(a)) with fixed random weights g has dL/dy = g, so the backward must turn g
-# into dL/da, which central differences estimate.
+# know: L = sum(dy * act(a)) with a fixed random array dy has dL/dy = dy, so the backward must turn
+# dy into dL/da, which central differences estimate.
 
 # %%
 a = rng.standard_normal((4, 5))
-g = rng.standard_normal((4, 5))                     # L = sum(g * y)  =>  dy = g
+dy = rng.standard_normal((4, 5))                    # L = sum(dy * y), so dL/dy = dy
 print(f"  smallest |a| = {np.abs(a).min():.3f}, far from ReLU's kink at 0 compared with delta")
 activations = {"tanh": (tanh, tanh_backward, "y"), "sigmoid": (sigmoid, sigmoid_backward, "y"),
                "softplus": (softplus, softplus_backward, "a"), "relu": (relu, relu_backward, "y")}
 for name, (act, act_backward, keeps) in activations.items():
-    da = act_backward(g, act(a) if keeps == "y" else a)
+    da = act_backward(dy, act(a) if keeps == "y" else a)
     run.check(f"{name}_backward(dy, {keeps}) vs central differences", da,
-              numerical_gradient(lambda: (g * act(a)).sum(), a), tol=THRESHOLD)
+              numerical_gradient(lambda: (dy * act(a)).sum(), a), tol=THRESHOLD)
 
 # %% [markdown]
 # Two mistakes, for contrast: tanh's derivative left out (da = dy, as if tanh were the identity),
-# and sigmoid's backward fed its input where it expects its output (y (1 - y) computed from
-# y = sigmoid(a), applied once more). Both score far above the threshold:
+# and a sigmoid backward written for the input, dy * sigmoid(a) (1 - sigmoid(a)), but called, as
+# the layer does, with the output y: it computes sigmoid(y) (1 - sigmoid(y)), the sigmoid applied
+# twice. Both score far above the threshold:
 
 # %%
-numeric_tanh = numerical_gradient(lambda: (g * tanh(a)).sum(), a)
-numeric_sigmoid = numerical_gradient(lambda: (g * sigmoid(a)).sum(), a)
-wrong = {"tanh, derivative left out: da = dy": rel_error(g, numeric_tanh).max(),
+numeric_tanh = numerical_gradient(lambda: (dy * tanh(a)).sum(), a)
+numeric_sigmoid = numerical_gradient(lambda: (dy * sigmoid(a)).sum(), a)
+wrong = {"tanh, derivative left out: da = dy": rel_error(dy, numeric_tanh).max(),
          "sigmoid, sigmoid applied twice: dy * s(y) (1 - s(y))":
-             rel_error(sigmoid_backward(g, sigmoid(sigmoid(a))), numeric_sigmoid).max()}
+             rel_error(sigmoid_backward(dy, sigmoid(sigmoid(a))), numeric_sigmoid).max()}
 for what, err in wrong.items():
     print(f"  {what:<55} worst relative error {err:.1e}")
     assert err > 1e-2
@@ -249,21 +250,21 @@ run.check("central difference of relu for |a| < delta vs (a + delta) / (2 delta)
 B, n, m = 5, 4, 4
 layer = Linear(n, m, dtype="float64", rng=np.random.default_rng(1))
 x = rng.standard_normal((B, n))
-g = rng.standard_normal((B, m))                                    # L = sum(g * y)  =>  dy = g
+dy = rng.standard_normal((B, m))                   # L = sum(dy * y), so dL/dy = dy
 layer.forward(x)
-dx = layer.backward(g)
+dx = layer.backward(dy)
 W, b = layer.params["W"], layer.params["b"]
 dW, db = layer.grads["W"].copy(), layer.grads["b"].copy()
-run.check("Linear.backward: dW vs x^T dy", dW, x.T @ g, tol=1e-12)
-run.check("Linear.backward: db vs dy summed over the batch", db, g.sum(axis=0), tol=1e-12)
-run.check("Linear.backward: dx vs dy W^T", dx, g @ W.T, tol=1e-12)
+run.check("Linear.backward: dW vs x^T dy", dW, x.T @ dy, tol=1e-12)
+run.check("Linear.backward: db vs dy summed over the batch", db, dy.sum(axis=0), tol=1e-12)
+run.check("Linear.backward: dx vs dy W^T", dx, dy @ W.T, tol=1e-12)
 
-reports = check_gradients(lambda: (g * layer.forward(x)).sum(), {"W": W, "b": b, "x": x},
+reports = check_gradients(lambda: (dy * layer.forward(x)).sum(), {"W": W, "b": b, "x": x},
                           {"W": dW, "b": db, "x": dx})
 print(format_report(reports))
 assert all(r.passed for r in reports)
 print(f"  the transposed mistake dW = dy^T x (same shape here): worst relative error "
-      f"{rel_error(g.T @ x, numerical_gradient(lambda: (g * layer.forward(x)).sum(), W)).max():.1e}")
+      f"{rel_error(dy.T @ x, numerical_gradient(lambda: (dy * layer.forward(x)).sum(), W)).max():.1e}")
 
 # %% [markdown]
 # ## 6. A two-layer MLP: the chain rule, one module at a time, in reverse
