@@ -311,6 +311,9 @@ run.check("MLP: dW1 vs x^T (dy W2^T * (1 - h^2))", grads["0.W"], x.T @ da1, tol=
 run.check("MLP: db1 vs sum_b da1", grads["0.b"], da1.sum(axis=0), tol=1e-12)
 run.check("MLP: dx vs da1 W1^T", dx, da1 @ W1.T, tol=1e-12)
 
+sizes = np.abs(np.concatenate([grad.ravel() for grad in grads.values()]))
+print(f"  L = {mse():.3f}; its derivatives range from {sizes.min():.0e} to {sizes.max():.0e} in size, so "
+      f"round-off (about 2e-11 L) weighs most on the smallest")
 reports = check_gradients(mse, {**mlp.parameters(), "x": x}, {**grads, "x": dx})
 print(format_report(reports))
 assert all(r.passed for r in reports)
