@@ -345,9 +345,10 @@ for label, errs in per_coordinate.items():
 # Section 1 measured it: in float32 (eps_mach = 1.2e-7) the central difference of tanh is off by
 # about 1e-3 at delta = 1e-5, where round-off dominates, and by a few times 1e-6 even at its best
 # delta (a few times 1e-3): some fifty times the threshold, whatever delta is chosen. A float32
-# check cannot tell a right gradient from one that is wrong in the sixth digit, so `check_gradients` refuses float32 arrays. Build the
-# model with `dtype="float64"` to check it: that changes the precision, not the formulas, and
-# what passes in float64 is the same code that trains in float32.
+# check cannot tell a right gradient from one that is wrong in the sixth digit, so
+# `check_gradients` refuses float32 arrays. Build the model with `dtype="float64"` to check it:
+# that changes the precision, not the formulas, and what passes in float64 is the same code that
+# trains in float32.
 
 # %%
 mlp32 = MLP([n, hidden, m], activation="tanh", dtype="float32", rng=np.random.default_rng(2))

@@ -92,7 +92,8 @@ run.check("logsumexp vs log(sum(exp(a))) where the latter is representable", lse
           np.log(np.exp(a).sum(axis=1)), tol=1e-12)
 with np.errstate(divide="ignore"):
     naive_low = np.log(np.exp(a - 1000).sum(axis=1))
-print(f"  1000 nats lower: the naive formula gives {naive_low[0]}, logsumexp {logsumexp(a - 1000, axis=1)[0]:.4f}")
+print(f"  1000 nats lower: the naive formula gives {naive_low[0]}, "
+      f"logsumexp {logsumexp(a - 1000, axis=1)[0]:.4f}")
 run.check("logsumexp(a - 1000) + 1000 vs logsumexp(a)", logsumexp(a - 1000, axis=1) + 1000, lse, tol=1e-12)
 assert np.all(a.max(axis=1) <= lse) and np.all(lse <= a.max(axis=1) + np.log(3))
 

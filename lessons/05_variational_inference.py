@@ -16,8 +16,8 @@
 # closed form.
 #
 # Everything below is computed for the deep latent-variable model of lesson 3, with one latent
-# dimension and 100 observed ones (an "image" of 100 pixels), where integrals over z can be done on a fine grid, so every
-# term is exact to ~1e-12 and each identity can be checked.
+# dimension and 100 observed ones (an "image" of 100 pixels), where integrals over z can be done
+# on a fine grid, so every term is exact to ~1e-12 and each identity can be checked.
 
 # %%
 import matplotlib.pyplot as plt
