@@ -20,6 +20,7 @@ LESSONS = sorted(LESSONS_DIR.glob("[0-9][0-9]_*.py"))
 
 # The figures each lesson writes, as <NN>_<stem>.png in its output folder.
 FIGURES = {
+    "00_backprop_and_gradient_checks": ["gradient_checks"],
     "01_latent_variable_models": ["ancestral_sampling"],
     "02_mixture_of_gaussians": ["em"],
     "03_deep_latent_variable_model": ["infinite_mixture"],
