@@ -34,6 +34,8 @@ def add_parser(sub):
     c.add_argument("--json", metavar="FILE", help="also write the results in Gradescope's results.json format")
     c.add_argument("--timeout", type=_timeout, metavar="S", default=None,
                    help="time limit of one exercise, in seconds (default: 30)")
+    c.add_argument("--jobs", type=int, metavar="N", default=None,
+                   help="exercises graded at once, each in its own process (default: 2, or 1 on one core)")
     c.set_defaults(func=cmd_check)
     ls = actions.add_parser("list", help="the exercises: lesson, file, checks and the mistakes they name")
     ls.set_defaults(func=cmd_list)
@@ -58,7 +60,9 @@ def cmd_check(args, argv):
 
     timeout = args.timeout or DEFAULT_TIMEOUT
     print(f"grading the workbook in {args.dir} (at most {timeout:g} s per exercise)")
-    report = grade(args.names or None, directory=args.dir, timeout=timeout)
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    report = grade(args.names or None, directory=args.dir, timeout=timeout, workers=args.jobs)
     if args.json:
         write_json(report, args.json)
         print(f"results written to {args.json}")

@@ -8,9 +8,11 @@ every patch with it. A child that passes the time limit is killed and the next e
 graded in a new one; a child that dies (a crash in the code under test) is reported as such.
 Where ``fork`` does not exist, each child is spawned instead (slower: it imports the library).
 """
+import ast
 import io
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import time
@@ -109,43 +111,138 @@ def _context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def run_in_child(job, timeout):
-    """Grade one job in a child process with a time limit; returns the result dict."""
-    ctx = _context()
-    if ctx.get_start_method() != "fork" and job.get("functions") is not None:
-        return _run_job(job)                # functions from a notebook cannot be spawned: no limit
-    receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_child, args=(send, job), daemon=True)
-    process.start()
-    send.close()
-    try:
-        if receive.poll(timeout):
-            try:
-                return receive.recv()
-            except EOFError:
-                pass
-            process.join(5)
-            return _failed(job["name"], f"the grading process ended (exit code {process.exitcode}) before "
-                                        f"reporting: did the code under test crash or call exit()?")
-        process.kill()
-        return _failed(job["name"], f"{job['name']} did not finish within {timeout:g} s, the time limit of "
-                                    f"one exercise (--timeout): an infinite loop, or far too much work?")
-    finally:
-        receive.close()
-        process.join(5)
+def default_workers():
+    """Children at once: one per core, at most two (each runs one BLAS thread)."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def _failed(name, message):
     return {"name": name, "status": "failed", "rel_error": None, "checks": [], "diagnosis": [message]}
 
 
-def _prepare(names):
+class _Child:
+    """One grading child: its process, the pipe it answers on, and when it started."""
+
+    def __init__(self, ctx, index, job):
+        self.index, self.job = index, job
+        self.receive, send = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_child, args=(send, job), daemon=True)
+        self.started = time.perf_counter()
+        self.process.start()
+        send.close()
+
+    def result(self):
+        """The child's answer, or what its death means."""
+        try:
+            return self.receive.recv()
+        except EOFError:
+            self.process.join(5)
+            return _failed(self.job["name"], f"the grading process ended (exit code {self.process.exitcode}) "
+                                             f"before reporting: did the code under test crash or call exit()?")
+
+    def stop(self):
+        self.process.kill()
+
+    def close(self):
+        self.receive.close()
+        self.process.join(5)
+
+
+def run_jobs(jobs, timeout, workers=None, done=None):
+    """Grade every job (a dict, or a ready result for what needs no child) with up to ``workers``
+    children at once, each killed after ``timeout`` seconds; ``done(index, result)`` is called
+    in order as results arrive. Returns the results in order."""
+    ctx = _context()
+    workers = workers or default_workers()
+    results, running, queue, shown = [None] * len(jobs), [], list(enumerate(jobs)), 0
+    while queue or running:
+        while queue and len(running) < workers:
+            index, job = queue.pop(0)
+            if "status" in job:                               # settled without running anything
+                results[index] = job
+            elif ctx.get_start_method() != "fork" and job.get("functions") is not None:
+                t = time.perf_counter()                       # a notebook's functions cannot be spawned
+                results[index] = {**_run_job(job), "time": time.perf_counter() - t}
+            else:
+                running.append(_Child(ctx, index, job))
+        if running:
+            now = time.perf_counter()
+            wait = max(0.0, min(c.started + timeout for c in running) - now)
+            ready = multiprocessing.connection.wait([c.receive for c in running], timeout=wait)
+            for child in list(running):
+                elapsed = time.perf_counter() - child.started
+                if child.receive in ready:
+                    result = child.result()
+                elif elapsed >= timeout:
+                    child.stop()
+                    name = child.job["name"]
+                    result = _failed(name, f"{name} did not finish within {timeout:g} s, the time limit of one "
+                                           f"exercise (--timeout): an infinite loop, or far too much work?")
+                else:
+                    continue
+                child.close()
+                running.remove(child)
+                results[child.index] = {**result, "time": elapsed}
+        while shown < len(jobs) and results[shown] is not None:
+            if done is not None:
+                done(shown, results[shown])
+            shown += 1
+    return results
+
+
+def stub_in_file(path, name):
+    """True when the file's last top-level binding of ``name`` is the untouched stub that
+    :func:`~.workbook.start` wrote (found by parsing the file, which runs none of it)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    last = None
+    for node in tree.body:
+        targets = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            targets = [node.name]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            targets = [(a.asname or a.name).partition(".")[0] for a in node.names]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            nodes = node.targets if isinstance(node, ast.Assign) else [node.target]
+            targets = [n.id for t in nodes for n in ast.walk(t) if isinstance(n, ast.Name)]
+        else:
+            targets = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+        if name in targets:
+            last = node
+    if not isinstance(last, ast.FunctionDef) or last.decorator_list:
+        return False
+    body = last.body[1:] if (last.body and isinstance(last.body[0], ast.Expr)
+                             and isinstance(last.body[0].value, ast.Constant)) else last.body
+    return (len(body) == 1 and isinstance(body[0], ast.Raise) and isinstance(body[0].exc, ast.Call)
+            and getattr(body[0].exc.func, "id", None) == "NotImplementedError")
+
+
+def _prepare():
     """Import in the command what every child needs, so that forked children start at once."""
     import scratchvae.derivations  # noqa: F401  (every derivation module, scipy with them)
 
     from . import grader, whole_model  # noqa: F401
-    if catalog.WHOLE_MODEL in names:
-        whole_model.digits()
+
+
+def _job(name, directory, functions, files):
+    """What grading ``name`` takes: a dict for a child, or a settled result."""
+    exercise = catalog.BY_NAME.get(name)
+    if exercise is not None and exercise.library_function() is None:
+        return {"name": name, "status": "skipped", "rel_error": None, "checks": [], "time": 0.0,
+                "diagnosis": [f"not in this version of the library ({exercise.target})"]}
+    if directory is not None:
+        folder = Path(directory)
+        implemented = [e for e in ([exercise] if exercise else catalog.EXERCISES)
+                       if e.library_function() is not None and (folder / e.file).is_file()
+                       and not stub_in_file(folder / e.file, e.name)]
+        if not implemented:
+            missing = exercise is not None and not (folder / exercise.file).is_file()
+            return {"name": name, "status": "not implemented", "rel_error": None, "checks": [], "time": 0.0,
+                    "diagnosis": [f"{folder / exercise.file} is missing"] if missing else []}
+    return {"name": name, "directory": str(directory) if directory is not None else None,
+            "display": str(directory) if directory is not None else "", "functions": functions, "files": files}
 
 
 @dataclass
@@ -197,11 +294,14 @@ def result_lines(result):
     return lines + ["      " + line for line in detail]
 
 
-def grade(names=None, directory=None, functions=None, files=None, timeout=DEFAULT_TIMEOUT, out=sys.stdout):
+def grade(names=None, directory=None, functions=None, files=None, timeout=DEFAULT_TIMEOUT, out=None,
+          workers=None):
     """Grade exercises ``names`` (default: all, then ``whole_model``) of the workbook in
     ``directory``, or the given ``functions`` ({name: function}, shown files ``files``), each in
-    a child process limited to ``timeout`` seconds; print each exercise's report to ``out`` as it
-    comes. Returns a :class:`Report`."""
+    a child process limited to ``timeout`` seconds, up to ``workers`` at once; print each
+    exercise's report to ``out`` (default: standard output) in order as it comes. Returns a
+    :class:`Report`."""
+    out = out or sys.stdout
     names = list(names or catalog.NAMES)
     for name in names:
         if name != catalog.WHOLE_MODEL:
@@ -209,26 +309,20 @@ def grade(names=None, directory=None, functions=None, files=None, timeout=DEFAUL
     if directory is not None:
         check_folder(directory)
     start = time.perf_counter()
-    _prepare(names)
+    jobs = [_job(name, directory, functions, files) for name in names]
+    if any("status" not in job for job in jobs):
+        _prepare()
     report = Report()
-    current_file = None
-    for name in names:
+    heading = [None]
+
+    def show(index, result):
+        name = names[index]
         exercise = catalog.BY_NAME.get(name)
-        if exercise is not None and exercise.file != current_file:
-            current_file = exercise.file
-            print(f"\n{exercise.file} (lesson {exercise.lesson}, {catalog.LESSONS[exercise.lesson]})", file=out)
-        elif exercise is None:
-            print("\nthe whole model (your pieces together)", file=out)
-        if exercise is not None and exercise.library_function() is None:
-            result = {"name": name, "status": "skipped", "rel_error": None, "checks": [], "time": 0.0,
-                      "diagnosis": [f"not in this version of the library ({exercise.target})"]}
-        else:
-            job = {"name": name, "directory": str(directory) if directory is not None else None,
-                   "display": str(directory) if directory is not None else "", "functions": functions,
-                   "files": files}
-            t = time.perf_counter()
-            result = run_in_child(job, timeout)
-            result["time"] = time.perf_counter() - t
+        here = exercise.file if exercise else name
+        if here != heading[0]:
+            heading[0] = here
+            print(f"\n{exercise.file} (lesson {exercise.lesson}, {catalog.LESSONS[exercise.lesson]})" if exercise
+                  else "\nthe whole model (your pieces together)", file=out)
         result["max_score"] = 0.0 if result["status"] == "skipped" else 1.0
         result["score"] = 1.0 if result["status"] == "passed" else 0.0
         if name == catalog.WHOLE_MODEL and result["status"] == "failed":
@@ -237,6 +331,8 @@ def grade(names=None, directory=None, functions=None, files=None, timeout=DEFAUL
                 result["diagnosis"].append(f"pieces that fail their own checks: {', '.join(failing)}")
         report.results.append(result)
         print("\n".join(result_lines(result)), file=out, flush=True)
+
+    run_jobs(jobs, timeout, workers, show)
     report.seconds = time.perf_counter() - start
     print("\n" + report.summary(), file=out, flush=True)
     return report
