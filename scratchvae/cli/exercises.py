@@ -16,6 +16,16 @@ def _timeout(text):
     return value
 
 
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_parser(sub):
     p = sub.add_parser("exercises", help="write a workbook of exercises, or grade one",
                        description="Exercises made from scratchvae's own functions: `start DIR` writes "
@@ -34,7 +44,7 @@ def add_parser(sub):
     c.add_argument("--json", metavar="FILE", help="also write the results in Gradescope's results.json format")
     c.add_argument("--timeout", type=_timeout, metavar="S", default=None,
                    help="time limit of one exercise, in seconds (default: 30)")
-    c.add_argument("--jobs", type=int, metavar="N", default=None,
+    c.add_argument("--jobs", type=_jobs, metavar="N", default=None,
                    help="exercises graded at once, each in its own process (default: 2, or 1 on one core)")
     c.set_defaults(func=cmd_check)
     ls = actions.add_parser("list", help="the exercises: lesson, file, checks and the mistakes they name")
@@ -60,8 +70,6 @@ def cmd_check(args, argv):
 
     timeout = args.timeout or DEFAULT_TIMEOUT
     print(f"grading the workbook in {args.dir} (at most {timeout:g} s per exercise)")
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
     report = grade(args.names or None, directory=args.dir, timeout=timeout, workers=args.jobs)
     if args.json:
         write_json(report, args.json)

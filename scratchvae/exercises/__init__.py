@@ -13,7 +13,7 @@ From a notebook::
 The pieces, each importing the core and never imported by it:
 
     catalog      what an exercise is; :data:`~.catalog.EXERCISES` in lesson order
-    backprop     the exercises of lessons 00 to 04      vae_topics  those of lessons 05 to 12
+    lessons_00_04, lessons_05_07, lessons_07_12    the exercises, by lesson
     workbook     writing a workbook from the library's source, and reading one
     grader       the checks of one exercise, run in a child process
     whole_model  the student's pieces together, training VAEs on the digits

@@ -8,8 +8,9 @@ from the library function named by ``target``, looked up when they are needed. A
 student's outputs equal its outputs on every input (the tests also write it into a workbook
 to prove that the grader names it).
 
-The entries themselves are in :mod:`.backprop` (lessons 00 to 04) and :mod:`.vae_topics`
-(lessons 05 to 12); :data:`EXERCISES` lists them in lesson order, then ``whole_model``.
+The entries themselves are in :mod:`.lessons_00_04`, :mod:`.lessons_05_07` and
+:mod:`.lessons_07_12`; :data:`EXERCISES` lists them in lesson order (and :data:`NAMES` adds
+``whole_model``).
 """
 import importlib
 from dataclasses import dataclass, field
@@ -152,8 +153,8 @@ WHOLE_MODEL = "whole_model"
 
 
 def _entries():
-    from . import backprop, vae_topics
-    return (*backprop.EXERCISES, *vae_topics.EXERCISES)
+    from . import lessons_00_04, lessons_05_07, lessons_07_12
+    return (*lessons_00_04.EXERCISES, *lessons_05_07.EXERCISES, *lessons_07_12.EXERCISES)
 
 
 EXERCISES = _entries()

@@ -18,7 +18,6 @@ more: Adam without bias correction by 4e-2 and 3e-1 in the two runs that use Ada
 """
 import numpy as np
 
-from ..decoders import BernoulliDecoder  # noqa: F401  (the decoder module is patched below)
 from ..optim import SGD, Adagrad, Adam
 from ..training.evaluate import importance_sampled_bound
 from ..vae import VAE
