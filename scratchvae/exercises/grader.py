@@ -43,7 +43,9 @@ def explain(exc, files, function=None):
     """'raised ValueError: ... at 05_kl.py:23: return ...', naming the last line of the
     student's own files in the traceback (not the grader's or NumPy's)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
-    message = f"raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+    text = str(exc)
+    text = text if len(text) <= 500 else text[:500] + " ..."
+    message = f"raised {type(exc).__name__}" + (f": {text}" if text else "")
     if frames:
         f = frames[-1]
         message += f"\n    at {files[f.filename]}:{f.lineno}: {(f.line or '').strip()}"

@@ -171,6 +171,11 @@ def _linear_shims(function):
     library to use the student's function, a backward that calls it and copies."""
     def backward(self, dy, input_grad=True):
         dx, dW, db = function(dy, self.cache, self.params["W"])
+        for name, g in (("dW", dW), ("db", db)):
+            want = self.grads[name[1:]].shape
+            if getattr(g, "shape", None) != want:
+                raise ValueError(f"linear_backward returned {name} of shape {getattr(g, 'shape', None)} "
+                                 f"for a layer whose {name[1:]} has shape {want}")
         self.grads["W"][...] = dW
         self.grads["b"][...] = db
         return dx if input_grad else None
@@ -485,8 +490,10 @@ def _pca_eckart_young(function):
     all_variances = np.linalg.svd(x - x.mean(axis=0), compute_uv=False) ** 2 / len(x)
     errors = [abs(lost - all_variances[2:].sum()) / all_variances[2:].sum(),
               float(np.abs(codes.var(axis=0) - variances).max() / variances.max())]
-    return max(errors) < 1e-10, max(errors), (f"mean squared reconstruction error {lost:.6f} vs the "
-                                              f"discarded variance {all_variances[2:].sum():.6f}")
+    return max(errors) < 1e-10, max(errors), (
+        f"mean squared reconstruction error {lost:.6f} vs the discarded variance "
+        f"{all_variances[2:].sum():.6f}; variances {np.round(variances, 6).tolist()} vs those of the "
+        f"projections {np.round(codes.var(axis=0), 6).tolist()}")
 
 
 def _pca_not_centred(x, k):

@@ -284,8 +284,8 @@ def result_lines(result):
     detail = []
     if result["status"] in ("failed", "skipped") or (result["name"] == catalog.WHOLE_MODEL):
         detail += [line for d in result["diagnosis"] for line in d.splitlines()]
-        detail += [f"{c['check']}: {c['detail']}" for c in result["checks"]
-                   if not c["passed"] or result["name"] == catalog.WHOLE_MODEL]
+        detail += [line for c in result["checks"] if not c["passed"] or result["name"] == catalog.WHOLE_MODEL
+                   for line in f"{c['check']}: {c['detail']}".splitlines()]
     elif result["status"] == "not implemented" and result["diagnosis"]:
         detail += result["diagnosis"]
     printed = result.get("printed", "").strip().splitlines()
