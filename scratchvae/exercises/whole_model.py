@@ -109,5 +109,5 @@ def grade(pieces, files):
                                            f"library's (relative difference {diff:.1e}, tolerance {TOL:.0e})"})
     result["rel_error"] = worst
     result["status"] = "passed" if all(c["passed"] for c in result["checks"]) else "failed"
-    result["diagnosis"] = [f"your pieces: {', '.join(pieces)}"]
+    result["diagnosis"] = [f"your pieces patched in: {', '.join(pieces)}"]
     return result
