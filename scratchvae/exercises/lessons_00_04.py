@@ -110,7 +110,7 @@ ACTIVATIONS = (
                     _relu_backward_identity),
             Mistake("y used as the derivative: relu'(a) is 1 where y > 0 (a mask), not y itself",
                     _relu_backward_times_output),
-            Mistake("the mask flipped: the gradient passes where y > 0 and stops where y = 0",
+            Mistake("the mask flipped: the gradient passes where y = 0 and stops where y > 0; it passes where y > 0",
                     _relu_backward_mask_flipped))),
     Exercise(
         "tanh_backward", "scratchvae.activations.tanh_backward", "00", "00_backprop.py", ("da",),
