@@ -36,6 +36,33 @@ def init_weights(in_dim, out_dim, init, rng):
     return rng.uniform(-r, r, shape), rng.uniform(-r, r, out_dim)
 
 
+def linear_backward(dy, x, W):
+    """The backward of y = x W + b, for the gradient ``dy`` (B, out) of the loss with respect
+    to y, the input ``x`` (B, in) and the weights ``W`` (in, out):
+
+        dx = dy W^T        (B, in):   y_bj = sum_i x_bi W_ij + b_j, so dy_bj reaches x_bi through W_ij
+        dW = x^T dy        (in, out): sum over the batch of x_bi dy_bj
+        db = sum_b dy_b    (out,):    b is added to every row
+
+    Returns ``(dx, dW, db)``. (``Linear.backward`` computes the same numbers, writing dW and db
+    into the model's gradient buffer in place and skipping dx for the first layer.)"""
+    return dy @ W.T, x.T @ dy, dy.sum(axis=0)
+
+
+def mlp_backward(layers, dy):
+    """The chain rule over a list of layers (an MLP's ``layers``, forward already run): the
+    gradient ``dy`` of the loss with respect to the last layer's output goes back through
+    every layer, last to first, each ``layer.backward(dy)`` filling that layer's parameter
+    gradients and returning the gradient with respect to its input:
+
+        y = f_n(... f_2(f_1(x))),   dx = J_1^T (J_2^T (... J_n^T dy))
+
+    Returns ``dx``, the gradient with respect to the first layer's input."""
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return dy
+
+
 class Linear(Module):
     """y = x W + b.
 
@@ -65,7 +92,10 @@ class Linear(Module):
 
     def backward(self, dy, input_grad=True):
         """Fill ``grads`` and return ``dx`` (None when ``input_grad`` is False: the
-        first layer's input is the data, and dx would cost as much as the forward)."""
+        first layer's input is the data, and dx would cost as much as the forward).
+
+        The formulas of :func:`linear_backward`, written into the gradient buffer in place
+        (the tests hold the two equal)."""
         x = self.cache
         xp = get_array_module(x, dy)
         xp.matmul(x.T, dy, out=self.grads["W"])   # dW = x^T dy, written in place
@@ -113,12 +143,11 @@ class MLP(Module):
         return x
 
     def backward(self, dy, input_grad=True):
-        """Backpropagate ``dy`` through every layer; the gradient with respect to the
-        input (returned) is skipped when ``input_grad`` is False."""
-        first = self.layers[0]
-        for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy)
-        return first.backward(dy, input_grad=input_grad)
+        """Backpropagate ``dy`` through every layer (:func:`mlp_backward`); the gradient with
+        respect to the input (returned) is skipped when ``input_grad`` is False."""
+        if input_grad:
+            return mlp_backward(self.layers, dy)
+        return self.layers[0].backward(mlp_backward(self.layers[1:], dy), input_grad=False)
 
     def __repr__(self):
         return f"MLP({self.sizes}, {type(self.layers[1]).__name__}, {type(self.layers[-1]).__name__})"

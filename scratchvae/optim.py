@@ -11,7 +11,8 @@ by parameter name (checkpoints need it). With g the gradient and t the step:
 
 Two forms of each update
 ------------------------
-``textbook_update`` is the formula above for one tensor, written as you would read it.
+``textbook_update`` is the formula above for one tensor, written as you would read it
+(the functions :func:`sgd_momentum_update`, :func:`adagrad_update`, :func:`adam_update`).
 It is the reference: ``textbook_step()`` applies it to every tensor, and the tests hold
 ``step()`` to it (float64, to rounding, after hundreds of steps).
 
@@ -87,6 +88,49 @@ def flush_to_zero(a, threshold):
     c = 1.5 * threshold * 2.0 ** (np.finfo(a.dtype).nmant + 1)
     a += c
     a -= c
+
+
+# ---------------------------------------------------------------------------------------
+# The textbook updates, one tensor at a time (the classes' ``textbook_update`` calls them)
+# ---------------------------------------------------------------------------------------
+def sgd_momentum_update(p, g, v, lr, momentum):
+    """One step of SGD with (heavy-ball) momentum on the parameter ``p`` with gradient ``g``,
+    updating ``p`` and the velocity ``v`` in place:
+
+        v = momentum v + g
+        theta = theta - lr v
+    """
+    v[...] = momentum * v + g
+    p -= lr * v
+
+
+def adagrad_update(p, g, h, lr, eps=1e-8):
+    """One step of Adagrad (Duchi et al. 2011) on the parameter ``p`` with gradient ``g``,
+    updating ``p`` and the running sum of squared gradients ``h`` in place:
+
+        h = h + g^2
+        theta = theta - lr g / (sqrt(h) + eps)
+    """
+    xp = get_array_module(p)
+    h += g * g
+    p -= lr * g / (xp.sqrt(h) + eps)
+
+
+def adam_update(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Step ``t`` (1 for the first) of Adam (Kingma & Ba 2015) on the parameter ``p`` with
+    gradient ``g``, updating ``p`` and the moment estimates ``m`` and ``v`` in place:
+
+        m = b1 m + (1 - b1) g             (mean of the gradients)
+        v = b2 v + (1 - b2) g^2           (mean of their squares)
+        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)     (bias corrections: m, v start at 0)
+        theta = theta - lr m_hat / (sqrt(v_hat) + eps)
+    """
+    xp = get_array_module(p)
+    m[...] = b1 * m + (1 - b1) * g
+    v[...] = b2 * v + (1 - b2) * g * g
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
 
 
 def _view(flat, start, shape):
@@ -212,10 +256,9 @@ class SGD(Optimizer):
 
     def textbook_update(self, p, g, *state):
         if state:
-            (v,) = state
-            v[...] = self.momentum * v + g
-            g = v
-        p -= self.lr * g
+            sgd_momentum_update(p, g, *state, self.lr, self.momentum)
+        else:
+            p -= self.lr * g
 
 
 class Adagrad(Optimizer):
@@ -253,10 +296,10 @@ class Adagrad(Optimizer):
             p -= buf                  # theta -= lr g / (sqrt(h) + eps)
 
     def textbook_update(self, p, g, h):
-        xp = get_array_module(p)
-        h += g * g
         if self.t > self.warmup:
-            p -= self.lr * g / (xp.sqrt(h) + self.eps)
+            adagrad_update(p, g, h, self.lr, self.eps)
+        else:
+            h += g * g
 
 
 class Adam(Optimizer):
@@ -304,13 +347,7 @@ class Adam(Optimizer):
             p -= buf                     # theta -= lr_t m / (sqrt(v) + eps_t)
 
     def textbook_update(self, p, g, m, v):
-        xp = get_array_module(p)
-        t = self.t
-        m[...] = self.b1 * m + (1 - self.b1) * g
-        v[...] = self.b2 * v + (1 - self.b2) * g * g
-        m_hat = m / (1 - self.b1 ** t)
-        v_hat = v / (1 - self.b2 ** t)
-        p -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+        adam_update(p, g, m, v, self.t, self.lr, self.b1, self.b2, self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}

@@ -82,6 +82,19 @@ def test_rejected_chains_keep_their_state_and_accepted_ones_move():
     assert ((a >= 0) & (a <= 1)).all()
 
 
+def test_accept_prob_is_min_one_exp_of_the_energy_drop():
+    """a = min(1, exp(H(z, p) - H(z', p'))) with H = -log p + |p|^2 / 2; a trajectory whose end
+    is not finite is rejected (a = 0); energy changes of hundreds neither overflow nor warn."""
+    logp0, p0 = np.array([-3.0, -3.0, -3.0, -3.0, -3.0]), np.ones((5, 2))
+    logp1 = np.array([-2.5, -3.7, -np.inf, np.nan, 700.0])   # the last: an energy drop of 703
+    p1 = np.ones((5, 2))
+    with np.errstate(all="raise"):
+        a = hmc.hmc_accept_prob(logp0, p0, logp1, p1)
+    h0, h1 = -logp0 + 1.0, -logp1 + (p1 ** 2).sum(axis=1) / 2
+    np.testing.assert_allclose(a[:2], [1.0, math.exp(h0[1] - h1[1])], rtol=1e-15)
+    assert a[2] == 0.0 and a[3] == 0.0 and a[4] == 1.0
+
+
 @pytest.mark.parametrize("target_accept", [0.6, 0.9])
 def test_step_size_is_tuned_to_the_target_acceptance(target_accept):
     model = dh._lg(np)

@@ -67,6 +67,23 @@ def test_adam_first_steps_with_changing_gradient(xp):
     assert float(as_numpy(p)[0]) == pytest.approx(w1 + 0.1 * (0.01 / 0.19) / (1 + 1e-8), abs=1e-14)
 
 
+def test_textbook_update_functions_by_hand(xp):
+    """The textbook updates as functions, on one coordinate, updating the parameter and the state
+    in place: SGD with momentum (v = 0.9 * 1 + 2, theta = 1 - 0.1 v), Adagrad (h = 1 + 4,
+    theta = 1 - 0.5 * 2 / sqrt(5)), and Adam's first step (m_hat = g, v_hat = g^2: theta moves
+    by lr g / (|g| + eps))."""
+    p, g, v = xp.asarray([1.0]), xp.asarray([2.0]), xp.asarray([1.0])
+    optim.sgd_momentum_update(p, g, v, 0.1, 0.9)
+    assert float(v[0]) == pytest.approx(2.9, abs=1e-15) and float(p[0]) == pytest.approx(1 - 0.29, abs=1e-15)
+    p, h = xp.asarray([1.0]), xp.asarray([1.0])
+    optim.adagrad_update(p, g, h, 0.5)
+    assert float(h[0]) == 5.0 and float(p[0]) == pytest.approx(1 - 1 / (math.sqrt(5) + 1e-8), abs=1e-15)
+    p, m, v = xp.asarray([1.0]), xp.zeros(1), xp.zeros(1)
+    optim.adam_update(p, xp.asarray([3.0]), m, v, 1, lr=0.1)
+    assert float(p[0]) == pytest.approx(1 - 0.1 * 3 / (3 + 1e-8), abs=1e-15)
+    assert float(m[0]) == pytest.approx(0.3) and float(v[0]) == pytest.approx(0.009)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_updates_are_in_place(xp, device, name):
     """A step changes the parameter arrays themselves (no new arrays), so models and optimizers

@@ -5,6 +5,7 @@
     scratchvae plot        redraw a run's figures, or compare runs' learning curves
     scratchvae gradcheck   check every derivation against finite differences
     scratchvae data        download (fetch) or check (verify) MNIST and Frey Face
+    scratchvae exercises   write a workbook of exercises (start) or grade one (check)
     scratchvae bench       time scratchvae against PyTorch and the GEMM floor
     scratchvae reproduce   regenerate the results of Kingma & Welling (2013)
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from ..backend import DEFAULT_THREADS, set_threads
 from ..optim import OPTIMIZERS
+from . import exercises
 
 DATASETS = ("digits", "mnist", "frey")
 EPOCHS = {"digits": 200, "mnist": 10, "frey": 100}   # when neither --epochs nor --samples is given
@@ -436,6 +438,7 @@ def build_parser():
     _add_plot(sub)
     _add_gradcheck(sub)
     _add_data(sub)
+    exercises.add_parser(sub)
     _add_module(sub, "bench", "time scratchvae against PyTorch and the GEMM floor")
     _add_module(sub, "reproduce", "regenerate the results of Kingma & Welling (2013)")
     _add_threads(parser)

@@ -82,6 +82,22 @@ def energy(logp, p):
     return -logp + 0.5 * (p * p).sum(axis=-1)
 
 
+def hmc_accept_prob(logp0, p0, logp1, p1):
+    """The Metropolis acceptance probability of a leapfrog proposal, per chain:
+
+        a = min(1, exp(H(z, p) - H(z', p'))),   H(z, p) = -log p(x, z) + |p|^2 / 2
+
+    from the target ``logp0`` (B,) and momentum ``p0`` (B, Z) at the start, and ``logp1``, ``p1``
+    at the end of the trajectory. The energy falls (a = 1) or rises a little (a < 1): exact
+    dynamics would keep it, and the leapfrog's error is what the test corrects. A trajectory
+    that diverged (a non-finite energy difference) is rejected: a = 0. Computed as
+    exp(min(H0 - H1, 0)), which cannot overflow."""
+    xp = get_array_module(logp0, p0, logp1, p1)
+    log_ratio = energy(logp0, p0) - energy(logp1, p1)
+    log_ratio = xp.where(xp.isfinite(log_ratio), log_ratio, -xp.inf)   # a diverged path is rejected
+    return xp.exp(xp.minimum(log_ratio, 0.0))
+
+
 def hmc_step(target, z, step_size, n_leapfrog, rng, logp=None, grad=None, jitter=0.1):
     """One HMC transition of every chain (row of ``z``).
 
@@ -93,7 +109,7 @@ def hmc_step(target, z, step_size, n_leapfrog, rng, logp=None, grad=None, jitter
 
     Returns ``(z, logp, grad, accept_prob)``: the new state (rejected chains keep the old),
     the target and its gradient there (pass them to the next call), and
-    min(1, exp(H_old - H_new)) per chain, which :func:`tune_step_size` uses."""
+    min(1, exp(H_old - H_new)) per chain (:func:`hmc_accept_prob`), which :func:`tune_step_size` uses."""
     n_leapfrog = validation.positive_int("n_leapfrog", n_leapfrog)
     xp = get_array_module(z)
     B = z.shape[0]
@@ -102,9 +118,7 @@ def hmc_step(target, z, step_size, n_leapfrog, rng, logp=None, grad=None, jitter
     e = step_size * (1.0 + jitter * (2.0 * rng.random(B, dtype=z.dtype) - 1.0))
     p0 = rng.standard_normal(z.shape, dtype=z.dtype)
     z1, p1, logp1, grad1 = leapfrog(target, z, p0, e, n_leapfrog, grad)
-    log_ratio = energy(logp, p0) - energy(logp1, p1)
-    log_ratio = xp.where(xp.isfinite(log_ratio), log_ratio, -xp.inf)   # a diverged path is rejected
-    accept_prob = xp.exp(xp.minimum(log_ratio, 0.0))
+    accept_prob = hmc_accept_prob(logp, p0, logp1, p1)
     accept = rng.random(B, dtype=z.dtype) < accept_prob
     keep = accept[:, None]
     return (xp.where(keep, z1, z), xp.where(accept, logp1, logp), xp.where(keep, grad1, grad),
