@@ -45,10 +45,20 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
    long before it could reach the subnormal range. Such a value moves a parameter by
    less than lr 2^-100 / eps per step: nothing. GPUs have no such penalty.
 
+A step in parts
+---------------
+Every update above is elementwise: the new value of a number depends on its own
+gradient, its own state and the step count t, nothing else. So one step may be applied
+to some tensors, then (after more computation) to the others, and it is the same step.
+Wake-sleep in its authors' order needs exactly that: it updates the decoder, then
+computes the encoder's gradient on dreams of the *updated* decoder, then updates the
+encoder, all in one step (:meth:`Optimizer.step_in_parts`).
+
 On CuPy arrays, Adagrad and Adam hand the whole flat buffer to one fused CUDA kernel
 of :mod:`scratchvae.kernels` (optim.cu), as the ``@kernels.fused_by`` line above their
 ``update`` says: one launch per step for a whole model.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -133,6 +143,11 @@ def adam_update(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
     p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
 
 
+def _span(flat, a, b):
+    """Elements a to b of a flat array (the array itself when that is all of it)."""
+    return flat if a == 0 and b == flat.size else flat[a:b]
+
+
 def _view(flat, start, shape):
     """The window of ``flat`` that holds a tensor of ``shape`` starting at ``start``
     (``flat`` itself when the tensor is the whole 1-D array)."""
@@ -159,32 +174,50 @@ class Optimizer:
         run and state name, the per-name views of the state that ``state_dict`` exports,
         and the blocks ``step()`` walks (on the GPU, one block: the whole run)."""
         self._segments = []   # (flat theta, flat grad, [flat state ...], blocks)
+        self._members = []    # per run: [(name, start, param), ...]
+        self._parts = {}      # name prefix -> its windows of the runs, as _segments (step_in_parts)
         self.state = {s: {} for s in self.state_names}
         segments = flat_segments(self.named)
         scratch = {}          # one block-sized scratch array per dtype, shared by all runs
         for p, _, _ in segments:
             if isinstance(p, np.ndarray):
                 scratch[p.dtype] = max(scratch.get(p.dtype, 0), min(BLOCK, p.size))
-        scratch = {dtype: np.empty(n, dtype) for dtype, n in scratch.items()}
+        self._scratch = {dtype: np.empty(n, dtype) for dtype, n in scratch.items()}
         for p, g, members in segments:
             xp = get_array_module(p)
             flat_state = [xp.zeros_like(p) for _ in self.state_names]
             for s, flat in zip(self.state_names, flat_state):
                 for name, start, param in members:
                     self.state[s][name] = _view(flat, start, param.shape)
-            if isinstance(p, np.ndarray):
-                buf = scratch[p.dtype]
-                blocks = [(p[a:a + BLOCK], g[a:a + BLOCK], *(f[a:a + BLOCK] for f in flat_state),
-                           buf[:min(BLOCK, p.size - a)]) for a in range(0, p.size, BLOCK)]
-            else:   # on the GPU the whole run is one block (kernels off: plain CuPy passes)
-                blocks = [(p, g, *flat_state, xp.empty_like(p))]
-            self._segments.append((p, g, flat_state, blocks))
+            self._segments.append((p, g, flat_state, self._blocks(p, g, flat_state)))
+            self._members.append(members)
+
+    def _blocks(self, p, g, flat_state):
+        """The windows ``step()`` walks over a flat run: on the CPU :data:`BLOCK` elements of
+        each array at a time, with as many of the shared scratch array; on the GPU one block."""
+        if isinstance(p, np.ndarray):
+            buf = self._scratch[p.dtype]
+            return [(p[a:a + BLOCK], g[a:a + BLOCK], *(f[a:a + BLOCK] for f in flat_state),
+                     buf[:min(BLOCK, p.size - a)]) for a in range(0, p.size, BLOCK)]
+        xp = get_array_module(p)   # on the GPU the whole run is one block (kernels off: plain CuPy passes)
+        return [(p, g, *flat_state, xp.empty_like(p))]
 
     def step(self):
         """One update of every parameter, over the flat buffers (see the module docstring)."""
-        self.t += 1
+        self._begin_step()
         for p, g, state, blocks in self._segments:
-            self.update(p, g, *state, blocks=blocks)
+            self._apply(p, g, state, blocks)
+        self._end_step()
+
+    def _begin_step(self):
+        """Count the step (and, in subclasses, set what the update needs from t)."""
+        self.t += 1
+
+    def _apply(self, p, g, state, blocks):
+        """The update of one flat run (or a window of one, for a step in parts)."""
+        self.update(p, g, *state, blocks=blocks)
+
+    def _end_step(self):
         if self.decaying and self.t % FLUSH_EVERY == 0:
             self._flush()
 
@@ -194,6 +227,68 @@ class Optimizer:
                 for name, flat in zip(self.state_names, state):
                     if name in self.decaying:
                         flush_to_zero(flat, flush_threshold(flat.dtype))
+
+    @contextlib.contextmanager
+    def step_in_parts(self):
+        """One step, applied to the parameters part by part, for a model that computes some
+        gradients only after other parameters were updated::
+
+            with optimizer.step_in_parts() as update:
+                ...                        # fill the decoder's gradients
+                update("decoder.")         # update the tensors whose names start with "decoder."
+                ...                        # fill the encoder's gradients, with the new decoder
+                update("encoder.")
+
+        It is one step: ``t`` advances once, at the first ``update``, and every parameter must
+        be updated exactly once before the block ends (else ``RuntimeError``; a name prefix
+        that matches nothing, or a tensor updated twice, is a ``ValueError``). The update of
+        each number depends only on its own gradient and state and on t (see the module
+        docstring), so given the same gradients the parameters and the state come out bit for
+        bit as from :meth:`step`. An exception before the first ``update`` leaves the
+        optimizer as it was."""
+        done = set()
+        everything = [name for name, _, _ in self.named]
+
+        def update(prefix):
+            names = [name for name in everything if name.startswith(prefix)]
+            if not names:
+                raise ValueError(f"no parameter's name starts with {prefix!r}; the optimizer "
+                                 f"holds {everything}")
+            twice = [name for name in names if name in done]
+            if twice:
+                raise ValueError(f"{twice} were already updated in this step")
+            if not done:
+                self._begin_step()
+            for p, g, state, blocks in self._part(prefix):
+                self._apply(p, g, state, blocks)
+            done.update(names)
+
+        yield update
+        left = [name for name in everything if name not in done]
+        if left:
+            raise RuntimeError(f"a step in parts must update every parameter once; "
+                               f"{left} were not updated")
+        self._end_step()
+
+    def _part(self, prefix):
+        """The windows of the flat runs that hold the tensors named ``prefix...``, as
+        ``(theta, grad, [state ...], blocks)``: adjacent tensors make one window. Cached."""
+        if prefix not in self._parts:
+            windows = []
+            for (p, g, state, _), members in zip(self._segments, self._members):
+                spans = []
+                for name, start, param in members:
+                    if not name.startswith(prefix):
+                        continue
+                    if spans and spans[-1][1] == start:
+                        spans[-1][1] = start + param.size
+                    else:
+                        spans.append([start, start + param.size])
+                for a, b in spans:
+                    win = [_span(x, a, b) for x in (p, g, *state)]
+                    windows.append((win[0], win[1], win[2:], self._blocks(win[0], win[1], win[2:])))
+            self._parts[prefix] = windows
+        return self._parts[prefix]
 
     def update(self, p, g, *state, blocks):
         """Update the flat run ``p`` (gradient ``g``, state arrays ``state``) in place,
@@ -272,15 +367,14 @@ class Adagrad(Optimizer):
         self.warmup = warmup
         super().__init__(named_parameters, lr)
 
-    def step(self):
+    def _apply(self, p, g, state, blocks):
         # Warm-up (Kingma & Welling's code): the first `warmup` steps only add g^2 to h,
         # so that the first real steps are not divided by one tiny gradient.
-        if self.t < self.warmup:
-            self.t += 1
-            for _, g, (h,), _ in self._segments:
-                h += g * g
+        if self.t <= self.warmup:
+            (h,) = state
+            h += g * g
             return
-        super().step()
+        super()._apply(p, g, state, blocks)
 
     @kernels.fused_by("adagrad_update", args=lambda self, p, g, h, blocks: (p, g, h, self.lr, self.eps))
     def update(self, p, g, h, blocks):
@@ -320,12 +414,12 @@ class Adam(Optimizer):
         self.eps = validation.positive_number("eps", eps)   # it divides: sqrt(v_hat) + eps > 0
         super().__init__(named_parameters, lr)
 
-    def step(self):
-        t = self.t + 1                   # the step about to be taken
+    def _begin_step(self):
+        super()._begin_step()
+        t = self.t                       # the step being taken
         c2 = math.sqrt(1 - self.b2 ** t)
         self._lr_t = self.lr * c2 / (1 - self.b1 ** t)
         self._eps_t = self.eps * c2
-        super().step()
 
     @kernels.fused_by("adam_update", args=lambda self, p, g, m, v, blocks:
                       (p, g, m, v, self.b1, self.b2, self._lr_t, self._eps_t))

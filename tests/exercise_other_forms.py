@@ -142,3 +142,9 @@ def pca(x, k):
     values, vectors = np.linalg.eigh((x - mean).T @ (x - mean) / len(x))
     order = np.argsort(values)[::-1][:k]
     return mean, vectors[:, order].T, values[order]
+
+
+def sleep_gradient(z, mu, logvar):
+    n = z.shape[0]
+    r = (z - mu) * np.exp(-logvar)
+    return -r / n, 0.5 * (1.0 - (z - mu) * r) / n

@@ -248,3 +248,50 @@ def test_a_decaying_state_never_becomes_subnormal(make, dtype):
     assert ref_worst > 0      # the textbook form, never flushed, did go subnormal
     assert worst == 0
     np.testing.assert_allclose(p, p_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=0)
+
+
+# -- a step in parts -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, kwargs", [("sgd", {"momentum": 0.9}), ("adagrad", {"warmup": 3}),
+                                          ("adam", {})])
+def test_a_step_in_parts_is_the_same_step_bit_for_bit(monkeypatch, name, kwargs):
+    """Updating the last layer first and the first layer later, in one step, gives the very
+    parameters and state of ``step()`` with the same gradients (every update is elementwise),
+    over 120 steps: through Adagrad's warm-up and the flush of decaying states at step 100."""
+    monkeypatch.setattr(optim, "BLOCK", 4096)   # several blocks, the parts' edges inside them
+    models = [MLP([40, 200, 60], rng=np.random.default_rng(0), dtype="float32") for _ in range(2)]
+    whole, parts = (OPTIMIZERS[name](m.named_parameters(), lr=0.01, **kwargs) for m in models)
+    rng = np.random.default_rng(1)
+    for _ in range(120):
+        for (_, _, g1), (_, _, g2) in zip(*(m.named_parameters() for m in models)):
+            g1[...] = g2[...] = rng.standard_normal(g1.shape) * rng.uniform(0, 2)
+        whole.step()
+        with parts.step_in_parts() as update:
+            update("2.")
+            update("0.")
+    assert parts.t == whole.t == 120
+    for (k, p1, _), (_, p2, _) in zip(*(m.named_parameters() for m in models)):
+        np.testing.assert_array_equal(p1, p2, err_msg=k)
+    for s in whole.state_names:
+        for k, a in whole.state[s].items():
+            np.testing.assert_array_equal(parts.state[s][k], a, err_msg=f"{s}/{k}")
+
+
+def test_a_step_in_parts_updates_every_parameter_exactly_once():
+    model = MLP([3, 4, 2], rng=np.random.default_rng(0))
+    opt = Adam(model.named_parameters())
+    before = {k: p.copy() for k, p in model.parameters().items()}
+    with pytest.raises(ValueError, match="no parameter's name starts with 'decoder.'"):
+        with opt.step_in_parts() as update:
+            update("decoder.")
+    with pytest.raises(KeyError):                 # an error before the first update ...
+        with opt.step_in_parts() as update:
+            raise KeyError("in the model's code")
+    assert opt.t == 0                             # ... leaves the optimizer untouched
+    assert all(np.array_equal(before[k], p) for k, p in model.parameters().items())
+    with pytest.raises(RuntimeError, match=r"\['2.W', '2.b'\] were not updated"):
+        with opt.step_in_parts() as update:
+            update("0.")
+    with pytest.raises(ValueError, match=r"\['0.W'\] were already updated in this step"):
+        with opt.step_in_parts() as update:
+            update("0.")
+            update("0.W")

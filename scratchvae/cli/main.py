@@ -174,7 +174,7 @@ def cmd_train(args, argv):
     run_info.update({k: v for k, v in (("split_option", args.split), ("split_seed", args.split_seed))
                      if v != {"split_option": "random", "split_seed": 0}[k]})
     if wake_sleep:
-        run_info.update(algorithm="wake-sleep", **wake_sleep)
+        run_info.update(algorithm="wake-sleep", **wake_sleep, **model.settings())
     trainer = Trainer(model, optimizer, data.train, data.test, batch_size=args.batch_size,
                       binarization=args.binarization, seed=args.seed, out=out, run_info=run_info,
                       progress=not args.no_progress, overwrite=args.overwrite)

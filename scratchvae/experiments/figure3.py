@@ -97,11 +97,14 @@ class Method:
 
     def step(self, x, idx):
         """One minibatch; returns the method's own training objective (for a divergence check)."""
+        from ..training.step import train_step
+
         if self.name == "mcem":
             return self.model.train_step(x, idx, self.optimizer)
-        loss, _ = self.model.loss_and_grads(x, check=False)
-        self.optimizer.step()
-        return -loss
+        try:        # the Trainer's step: wake-sleep updates its decoder between its two phases
+            return -train_step(self.model, self.optimizer, x)
+        except FloatingPointError:
+            return float("nan")
 
     def optimizers(self):
         return {"opt": self.optimizer}
