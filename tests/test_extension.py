@@ -225,6 +225,13 @@ def test_a_plain_array_attribute_is_not_a_parameter_and_a_gradient_without_one_i
     with pytest.raises(sv.ModuleError, match=r"grads\['w'\] has no parameter.*self\.params\['w'\]"):
         list(HalfRegistered().named_parameters())
 
+    class NoSuper(sv.Module):
+        def __init__(self):
+            self.layer = sv.Linear(2, 2)                 # super().__init__() forgotten
+
+    with pytest.raises(sv.ModuleError, match=r"must call super\(\).__init__\(\)"):
+        NoSuper().parameters()
+
 
 def test_names_and_the_one_buffer_are_unchanged():
     model = sv.VAE(6, 2, (5,), likelihood="gaussian")
@@ -304,11 +311,13 @@ def test_an_unregistered_class_cannot_be_saved_and_the_error_says_how(tmp_path):
 
     model = Unregistered(64, 2, (16,))
     train, test = _digits()
-    t = sv.Trainer(model, sv.Adam(model.named_parameters()), train, test, out=tmp_path, progress=False)
-    with pytest.raises(ckpt.CheckpointError, match=r"Unregistered is not registered: decorate the "
-                                                    r"class with @scratchvae\.register_model"):
-        t.fit(epochs=1)
-    assert not (tmp_path / "checkpoint.npz").exists()
+    how = r"Unregistered is not registered: decorate the class with @scratchvae\.register_model"
+    with pytest.raises(ckpt.CheckpointError, match=how):           # before any training
+        sv.Trainer(model, sv.Adam(model.named_parameters()), train, test, out=tmp_path, progress=False)
+    with pytest.raises(ckpt.CheckpointError, match=how):
+        ckpt.save(tmp_path / "c.npz", model, sv.Adam(model.named_parameters()), {})
+    assert list(tmp_path.iterdir()) == []
+    sv.Trainer(model, sv.Adam(model.named_parameters()), train, test, progress=False).fit(epochs=1)
 
 
 def _load_elsewhere(path):
