@@ -46,7 +46,8 @@ def register_decoder(name):
         if not (isinstance(cls, type) and issubclass(cls, Module)):
             raise TypeError(f"register_decoder({name!r}) decorates a decoder class (a subclass of "
                             f"scratchvae.Decoder), got {cls!r}")
-        missing = [m for m in ("forward", "log_prob", "backward", "mean") if not callable(getattr(cls, m, None))]
+        missing = [m for m in ("forward", "log_prob", "backward", "mean")
+                   if not callable(getattr(cls, m, None))]
         if missing:
             raise TypeError(f"{cls.__name__} lacks {', '.join(missing)}: a decoder needs forward(z), "
                             f"log_prob(x), backward(dlogp) and mean(z) (see scratchvae.decoders)")
@@ -60,7 +61,8 @@ def register_decoder(name):
 def _claim(registry, name, cls, what):
     """Put ``cls`` under ``name`` unless another class (not a redefinition of it) holds it."""
     old = registry.get(name)
-    if old is not None and old is not cls and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+    redefined = old is not None and (old.__module__, old.__qualname__) == (cls.__module__, cls.__qualname__)
+    if old is not None and old is not cls and not redefined:
         raise ValueError(f"the {what} name {name!r} is taken by {old.__module__}.{old.__qualname__}; "
                          f"register {cls.__qualname__} under another name")
     registry[name] = cls

@@ -159,8 +159,8 @@ class Module:
                 n = sum(len(m.params) for m in _reachable(module, set()))
                 if n:
                     raise ModuleError(
-                        f"{cls}.children() leaves out {_label(self, name)}, a {type(module).__name__} holding "
-                        f"{n} parameter tensor{'s' if n > 1 else ''}: they would never be trained, "
+                        f"{cls}.children() leaves out {_label(self, name)}, a "
+                        f"{type(module).__name__} holding {n} parameter tensor{'s' if n > 1 else ''}: they would never be trained, "
                         f"gradient-checked or saved. Return it from children(), or delete the "
                         f"children() method so that Module finds every submodule attribute itself; "
                         f"if leaving it out is deliberate (a module borrowed from another model), "
@@ -249,7 +249,9 @@ def _label(module, name):
     attr, _, key = name.partition(".")
     if not key:
         return f"self.{attr}"
-    return f"self.{attr}[{key}]" if isinstance(module.__dict__[attr], (list, tuple)) else f"self.{attr}[{key!r}]"
+    if isinstance(module.__dict__[attr], (list, tuple)):
+        return f"self.{attr}[{key}]"
+    return f"self.{attr}[{key!r}]"
 
 
 _DEFAULT_CHILDREN = Module.children
