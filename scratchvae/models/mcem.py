@@ -59,7 +59,7 @@ class MCEM(Module):
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self.xp = xp_for(self.device)
-        out_dim = self.x_dim if likelihood == "bernoulli" else 2 * self.x_dim
+        out_dim = DECODERS[likelihood].outputs_per_pixel * self.x_dim
         init_rng = np.random.default_rng(seed)
         self.decoder = DECODERS[likelihood](
             MLP([self.z_dim, *self.hidden_dims, out_dim], activation=activation, init=init,

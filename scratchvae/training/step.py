@@ -30,7 +30,7 @@ def train_step(model, optimizer, x):
     ``x`` are not checked (check the data once, before training).
 
     On the GPU the step neither waits for the device nor reads anything back: the loss
-    is the mean -ELBO as a 0-d device array (without the weight penalty, a sum over every
+    is the mean -ELBO (with the model's ``kl_weight`` on the KL) as a 0-d device array (without the weight penalty, a sum over every
     parameter), to be checked by the caller when it reads losses back."""
     cpu = getattr(model, "device", "cpu") == "cpu"
     if getattr(model, "updates_in_phases", False):
@@ -44,7 +44,9 @@ def train_step(model, optimizer, x):
         loss, _ = model.loss_and_grads(x, check=False)
         _finite(loss)
     else:   # a float would make the host wait for the GPU at every step
-        loss = -model.elbo(x, check=False).elbo.mean()
+        terms = model.elbo(x, check=False)
+        w = getattr(model, "kl_weight", 1.0)      # the KL's weight in the objective (a beta-VAE's beta)
+        loss = -(terms.elbo if w == 1.0 else terms.rec - w * terms.kl).mean()
         model.backward()
     optimizer.step()
     return loss

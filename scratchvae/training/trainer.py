@@ -80,7 +80,8 @@ class Trainer:
     ``'fixed'`` (x_d ~ Bernoulli(pixel), drawn once) or ``'dynamic'`` (drawn every batch);
     held-out images are binarized once unless ``'none'``. ``seed``: the data order, the
     binarizations and the evaluation noise (the model seeds its own eps). ``out``: folder for
-    ``checkpoint.npz`` and ``metrics.jsonl`` (``None``: in memory). ``run_info``: JSON-ready
+    ``checkpoint.npz`` and ``metrics.jsonl`` (``None``: in memory); the model's class must then
+    be registered (:func:`scratchvae.register_model`), so that the checkpoint can rebuild it. ``run_info``: JSON-ready
     facts saved with each checkpoint (dataset, image shape, ...); a resume must match them.
     ``progress``: a tqdm bar on a terminal. ``eval_size``: at most this many held-out images
     per evaluation, and as many training images. ``overwrite``: a fresh run may replace a
@@ -94,6 +95,8 @@ class Trainer:
         eval_size = validation.positive_int("eval_size", eval_size)
         if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
             raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+        if out is not None:
+            ckpt.model_class_name(model)   # a class a checkpoint could not rebuild: say so now
         self.images = RunImages(model, train_x, test_x, binarization, seed, eval_size)
         self.model, self.optimizer, self.binarization, self.seed = model, optimizer, binarization, seed
         self.folder = RunFolder(out)
