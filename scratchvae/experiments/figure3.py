@@ -62,12 +62,13 @@ def parse_run(name):
 
 
 def eval_points(stop, start=FIRST_POINT, per_decade=PER_DECADE, unit=BATCH_SIZE):
-    """Log-spaced sample counts from ``start`` to ``stop`` (both included), each rounded up to a
-    multiple of ``unit`` (a minibatch, or for batch MCEM the training set): where a run pauses to
-    estimate log p(x) and save its checkpoint."""
+    """Log-spaced sample counts from ``start`` to ``stop``, each at the nearest multiple of
+    ``unit`` (a minibatch, or for batch MCEM the training set), and ``stop`` itself rounded up to
+    one: where a run pauses to estimate log p(x) and save its checkpoint."""
     n = int(math.floor(per_decade * math.log10(stop / start) + 1e-9)) if stop >= start else -1
-    points = {start * 10 ** (i / per_decade) for i in range(n + 1)} | {stop}
-    return sorted({int(math.ceil(round(p) / unit)) * unit for p in points if 0 < p <= stop})
+    points = {max(unit, int(round(start * 10 ** (i / per_decade) / unit)) * unit) for i in range(n + 1)}
+    last = int(math.ceil(stop / unit)) * unit
+    return sorted(p for p in points | {last} if p <= last)
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def evaluate(method, data, seed=0, guided=False, keep=False):
     return (out, images) if keep else out
 
 
-def final_bounds(method, data, guided, blind, k=FINAL_K, n_images=FINAL_IMAGES, seed=0):
+def final_bounds(method, data, guided, blind, k=None, n_images=FINAL_IMAGES, seed=0):
     """ELBO and L_k of a model with an encoder on the first ``n_images`` evaluation images of
     each part, and the differences image by image of the estimates (``guided`` and ``blind``:
     per-image arrays by part) from L_k, with their standard errors (None for MCEM, which has
@@ -221,7 +222,8 @@ def final_bounds(method, data, guided, blind, k=FINAL_K, n_images=FINAL_IMAGES, 
         return None
     from ..training.evaluate import evaluate_elbo, importance_sampled_bound
 
-    out = {"k": k, "n_images": n_images}
+    k = FINAL_K if k is None else k
+    out = {"k": k, "n_images": min(n_images, data["eval_train"].shape[0], data["eval_test"].shape[0])}
     for part in ("train", "test"):
         x = data[f"eval_{part}"][:n_images].astype(np.float32)
         lk = importance_sampled_bound(method.model, x, k=k, seed=seed)

@@ -89,6 +89,15 @@ def final_of(run):
     return run.get("final") or run["history"][-1]
 
 
+def bound_sizes(runs):
+    """``(k, images)`` of the runs' final L_k (from their records; the module's defaults if none)."""
+    for r in runs.values():
+        b = final_of(r).get("bounds")
+        if b is not None:
+            return b["k"], b["n_images"]
+    return f3.FINAL_K, f3.FINAL_IMAGES
+
+
 def seconds_per_million(run, key="train_time"):
     return run[key] / run["samples"] * 1e6 if run["samples"] else float("nan")
 
@@ -129,8 +138,9 @@ def plot(runs, path):
 
 
 def markdown_table(runs):
+    K, _ = bound_sizes(runs)
     lines = ["| run | N train | samples trained | est. log p(x) train / test | same, chains from the "
-             "model's z | kernel q (same samples) train / test | ELBO train / test | L_5000 train / test | "
+             f"model's z | kernel q (same samples) train / test | ELBO train / test | L_{K} train / test | "
              "HMC acceptance (est.) | training time | CPU time | estimates time |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
@@ -155,15 +165,16 @@ def markdown_table(runs):
 def bounds_table(runs):
     """Per run with an encoder and part: the estimate with the model's own start and the
     method-blind one on the first 500 images, against L_5000 and the ELBO on the same images."""
-    lines = [f"| run | part | est., model's start | est., prior start | L_{f3.FINAL_K} | ELBO | "
-             f"est. (model's start) - L_{f3.FINAL_K} | L_{f3.FINAL_K} - ELBO |",
+    K, N = bound_sizes(runs)
+    lines = [f"| run | part | est., model's start | est., prior start | L_{K} | ELBO | "
+             f"est. (model's start) - L_{K} | L_{K} - ELBO |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
         f = final_of(r)
         b = f.get("bounds")
         if b is None:
             continue
-        n = f3.FINAL_IMAGES
+        n = f3.FINAL_IMAGES          # the key's name; it holds the first min(500, n_eval) images
         for part in ("train", "test"):
             d, se = b[f"{part}_guided_minus_L_k"], b[f"{part}_guided_minus_L_k_se"]
             lines.append(f"| {name} | {'training' if part == 'train' else 'held-out'} | "
@@ -198,26 +209,27 @@ def bound_sentences(runs):
     total = len(at_or_above) + len(below)
     if not total:
         return out
-    s = (f"On the first {f3.FINAL_IMAGES} images of each part, the estimate with the chains started at the "
-         f"model's own guess is at or above L_{f3.FINAL_K} (within two standard errors of the difference "
+    K, N = bound_sizes(runs)
+    s = (f"On the first {N} images of each part, the estimate with the chains started at the "
+         f"model's own guess is at or above L_{K} (within two standard errors of the difference "
          f"image by image) in {len(at_or_above)} of {total} cases, as log p(x) >= L_k requires")
     if below:
         s += "; it is below it in " + ", ".join(
             f"{n} {_part(p)} ({d:+.2f} +- {se:.2f} nats)" for n, p, d, se, _ in below)
         s += ", where the estimate falls short of log p(x)"
     ordered = sum(1 for *_, gap in at_or_above + below if gap >= 0)
-    out.append(s + f". L_{f3.FINAL_K} is at or above the ELBO in {ordered} of {total}.")
+    out.append(s + f". L_{K} is at or above the ELBO in {ordered} of {total}.")
     close = [(n, p, d) for n, p, d, se, _ in at_or_above if abs(d) <= 1.0]
     if close:
-        out.append("Within a nat of L_5000: " + ", ".join(f"{n} {_part(p)} ({d:+.2f})" for n, p, d in close) + ".")
+        out.append(f"Within a nat of L_{K}: " + ", ".join(f"{n} {_part(p)} ({d:+.2f})" for n, p, d in close) + ".")
     for n, p, d, se, gap in far:
-        why = (f"the ELBO is {gap:.1f} nats below L_{f3.FINAL_K} there too: the encoder's q(z|x) is far from "
-               f"these images' posteriors, and {f3.FINAL_K} importance samples drawn from it still miss much of "
+        why = (f"the ELBO is {gap:.1f} nats below L_{K} there too: the encoder's q(z|x) is far from "
+               f"these images' posteriors, and {K} importance samples drawn from it still miss much of "
                "p(x), while the chains find the posterior without the encoder"
                if gap > FAR else
-               f"{f3.FINAL_K} importance samples from the encoder fall short of the posterior the chains find "
-               f"(the ELBO is {gap:.1f} nats below L_{f3.FINAL_K})")
-        out.append(f"The {_part(p)} estimate of {n} is {d:.1f} +- {se:.1f} nats above its L_{f3.FINAL_K}: {why}.")
+               f"{K} importance samples from the encoder fall short of the posterior the chains find "
+               f"(the ELBO is {gap:.1f} nats below L_{K})")
+        out.append(f"The {_part(p)} estimate of {n} is {d:.1f} +- {se:.1f} nats above its L_{K}: {why}.")
     return out
 
 
@@ -239,8 +251,8 @@ def start_sentences(runs):
                 if b is not None and d > 0:
                     db, se = b[f"{part}_blind_minus_L_k"], b[f"{part}_blind_minus_L_k_se"] or 0.0
                     if db < -2 * se:
-                        s += (f"; the prior start is {-db:.2f} +- {se:.2f} nats below L_{f3.FINAL_K} on the "
-                              f"first {f3.FINAL_IMAGES}, which log p(x) >= L_k rules out: some of its chains stay "
+                        s += (f"; the prior start is {-db:.2f} +- {se:.2f} nats below L_{b['k']} on the "
+                              f"first {b['n_images']}, which log p(x) >= L_k rules out: some of its chains stay "
                               "in a minor mode of the posterior, and the estimate is then that mode's share of p(x)")
                 out.append(s + ".")
     if out:
@@ -488,8 +500,9 @@ def results_section(runs, check, figure="results/figure3.png", data="results/fig
              "q is fitted to the same samples as the Gaussian.", "", markdown_table(runs), ""]
     bt = bounds_table(runs)
     if bt:
-        parts += [f"The same estimates on the first {f3.FINAL_IMAGES} images of each part, beside "
-                  f"L_{f3.FINAL_K} and the ELBO there (+- the standard error of the difference image by image):",
+        K, N = bound_sizes(runs)
+        parts += [f"The same estimates on the first {N} images of each part, beside "
+                  f"L_{K} and the ELBO there (+- the standard error of the difference image by image):",
                   "", bt, ""]
     parts += ["What the numbers say:", ""]
     for group in (bound_sentences(runs), start_sentences(runs), overfit_sentences(runs),
