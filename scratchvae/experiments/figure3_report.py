@@ -306,8 +306,9 @@ def ranking_sentences(runs):
                     s = f"AEVB overtakes {label} on the held-out images at about {at} {unit} (points {where})"
                 else:
                     s = f"AEVB falls below {label} on the held-out images within the common range {where}"
-                out.append(f"{size} set, per {unit.split(' of ')[0] if x == 'train_time' else 'sample'}: {s}; "
-                           f"at the last common point AEVB minus {label} is {last_d:+.1f} nats.")
+                per = "per training sample" if x == "samples" else "per second of training"
+                out.append(f"{size} set, {per}: {s}; at the last common point AEVB minus {label} is "
+                           f"{last_d:+.1f} nats.")
         if aevb is not None and mcem is not None:
             a, m = seconds_per_million(aevb), seconds_per_million(mcem)
             out.append(f"{size} set: training takes {a:.0f} s per 10^6 samples for AEVB and {m:.0f} s for "
@@ -364,6 +365,10 @@ def settings_rows():
                          f"by {m['tune_factor']} after each iteration whose mean acceptance is at least "
                          f"{m['target_accept']:.0%}, else divided by it; then {m['weight_updates']} Adagrad "
                          f"updates (step {f3.LR}, no warm-up), each on all N points with those z"),
+        ("MCEM (on-line, an option)", "runs `mcem-online-*`, not in the paper's figure: the same E- and M-step "
+                                      f"on one minibatch of {f3.BATCH_SIZE} at a time, each image's z a persistent "
+                                      "chain moved only when its image is drawn; it shows what makes the paper's "
+                                      "MCEM a batch algorithm (a sweep over all N points per weight update)"),
         ("estimator (appendix D)", f"on the first 1000 training and held-out images (`--n-eval`): one HMC chain "
                                    f"per image of {e['n_leapfrog']} leapfrog steps per transition, started at "
                                    f"the best of {e['n_init']} prior draws; the authors' chains "
@@ -394,7 +399,7 @@ checks it against an exact 2-D posterior.
 
 STATIC_SOURCES = """## What the paper and the authors' code say
 
-The paper (section 5 and appendices D and E) gives: Nz = 3 and 100 hidden units; MNIST; a small and
+The paper (section 5 and appendices D and E, as this project reads them) gives: Nz = 3 and 100 hidden units; MNIST; a small and
 a large training set; MCEM "not an on-line algorithm"; per MCEM step 10 HMC leapfrog steps with the
 step size tuned automatically to 90 % acceptance, then 5 weight updates with the sample; Adagrad for
 every algorithm; the estimator on the first 1000 training and test points, 50 posterior samples per
@@ -446,9 +451,10 @@ def xaxis_section(runs):
              "whose posterior samples that iteration draws (one HMC transition each) and then learns from "
              "(5 weight updates, each over the same N points with the same z). That is the count "
              "`step_batch_mcem` itself keeps: it calls the points it is given its batch. Counting every point "
-             "each weight update evaluates as well would put MCEM's points 6 times further right; counting "
-             "decoder passes, 16 per point and iteration (1 + 10 for the transition, 5 for the updates), "
-             "against about 2 per sample for AEVB (encoder and decoder, forward and back)."]
+             "each weight update evaluates as well would put MCEM's points 6 times further right. In work, an "
+             "MCEM sample so counted costs 16 forward and backward passes through the decoder (1 + 10 for the "
+             "transition, 5 for the updates), an AEVB or wake-sleep sample one pass through the encoder and "
+             "one through the decoder, each forward and back."]
     costs = [(n, seconds_per_million(r), seconds_per_million(r, "train_cpu_time")) for n, r in runs.items()]
     if costs:
         lines += ["", "Measured cost of a training sample as counted (training only, without the estimates): "
@@ -462,13 +468,16 @@ def estimator_section(check):
                       "and the authors' kernel estimate (`q=\"kde\"`) is recorded beside it at every point "
                       "(`*_log_px_kde` in the data). Why the Gaussian: the ratio q(z) / p(x, z) has a finite "
                       "variance under the posterior only if q falls off faster than the posterior far from it; "
-                      "a kernel estimate falls off as one kernel, of covariance f^2 C, which a bandwidth "
-                      "factor f above sqrt(2) makes wider than twice the posterior's. Measured "
+                      "a kernel estimate falls off as one kernel, of covariance f^2 C (C the samples' covariance, "
+                      "close to the posterior's), which a bandwidth factor f above sqrt(2) makes wider than "
+                      "twice the posterior's. Measured "
                       "(`scratchvae.derivations.hmc.compare_q`, also a test):", ""]
                      + [f"- {s}" for s in q_sentences({}, check)]
-                     + ["", "The heavier tails show as an upward bias: the estimate is minus the log of an "
-                        "average, which a few very large ratios pull up, and a wider q makes them larger. "
-                        "`scratchvae gradcheck` runs the Gaussian q's check (`appendix_d_estimator`)."])
+                     + ["", "The heavier tails show as an upward bias. The estimate is minus the log of an "
+                        "average of 50 ratios; when rare, very large ratios carry much of the ratio's "
+                        "expectation, the average of 50 is most of the time below that expectation, and minus "
+                        "its log above log p(x). `scratchvae gradcheck` runs the Gaussian q's check "
+                        "(`appendix_d_estimator`)."])
 
 
 def commands_section(runs):
