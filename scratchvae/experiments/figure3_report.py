@@ -112,6 +112,11 @@ def plot(runs, path):
 
     fig = _figure(11, 4.2)
     values = [h[f"{part}_log_px"] for r in runs.values() for h in r["history"] for part in ("train", "test")]
+    # the range from the second decade on: the first points (before Adagrad's warm-up ends, a model
+    # still at its initialization near -784 log 2) would squash the rest; they are drawn off the axes
+    later = [h[f"{part}_log_px"] for r in runs.values() for h in r["history"] for part in ("train", "test")
+             if h["samples"] >= 10 * f3.FIRST_POINT]
+    values = later or values
     ylim = (min(values) - 5, max(values) + 15) if values else (-210, -90)
     for i, size in enumerate(f3.SIZES):
         ax = fig.add_subplot(1, 2, i + 1)
