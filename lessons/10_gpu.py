@@ -171,12 +171,13 @@ run.save(fig, "timing")
 #
 # 1. **Code, on the GPU if you have one.** Take your `bernoulli_log_likelihood_grad` from lesson 7's
 #    exercise (workbook `07_vae.py`; check it first with
-#    `scratchvae exercises check my-workbook bernoulli_log_likelihood_grad`). If it calls `np.exp`,
-#    it only runs on NumPy arrays: write it with `xp = get_array_module(x, logits)` and `xp.exp`
-#    (or the library's `sigmoid`) so that it runs wherever its arguments live. With CuPy and a GPU,
-#    call it on CuPy float64 arrays of shape (1000, 784) and compare with the library's function
+#    `scratchvae exercises check my-workbook bernoulli_log_likelihood_grad`). Write it the library's
+#    way, with `xp = get_array_module(x, logits)` and only `xp` functions (or the library's
+#    `sigmoid`), so that it says where it computes: wherever its arguments live. With CuPy and a
+#    GPU, call it on CuPy float64 arrays of shape (1000, 784) and compare with the library's function
 #    (which runs the fused kernel there) to a relative error of 1e-12; time both. Without a GPU, the
-#    grader's NumPy check is the whole exercise.
+#    grader's NumPy check is the whole exercise. Question: which `np.` calls would still have worked
+#    on CuPy arrays, and which would not?
 # 2. **Question: float32 and finite differences.** The losses above agree in float32 and float64 to
 #    about 1e-7 relative. Why does that make a central-difference gradient check in float32 useless
 #    with delta = 1e-5, even for a correct gradient? Estimate the error of one numerical derivative
