@@ -20,6 +20,9 @@
 # (Figure 2), the learned 2-D manifold (Figure 4b) and samples from 2, 5, 10 and 20-D latent
 # spaces (Figure 5). Without the 60,000 training images (the offline reference folder has only
 # the 10,000 test images) the training set is 9,000 of those and the held-out set the other 1,000.
+#
+# First, though, the lesson takes apart the computation that trains the model, `VAE.backward`:
+# each of its lines derived from the formula above and checked on its own.
 
 # %%
 import inspect
