@@ -282,8 +282,9 @@ run.save(fig, "variance_collapse")
 #    to log p(x|z), and so the largest rec any image can reach: a 560-pixel face, a 64-pixel digit?
 #    Compare with the training ELBOs printed above.
 # 3. **Question: the collapse in numbers.** Without a floor the smallest logvar_x printed above is
-#    about -32. What does a held-out pixel cost, in nats, when the decoder's mean misses it by 0.1
-#    with that variance? Is the held-out ELBO of the "no floor" model then surprising?
+#    about -32 in fast mode (-14 in full mode). What does a held-out pixel cost, in nats, when the
+#    decoder's mean misses it by 0.1 with that variance? Is the held-out ELBO of the "no floor"
+#    model then surprising?
 # 4. **Question: positive ELBOs.** The models of this lesson have ELBOs of tens or hundreds of nats
 #    *above* zero; lesson 7's are all below zero. Why can one be positive and the other not, and can
 #    the two numbers be compared?
