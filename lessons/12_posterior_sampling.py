@@ -123,16 +123,16 @@ levels = np.linspace(0, density.max(), 16)
 lines = levels[2::3]
 ticks = [t for t in MaxNLocator(5).tick_values(0, levels[-1]) if t <= levels[-1]]
 
-fig, axes = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw=dict(width_ratios=[1.25, 1.25, 1]))
+fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw=dict(width_ratios=[1.25, 1.25, 1]))
 exact_fill = axes[0].contourf(Z1, Z2, density, levels=levels, cmap="viridis", extend="max")
 fig.colorbar(exact_fill, ax=axes[0], label="density of z", ticks=ticks)
-axes[0].set_title(f"(a) exact p(z|x) on a grid (log p(x) = {log_px_grid:.2f})")
+axes[0].set_title(f"(a) exact p(z|x) on a grid, log p(x) = {log_px_grid:.2f}", fontsize=10)
 filled = axes[1].contourf(K1, K2, kde, levels=levels, cmap="viridis", extend="max")
 axes[1].contour(Z1, Z2, density, levels=lines, colors="w", linewidths=0.8)
 axes[1].plot([], [], color="w", label="exact p(z|x), contours")
 axes[1].legend(fontsize=8, facecolor="0.3", labelcolor="w", loc="upper right")
 fig.colorbar(filled, ax=axes[1], label="density of z (same scale as (a))", ticks=ticks)
-axes[1].set_title(f"(b) {len(z_all)} HMC samples ({n_chains} chains x 5), kernel density")
+axes[1].set_title(f"(b) kernel density of {len(z_all)} HMC samples", fontsize=10)
 for ax in axes[:2]:
     ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="z_1", ylabel="z_2")
     ax.set_aspect("equal")
@@ -142,7 +142,8 @@ for j, (name, color) in enumerate((("z_1", "C0"), ("z_2", "C1"))):
     axes[2].plot(u, marginal, color=color, label=f"p({name}|x), exact")
     axes[2].hist(z_all[:, j], bins=40, density=True, histtype="step", color=color, ls="--",
                  label=f"{name}, HMC samples")
-axes[2].set(xlim=(lo.min(), hi.max()), xlabel="z", ylabel="density", title="(c) the marginals")
+axes[2].set(xlim=(lo.min(), hi.max()), xlabel="z", ylabel="density")
+axes[2].set_title("(c) the marginals", fontsize=10)
 axes[2].legend(fontsize=8)
 fig.tight_layout()
 run.save(fig, "hmc_vs_grid")
