@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Lesson 8: the VAE on Frey Face, and the variance-collapse hazard
 #
-# Full mode takes about a minute on 2 CPU cores. Fast mode runs on scikit-learn's 8 x 8 digits
+# Full mode takes about a minute and a half on 2 CPU cores. Fast mode runs on scikit-learn's 8 x 8 digits
 # instead, with the same Gaussian decoder: the hazard and its cure show just as well on them, but
 # the manifold then shows digits, not faces (the lesson says which it drew).
 #

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # Lesson 9: how good is the model? L_k against the ELBO
 #
-# Full mode takes about 2.5 minutes on 2 CPU cores (two MNIST models, then 5,000 importance
-# samples per image); fast mode runs on scikit-learn's 8 x 8 digits in seconds.
+# Full mode takes about 3.5 minutes on 2 CPU cores (two MNIST models, then up to 5,000 importance
+# samples per image, three times over); fast mode runs on scikit-learn's 8 x 8 digits in seconds.
 #
 # The ELBO is a lower bound on log p(x); how loose is it? Draw k samples z_1..z_k from the
 # encoder's q(z|x) and average the importance weights p(x, z_i) / q(z_i|x) (Burda et al. 2016):
