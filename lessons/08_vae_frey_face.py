@@ -190,7 +190,7 @@ history = trainer.fit(epochs=epochs, eval_every=data.train.shape[0] * max(1, epo
 last = history[-1]
 print(f"  2-D model, {epochs} epochs in {time.perf_counter() - start:.1f} s: ELBO per image train "
       f"{last['train_elbo']:.1f}, held-out {last['test_elbo']:.1f} nats "
-      f"(note 003's formula would say {last['test_elbo'] + x_dim / 2 * LOG_2PI:.1f})")
+      f"(without the D/2 log 2pi, as note 003 writes it: {last['test_elbo'] + x_dim / 2 * LOG_2PI:.1f})")
 
 # %% [markdown]
 # Each image pixel is drawn as a whole number of screen pixels, and the grey scale runs from the
