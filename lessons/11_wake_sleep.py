@@ -134,9 +134,11 @@ dmu, dlogvar = sleep_grad(z_dream, mu, logvar)
 n = z_dream.shape[0]
 ws.zero_grad()
 ws.encoder.backward(np.concatenate([dmu / n, dlogvar / n], axis=1), input_grad=False)
+# The same numbers up to rounding: the library may divide or multiply in another order, and an
+# entry of a weight's gradient that is a sum of nearly cancelling terms magnifies the difference.
 for name, g in library.items():
     run.check(f"sleep gradient by hand, through the encoder = WakeSleep.sleep, {name}", ws.gradients()[name], g,
-              tol=1e-12)
+              tol=1e-9)
 library_sleep_gradient = getattr(scratchvae.models.wake_sleep, "sleep_gradient", None)
 if library_sleep_gradient is not None:
     print(inspect.getsource(library_sleep_gradient))
