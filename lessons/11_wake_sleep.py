@@ -212,16 +212,17 @@ print(f"  variances of q: sleep phase {np.round(sleep_var, 4)}, ELBO {np.round(e
 # prior), the same initial weights, and the same evaluation of the lower bound. The warm-up is
 # in the authors' code: the first 101 steps only add g^2 to Adagrad's accumulator h and leave the
 # weights alone, so that the first real steps are not divided by the root of one tiny g^2
-# (`Adagrad(..., warmup=101)`). The bound is evaluated at log-spaced points, 8 per decade of
-# training samples from 10^4 on, as in `scratchvae reproduce`.
+# (`Adagrad(..., warmup=101)`). The bound is evaluated at log-spaced points, about 8 per decade
+# of training samples from 10^4 on, as in `scratchvae reproduce`.
 
 # %%
 ADAGRAD_WARMUP = 101
-decades = math.log10(run.pick(fast=300_000, full=1_000_000) / 1e4)
 z_dim = run.pick(fast=5, full=5)
 hidden = run.pick(fast=50, full=200)
 samples = run.pick(fast=300_000, full=1_000_000)
 lr = run.pick(fast=0.1, full=0.01)
+n_points = int(8 * math.log10(samples / 1e4)) + 1                # about 8 per decade, multiples of 100
+eval_at = np.unique(np.round(np.geomspace(1e4, samples, n_points) / 100).astype(int) * 100)
 binarization = "dynamic" if data.likelihood == "bernoulli" else "none"
 curves = {}
 for name, cls in (("AEVB", VAE), ("wake-sleep", WakeSleep)):
@@ -230,7 +231,6 @@ for name, cls in (("AEVB", VAE), ("wake-sleep", WakeSleep)):
     opt = Adagrad(model.named_parameters(), lr=lr, warmup=ADAGRAD_WARMUP)
     trainer = Trainer(model, opt, data.train, data.test, batch_size=100, binarization=binarization,
                       seed=run.seed, progress=False)
-    eval_at = np.unique(np.round(np.geomspace(1e4, samples, int(8 * decades) + 1) / 100).astype(int) * 100)
     for target in eval_at:
         trainer.fit(samples=int(target), eval_every=10**15)
     curves[name] = trainer.history
