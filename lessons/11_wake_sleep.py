@@ -142,7 +142,9 @@ for name, g in library.items():
 library_sleep_gradient = getattr(scratchvae.models.wake_sleep, "sleep_gradient", None)
 if library_sleep_gradient is not None:
     print(inspect.getsource(library_sleep_gradient))
-    for mine, theirs, what in zip((dmu, dlogvar), library_sleep_gradient(z_dream, mu, logvar), ("dmu", "dlogvar")):
+    # the library's averages over the n dreams: the 1/n that the cell above applies by hand
+    for mine, theirs, what in zip((dmu / n, dlogvar / n), library_sleep_gradient(z_dream, mu, logvar),
+                                  ("dmu", "dlogvar")):
         run.check(f"the library's sleep_gradient, {what}", theirs, mine, tol=1e-12)
 
 # %% [markdown]
@@ -282,9 +284,9 @@ run.save(fig, "aevb_vs_wake_sleep")
 # `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
 # questions: `lessons/answers/11_wake_sleep.md`; try first.
 #
-# 1. **Code: the sleep gradient** (`sleep_gradient`, workbook `11_wake_sleep.py`): given dreams z,
-#    and the encoder's mu and logvar for their x, the gradient of -log q(z|x) with respect to mu and
-#    logvar, derived above. The grader knows the missing 1/2 and the flipped sign.
+# 1. **Code: the sleep gradient** (`sleep_gradient`, workbook `11_wake_sleep.py`): given n dreams z,
+#    and the encoder's mu and logvar for their x, the gradient of -1/n sum_i log q(z_i|x_i) with
+#    respect to mu and logvar, derived above (the average over the dreams, so with the 1/n). The grader knows the missing 1/2 and the flipped sign.
 # 2. **Question: no reparameterization.** AEVB's encoder gradient needs z = mu + exp(logvar/2) eps
 #    and its backward (lesson 6); the sleep phase's does not. Why not? What would go wrong if the
 #    sleep phase drew its z from q(z|x) instead of taking the dream's z?

@@ -139,10 +139,8 @@ def test_lesson_runs_as_a_script_with_its_options(tmp_path):
     _check_figures(path, tmp_path)
 
 
-# Lessons that end with exercises and a file of worked answers (lessons 0 to 6 join this list
-# when their exercises are written).
-WITH_EXERCISES = ["07_vae_mnist", "08_vae_frey_face", "09_importance_sampling", "10_gpu", "11_wake_sleep",
-                  "12_posterior_sampling"]
+# Every lesson ends with exercises and a file of worked answers.
+WITH_EXERCISES = [path.stem for path in LESSONS]
 
 
 @pytest.mark.parametrize("stem", WITH_EXERCISES)
