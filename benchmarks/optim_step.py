@@ -84,13 +84,12 @@ class Helper:
 
     def run_split(self, opt, halves):
         first, second = halves
-        opt.begin_step()
-        self.work = lambda: opt.update_part(second)
-        self.go.set()
-        opt.update_part(first)
-        self.done.wait()
-        self.done.clear()
-        opt.end_step()
+        with opt.step_in_parts() as update:
+            self.work = lambda: update(*second)
+            self.go.set()
+            update(*first)
+            self.done.wait()
+            self.done.clear()
 
 
 def make_optimizer(cls, model, block, **kwargs):
@@ -103,7 +102,8 @@ def make_optimizer(cls, model, block, **kwargs):
 
 
 def halves(opt):
-    """The optimizer's parameters in two parts of about equal size (their own scratch arrays)."""
+    """The optimizer's parameter names in two parts of about equal size, for two ``update``
+    calls of one ``step_in_parts`` (a full name is a prefix that matches that tensor alone)."""
     names, sizes = [n for n, _, _ in opt.named], [p.size for _, p, _ in opt.named]
     total, run, cut = sum(sizes), 0, len(names)
     for i, size in enumerate(sizes):
@@ -111,7 +111,7 @@ def halves(opt):
         if run >= total / 2:
             cut = i + 1
             break
-    return opt.split(names[:cut], names[cut:])
+    return names[:cut], names[cut:]
 
 
 def products(floor):
@@ -203,7 +203,7 @@ def floor_passes(n_states):
 
 
 def _blocks(opt):
-    ((_, _, _, blocks),) = opt._all
+    ((_, _, _, blocks),) = opt._part(())[1]   # every parameter: step()'s walk
     return blocks
 
 
@@ -217,12 +217,12 @@ def check_passes(make_model, make, passes_of, steps=3):
     a, b = (make(model) for model in models)
     for _ in range(steps):
         a.step()
-        b.begin_step()
+        b._begin_step()
         passes = passes_of(b, b.named[0][1].dtype)
         for block in _blocks(b):
             for _, _, op in passes:
                 op(*block)
-        b.end_step()
+        b._end_step()
     for (name, p, _), (_, q, _) in zip(a.named, b.named):
         if not np.array_equal(p, q):
             raise AssertionError(f"the pass list differs from the update in {name}")
@@ -238,7 +238,7 @@ def measure_passes(name, make_model, batch_size, make, passes_of, repeats, seed=
         fill_gradients(model, seed)
     check_passes(make_model, make, passes_of)
     opt, other = make(models[0]), make(models[1])
-    opt.begin_step()
+    opt._begin_step()
     passes = passes_of(opt, np.float32)
     touch = floor_passes(len(opt.state_names))
     blocks = _blocks(opt)

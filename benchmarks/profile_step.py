@@ -19,6 +19,7 @@ gradients and update (on the worker), and what the main thread waits for the wor
 """
 import argparse
 import cProfile
+import functools
 import json
 import pstats
 import statistics
@@ -32,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scratchvae.experiments import bench
+from scratchvae.training.overlap import DECODER
 
 
 def timed(table, name, fn):
@@ -63,16 +65,22 @@ def instrument_overlap(overlap, table):
     model.decoder.backward = timed(table, "decoder backward (dx only)", model.decoder.backward)
     model.encoder.backward = timed(table, "encoder backward (beside the worker)", model.encoder.backward)
     for layer in model.decoder.net.layers:
-        if layer.params:
-            layer.weight_grad = timed(table, "decoder weight gradients (on the worker thread)",
-                                      layer.weight_grad)
-    update_part = opt.update_part
+        if layer.params:   # backward with defer makes dx; the deferred call (no defer), dW and db
+            weight_grads = timed(table, "decoder weight gradients (on the worker thread)", layer.backward)
+            layer.backward = functools.partial(_deferred_timed, layer.backward, weight_grads)
+    apply, decoder_part = opt._apply, opt._part((DECODER,))[1]
 
     def update(part):
-        name = ("decoder update (on the worker thread)" if part is overlap.decoder_part
-                else "encoder update")
-        return timed(table, name, update_part)(part)
-    opt.update_part = update
+        name = "decoder update (on the worker thread)" if part is decoder_part else "encoder update"
+        return timed(table, name, apply)(part)
+    opt._apply = update
+
+
+def _deferred_timed(backward, weight_grads, dy, input_grad=True, defer=None):
+    """A Linear layer's backward whose deferred part (called without ``defer``) is timed."""
+    if defer is not None:
+        return backward(dy, input_grad=input_grad, defer=defer)
+    return weight_grads(dy, input_grad=input_grad)
 
 
 def profile(batch_size, threads, epochs, seed=0, use_cprofile=False, overlapped=False):

@@ -13,14 +13,16 @@
 #
 # and the pair (x, z) is a draw from p(x, z), so x alone is a draw from p(x).
 #
-# Two models from note 000, both in the library:
+# Two models, both in the library (the first two examples of the lecture notes this course
+# follows):
 #
 # * a **mixture of Gaussians**: z ~ Categorical(pi) picks a component, x | z = k ~ N(mu_k, Sigma_k);
 # * a **deep latent-variable model**: z ~ N(0, I), x | z ~ N(mu(z), Sigma(z)) with
 #   mu(z) = sigmoid(A z + c) and Sigma(z) = diag(exp(sigmoid(B z + d))), theta = (A, B, c, d).
 #
-# (Note 000 writes the prior as $$\mathbf{z} \sim \mathcal{N}(0, l)$$ — the l is the identity
-# matrix I.)
+# (The lecture notes, note 000, write this prior as $$\mathbf{z} \sim \mathcal{N}(0, l)$$: a
+# normal with mean 0 and covariance "l". The l stands where the identity matrix I belongs; the
+# prior is N(0, I), independent standard normal coordinates.)
 
 # %%
 import matplotlib.pyplot as plt
@@ -28,6 +30,7 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
 from _lesson import Lesson
+from scratchvae.distributions import logsumexp
 from scratchvae.models.deep_lvm import DeepLVM
 from scratchvae.models.mixture import GaussianMixture
 
@@ -61,7 +64,41 @@ run.check("total variance tr Cov[x]", np.trace(np.cov(x_mix.T)), np.trace(mixtur
           tol=tol)
 
 # %% [markdown]
-# ## A continuous z: note 000's deep latent-variable model
+# ## Evaluating p(x) for a discrete z: logsumexp
+#
+# Sampling needed no p(x), but fitting a model to data (lesson 2) does. For the mixture,
+#
+#     log p(x) = log sum_k exp(a_k),   a_k = log p(x, z = k) = log pi_k + log N(x; mu_k, Sigma_k)
+#
+# (`GaussianMixture.log_joint(x)` holds the a_k, one row per x). Computed as written, exp(a_k)
+# underflows to 0 once a_k is below about -745 (exp(-746) is smaller than float64's smallest
+# positive number, 5e-324), and if every term underflows the log is -inf. That is no corner case:
+# an image of 784 pixels adds one log-density per pixel to a_k, and -745 is ordinary. The fix
+# pulls the largest term out of the sum, m = max_k a_k:
+#
+#     log sum_k exp(a_k) = m + log sum_k exp(a_k - m)
+#
+# (multiply and divide the sum by exp(m)). Every exponent is now <= 0 and the largest term is
+# exactly exp(0) = 1, so the sum lies between 1 and K: nothing overflows, nothing underflows to
+# -inf, and log p(x) lies between max_k a_k and max_k a_k + log K. This is
+# `scratchvae.distributions.logsumexp(a, axis)`. Below, on the mixture's draws: it agrees with
+# the naive formula where that one works, and still works when every term is 1000 nats lower
+# (every exp(a_k) multiplied by e^-1000, where the naive sum is 0).
+
+# %%
+a = mixture.log_joint(x_mix[:1000])                      # (1000, 3): log p(x_n, z = k)
+lse = logsumexp(a, axis=1)
+run.check("logsumexp vs log(sum(exp(a))) where the latter is representable", lse,
+          np.log(np.exp(a).sum(axis=1)), tol=1e-12)
+with np.errstate(divide="ignore"):
+    naive_low = np.log(np.exp(a - 1000).sum(axis=1))
+print(f"  1000 nats lower: the naive formula gives {naive_low[0]}, "
+      f"logsumexp {logsumexp(a - 1000, axis=1)[0]:.4f}")
+run.check("logsumexp(a - 1000) + 1000 vs logsumexp(a)", logsumexp(a - 1000, axis=1) + 1000, lse, tol=1e-12)
+assert np.all(a.max(axis=1) <= lse) and np.all(lse <= a.max(axis=1) + np.log(3))
+
+# %% [markdown]
+# ## A continuous z: the deep latent-variable model
 #
 # Here z ~ N(0, 1) is one number and x has two coordinates. `DeepLVM.sample` draws z, computes
 # mu(z) and logvar(z) = sigmoid(B z + d), and draws x = mu(z) + exp(logvar(z) / 2) * eps. As z
@@ -141,3 +178,28 @@ run.save(fig, "ancestral_sampling")
 #   integrals for a continuous one), which is how the draws were checked.
 # * Sampling is easy; *evaluating* p(x) needs the sum or integral over z (lessons 2 and 3), and
 #   *inferring* z from x needs p(z|x) (lessons 2 and 5).
+# * Sum probabilities in log space with logsumexp: m + log sum_k exp(a_k - m), m = max_k a_k.
+#
+# ## Exercises
+#
+# Start a workbook once; it holds the exercises of every lesson, one file per topic:
+#
+#     scratchvae exercises start my-workbook
+#
+# This lesson's function is in `my-workbook/01_latent_variables.py`, with the library's signature
+# and docstring and its body left to you; grade it with
+# `scratchvae exercises check my-workbook logsumexp`. Worked answers to the questions:
+# `lessons/answers/01_latent_variable_models.md`.
+#
+# 1. **logsumexp** (code): `logsumexp(a, axis=-1)`, log sum_i exp(a_i) along `axis`, by the shift
+#    above. A row whose terms are all -inf (an observation every component rules out) must give
+#    -inf, not NaN. `scratchvae exercises check my-workbook logsumexp`
+# 2. **By hand** (question). What does log(sum(exp(a))) give in float64 for a = (-800, -801, -802),
+#    and what is the right value, to five decimals, from the shifted formula?
+# 3. **Where the total variance comes from** (question). Derive Cov[x] = sum_k pi_k (Sigma_k +
+#    mu_k mu_k^T) - E[x] E[x]^T from the law of total covariance, Cov[x] = E_z[Cov[x|z]] +
+#    Cov_z[E[x|z]], and compute both parts of tr Cov[x] for the lesson's mixture. Which part is larger?
+# 4. **How loose is the tolerance?** (question). The label frequencies are checked with a tolerance of
+#    5 / sqrt(N) on the relative error |f_k - pi_k| / (f_k + pi_k). How many standard errors of that
+#    relative error is the tolerance for each component, and how often would a correct sampler fail
+#    the check?

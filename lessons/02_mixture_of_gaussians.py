@@ -1,12 +1,13 @@
 # %% [markdown]
 # # Lesson 2: the mixture of Gaussians and EM
 #
-# The shallow latent-variable model of note 000: with K components,
+# The shallow latent-variable model of lesson 1: with K components,
 #
 #     z ~ Categorical(pi),   x | z = k ~ N(mu_k, Sigma_k),
 #     p(x) = sum_{k=1}^{K} pi_k N(x; mu_k, Sigma_k).
 #
-# (Note 000 writes the sum as `\sum_{k=1}^{k}`; the upper limit is K.)
+# (The lecture notes this course follows write this sum as `\sum_{k=1}^{k}`, with the index's own
+# letter as its upper limit; it runs over the K components, k = 1..K.)
 #
 # Three ideas in this lesson:
 #
@@ -14,13 +15,16 @@
 #    stays finite where sum_k pi_k N(x; ...) underflows to 0.
 # 2. **It is not concave** in theta = (pi, mu, Sigma): relabelling the components gives the same
 #    likelihood, so there are several maxima with lower ground between them, and gradient
-#    methods or EM can stop at a poor one.
-# 3. **EM** raises it anyway, using note 001's decomposition for any q(Z) over the labels:
+#    methods or EM can stop at a poor one. (The notes call the likelihood "non-convex"; for a
+#    function we maximize, the property that would guarantee a single maximum is concavity.)
+# 3. **EM** raises it anyway, using a decomposition that holds for any distribution q(Z) over the
+#    labels:
 #
 #        ln p(X|theta) = L(q, theta) + KL(q || p(Z|X, theta))
 #        L(q, theta) = sum_n sum_k q_nk [ln p(x_n, z_n = k|theta) - ln q_nk]
 #
-#    (note 001 prints the second term as KL(q||q); it is the KL to the posterior, lesson 5).
+#    (the notes print the second term as KL(q||q), which is 0 for every q and would make L equal
+#    ln p whatever q is; it is the KL from q to the posterior, as lesson 5 shows numerically).
 #    The E-step sets q to the posterior, so KL = 0 and L touches ln p; the M-step raises L over
 #    theta with q fixed, and ln p rises at least as much because KL >= 0 again.
 #
@@ -35,7 +39,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
 
 from _lesson import Lesson
-from scratchvae.models.mixture import GaussianMixture, fit_em, init_mixture
+from scratchvae.models.mixture import GaussianMixture, fit_em, init_mixture, m_step
 
 run = Lesson("02_mixture_of_gaussians")
 rng = np.random.default_rng(run.seed)
@@ -91,9 +95,31 @@ print("  final ln p(X) of EM from each start: " + ", ".join(f"{v:.1f}" for v in 
 # %% [markdown]
 # ## 3. EM, with the decomposition recorded at every half-step
 #
-# `fit_em` records, after each E-step and each M-step, ln p(X|theta), L(q, theta) and
-# KL(q || p(Z|X, theta)). Checked at every record: the identity ln p = L + KL, KL = 0 right
-# after an E-step, and ln p never decreasing.
+# With q_nk the probability that q gives to z_n = k, the two steps are:
+#
+# * **E-step**: q becomes the posterior over the labels, the *responsibilities*
+#
+#       q_nk = p(z_n = k | x_n, theta) = pi_k N(x_n; mu_k, Sigma_k) / sum_j pi_j N(x_n; mu_j, Sigma_j)
+#            = exp(a_nk - logsumexp_j a_nj),   a_nk = log pi_k + log N(x_n; mu_k, Sigma_k)
+#
+#   (computed in log space, as in section 1). Then KL(q || p(Z|X, theta)) = 0 and L = ln p.
+# * **M-step**: with q fixed, L(q, theta) = sum_n sum_k q_nk [log pi_k + log N(x_n; mu_k, Sigma_k)]
+#   + (a term without theta) is a weighted Gaussian log-likelihood, maximized in closed form by
+#   weighted counts, means and covariances:
+#
+#       N_k = sum_n q_nk,   pi_k = N_k / N,   mu_k = (1/N_k) sum_n q_nk x_n,
+#       Sigma_k = (1/N_k) sum_n q_nk (x_n - mu_k)(x_n - mu_k)^T
+#
+#   (setting the derivative of L with respect to mu_k, sum_n q_nk Sigma_k^{-1} (x_n - mu_k), to
+#   zero gives mu_k; pi_k comes from maximizing sum_k N_k log pi_k subject to sum_k pi_k = 1).
+#   The library adds a small `reg_covar` times the identity to each Sigma_k (question 4 below
+#   says why).
+#
+# `GaussianMixture.responsibilities` and `m_step` compute them; `fit_em` alternates them and records,
+# after each E-step and each M-step, ln p(X|theta), L(q, theta) and KL(q || p(Z|X, theta)).
+# Checked at every record: the identity ln p = L + KL, KL = 0 right after an E-step, and ln p
+# never decreasing. And the M-step's theta is checked to be a maximum of L(q, theta): moving it
+# a little in random directions only lowers L.
 
 # %%
 model, history = runs[best_seed]
@@ -104,6 +130,22 @@ run.check("ln p(X) = L(q, theta) + KL(q || p(Z|X)), every half-step", bound + kl
 kl_after_e = max(abs(step.kl) for step in history if step.stage == "E")
 print(f"  largest |KL| right after an E-step: {kl_after_e:.1e} (zero up to round-off)")
 assert kl_after_e < 1e-9 and np.all(np.diff(log_lik) > -1e-8 * abs(log_lik[0]))
+
+q = model.responsibilities(x)                               # an E-step at the fitted model
+theta = m_step(x, q, reg_covar=0.0)                         # the exact maximizer of L(q, .)
+L_best = theta.lower_bound(x, q)
+drops = []
+for i in range(20):
+    r = np.random.default_rng(100 + i)
+    d_pi = r.standard_normal(3)
+    d_cov = r.standard_normal((3, 2, 2))
+    nearby = GaussianMixture(theta.pi + 1e-2 * (d_pi - d_pi.mean()) * theta.pi.min(),
+                             theta.mu + 1e-2 * r.standard_normal((3, 2)),
+                             theta.cov + 1e-2 * (d_cov + d_cov.transpose(0, 2, 1)) / 2 * theta.cov.min())
+    drops.append(L_best - nearby.lower_bound(x, q))
+print(f"  L(q, theta) at the M-step: {L_best:.4f}; at 20 random nearby theta it is lower by "
+      f"{min(drops):.2e} to {max(drops):.2e}")
+assert min(drops) > 0, "the M-step did not maximize L(q, theta)"
 
 # %% [markdown]
 # ## scikit-learn, from the same start
@@ -198,3 +240,26 @@ run.save(fig, "em")
 # * Each EM step is the decomposition ln p = L + KL at work: the E-step closes the gap, the
 #   M-step raises the bound. The VAE keeps the bound but replaces the exact E-step (impossible for
 #   a neural decoder) by an encoder q(z|x) trained with it (lesson 5).
+#
+# ## Exercises
+#
+# Start a workbook once, if you have not yet (`scratchvae exercises start my-workbook`); this
+# lesson's functions are in `my-workbook/02_mixture_em.py`, graded with
+# `scratchvae exercises check my-workbook e_step m_step`. Worked answers to the questions:
+# `lessons/answers/02_mixture_of_gaussians.md`.
+#
+# 1. **The E-step** (code): `e_step(x, pi, mu, cov)`, the (N, K) responsibilities of section 3,
+#    in log space (each row sums to 1, and a point far from every component still gets finite
+#    responsibilities). log N(x; mu_k, Sigma_k) is `scratchvae.models.mixture.mvn_log_density`.
+#    `scratchvae exercises check my-workbook e_step`
+# 2. **The M-step** (code): `m_step(x, q, ...)`, the weighted counts, means and covariances of
+#    section 3 (plus `reg_covar` on the diagonal of each covariance), returned as a
+#    `GaussianMixture`. `scratchvae exercises check my-workbook m_step`
+# 3. **Not concave** (question). How many parameter settings give exactly the same mixture as the
+#    truth (K = 3)? Then use the two numbers the lesson prints for the swap path (its ends and its
+#    middle) to prove that ln p(X|theta) is not a concave function of theta.
+# 4. **No maximum at all** (question). Show that ln p(X|theta) is unbounded above: put one component
+#    on a single data point with covariance s^2 I and let s shrink. How fast does ln p(X) grow, and
+#    from which s does a 4-component mixture (the lesson's best 3-component fit with its
+#    proportions scaled by 0.99, plus a component of weight 0.01 on the first data point) beat that
+#    fit? What does this say about maximum likelihood, and what does `reg_covar` do about it?

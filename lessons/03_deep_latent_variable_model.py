@@ -1,7 +1,8 @@
 # %% [markdown]
 # # Lesson 3: the deep latent-variable model, a mixture of infinitely many Gaussians
 #
-# Replace the mixture's discrete label by a continuous z (note 000):
+# Replace the mixture's discrete label by a continuous z (the deep latent-variable model of lesson 1,
+# as the lecture notes this course follows give it):
 #
 #     z ~ N(0, I),   p(x|z) = N(mu(z), Sigma(z)),
 #     mu(z) = sigmoid(A z + c),   Sigma(z) = diag(exp(sigmoid(B z + d))),   theta = (A, B, c, d).
@@ -18,10 +19,11 @@
 # and as S grows it approaches the continuous mixture. In `scratchvae.models.deep_lvm.DeepLVM`,
 # `log_marginal` computes this estimate and `grid_log_marginal` evaluates it on a 2-D grid.
 #
-# Note 000 prints the covariance as
-# `\left.\Sigma_{\theta}(\mathbf{z})=\operatorname{diag}(\exp (\sigma(B \mathbf{z}+d)))\right)=...`
-# with its second diagonal entry garbled (`\exp \left(\sigma_{\left.2 z+d_{2}\right)}\right)`):
-# it is exp(sigmoid(b_2 z + d_2)), like the first.
+# For two pixels the notes (note 000) write this covariance out as a 2 x 2 diagonal matrix,
+# `\left.\Sigma_{\theta}(\mathbf{z})=\operatorname{diag}(\exp (\sigma(B \mathbf{z}+d)))\right)=...`,
+# whose first diagonal entry is exp(sigmoid(b_1 z + d_1)) and whose second is garbled
+# (`\exp \left(\sigma_{\left.2 z+d_{2}\right)}\right)`): it is exp(sigmoid(b_2 z + d_2)), like the
+# first, with b_2 the second row of B.
 
 # %%
 import matplotlib.pyplot as plt
@@ -38,8 +40,17 @@ rng = np.random.default_rng(run.seed)
 # %% [markdown]
 # ## The gradient of log p(x|z)
 #
-# Learning theta needs d log p(x|z) / d theta, through the two sigmoids (the formulas are in the
-# `deep_lvm` docstring). Checked against central differences for every parameter tensor:
+# Learning theta needs d log p(x|z) / d theta. With m = sigmoid(A z + c) and s = sigmoid(B z + d),
+#
+#     log p(x|z) = -1/2 sum_j [ log 2 pi + s_j + (x_j - m_j)^2 exp(-s_j) ]
+#
+# and the chain rule of lesson 0 goes through the two sigmoids (sigmoid' = sigmoid (1 - sigmoid)):
+#
+#     dc_j = (x_j - m_j) exp(-s_j) * m_j (1 - m_j),           dA_jk = dc_j z_k
+#     dd_j = 1/2 [(x_j - m_j)^2 exp(-s_j) - 1] * s_j (1 - s_j),  dB_jk = dd_j z_k
+#
+# summed over the rows of a batch (`DeepLVM.backward`). Checked against central differences for
+# every parameter tensor:
 
 # %%
 model = DeepLVM(A=np.array([[1.5], [4.0]]), B=np.array([[2.0], [-2.0]]),   # 2-D x, 1-D z
@@ -71,11 +82,13 @@ run.check(f"log p(x), Monte Carlo with S = {S} vs quadrature", estimate, exact, 
 # %% [markdown]
 # ## What is intractable: the integral over z, not p(x|z)
 #
-# Note 002 says (its line 68)
+# The lecture notes (note 002) explain why a VAE needs an encoder by claiming that p(x|z) itself
+# cannot be computed for every z ("computationally too expensive"), which makes the problem
+# intractable. Their line reads
 #
 #     Problem: impossible to compute $p(x|z)$ for every $z$ ([computationally
 #
-# but for a given z, p(x|z) is one pass through the decoder (`model.log_prob(x, z)` above gave
+# But for a given z, p(x|z) is one pass through the decoder (`model.log_prob(x, z)` above gave
 # it for 8 pairs at once). What cannot be done is the integral over *every* z,
 # p(x) = ∫ p(x|z) p(z) dz: the grid above took 4001 decoder passes for one latent dimension, and
 # as fine a grid over a 20-dimensional z would take 4001^20. With p(x) goes the posterior
@@ -88,7 +101,7 @@ print(f"  log p(x) at the same x: {exact[0]:.4f} ({z_grid.shape[0]} decoder pass
       f"a 20-D grid as fine: about 10^{20 * np.log10(z_grid.shape[0]):.0f})")
 
 # %% [markdown]
-# ## The note's model is a soft blob
+# ## The model as the notes give it is a soft blob
 #
 # exp(sigmoid(.)) lies between 1 and e, so every conditional has a variance of at least 1, while
 # the means stay inside the unit square: p(x) comes out as one smooth blob whatever theta is.
@@ -98,7 +111,7 @@ print(f"  log p(x) at the same x: {exact[0]:.4f} ({z_grid.shape[0]} decoder pass
 
 # %%
 class SharperLVM(DeepLVM):
-    """Note 000's model with Sigma(z) = exp(shift) diag(exp(sigmoid(B z + d))), shift < 0."""
+    """The same model with Sigma(z) = exp(shift) diag(exp(sigmoid(B z + d))), shift < 0."""
     shift = -6.0
 
     def likelihood_params(self, z):
@@ -109,7 +122,7 @@ class SharperLVM(DeepLVM):
 sharp = SharperLVM(**{k: v.copy() for k, v in model.params.items()})
 
 # Every estimate is an average of Gaussians, so it integrates to 1; check on a wide grid.
-for name, m, lo, hi, n in [("note 000's model", model, -9.0, 10.0, 191),
+for name, m, lo, hi, n in [("the notes' model", model, -9.0, 10.0, 191),
                            ("sharper model", sharp, -1.0, 2.0, 301)]:
     grid = np.linspace(lo, hi, n)
     mass = np.exp(m.grid_log_marginal(grid, grid, n_samples=300)).sum() * (grid[1] - grid[0]) ** 2
@@ -119,7 +132,7 @@ for name, m, lo, hi, n in [("note 000's model", model, -9.0, 10.0, 191),
 # ## The picture: S Gaussians become a continuum
 #
 # Each row shows the Monte Carlo p(x) with S = 1, 10 and many draws of z, the curve mu(z) in
-# white. Top: note 000's model as written. Bottom: the same theta with smaller variances, where
+# white. Top: the model as the notes give it. Bottom: the same theta with smaller variances, where
 # the mixture of S bumps along mu(z) visibly fills in to a curved ridge: a density no single
 # Gaussian, and no finite mixture of a few, could draw.
 
@@ -136,7 +149,7 @@ for row, (m, lo, hi) in enumerate([(model, -3.0, 4.0), (sharp, -0.2, 1.2)]):
         im = ax.imshow(density, origin="lower", extent=[lo, hi, lo, hi], cmap="magma")
         ax.plot(*curve.T, "w", lw=0.8, alpha=0.8)
         ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="x_1", ylabel="x_2",
-               title=f"{'note 000' if row == 0 else 'variances x exp(-6)'}, S = {S}")
+               title=f"{'variances exp(sigmoid(.))' if row == 0 else 'variances x exp(-6)'}, S = {S}")
         fig.colorbar(im, ax=ax, fraction=0.046, label="p(x)")
 fig.tight_layout()
 run.save(fig, "infinite_mixture")
@@ -146,7 +159,26 @@ run.save(fig, "infinite_mixture")
 #
 # * p(x) = E_z p(x|z) is a continuous mixture; its Monte Carlo estimate is a finite one.
 # * Simple conditionals give a flexible marginal only when they are narrow compared with how far
-#   mu(z) moves; the note's exp(sigmoid(.)) keeps every variance in (1, e) and the marginal stays
+#   mu(z) moves; the notes' exp(sigmoid(.)) keeps every variance in (1, e) and the marginal stays
 #   a blob. The VAE's Gaussian decoder learns an unconstrained log-variance instead (lesson 8).
 # * Evaluating p(x) this way needs many draws when p(x|z) is narrow, because most z miss x; the
 #   VAE's encoder proposes z where p(x|z) is large instead (lessons 5 and 9).
+#
+# ## Exercises
+#
+# This lesson has no function of its own in the workbook; the first exercise reuses lesson 1's
+# `logsumexp`. Start a workbook once, if you have not yet (`scratchvae exercises start my-workbook`),
+# and grade it with `scratchvae exercises check my-workbook logsumexp`. Worked answers:
+# `lessons/answers/03_deep_latent_variable_model.md`.
+#
+# 1. **p(x) by Monte Carlo, with your logsumexp** (code). Draw z_1..z_S from N(0, 1), take the
+#    (N, S) matrix `model.pairwise_log_prob(points, z)` of log p(x_n | z_s), and turn it into the
+#    estimate log (1/S) sum_s p(x_n | z_s) with your `logsumexp`. Compare with
+#    `model.log_marginal(points, z=z)` (the same draws: they must agree to round-off) and with the
+#    quadrature `exact` above (they agree up to the Monte Carlo error).
+# 2. **The gradient, by hand** (question). Derive dc_j and dd_j above from log p(x|z), then compute
+#    them for the lesson's `model` at x = (0.5, 0.5), z = 0.3 and compare with `model.backward()`.
+# 3. **Why narrow conditionals need many draws** (question). The estimate of p(x) averages p(x|z_s)
+#    over S draws, so its relative variance is r / S with r = E_z[p(x|z)^2] / p(x)^2 - 1. Compute r
+#    by quadrature over the lesson's z grid at the point x = mu(0.5) on the ridge, for `model` and for
+#    `sharp`, and the S each needs for a 10 % relative standard error. Explain the difference.

@@ -86,11 +86,13 @@ schedule = run.pick(fast=[(1e-2, 60), (1e-3, 40)], full=[(1e-2, 200), (1e-3, 200
 linear_curve = []
 for lr, epochs in schedule:
     linear_curve += fit(linear, x, lr=lr, epochs=epochs, batch_size=64)
-angles = principal_angles(linear.decoder_basis(), components.T)
-print(f"  principal angles, linear autoencoder vs PCA (degrees): {np.round(np.degrees(angles), 3)}")
+angles = np.degrees(principal_angles(linear.decoder_basis(), components.T))      # in degrees
+largest = run.pick(fast=3.0, full=0.5)                                             # degrees too
+print(f"  principal angles, linear autoencoder vs PCA: {np.round(angles, 3)} degrees "
+      f"(the largest must be below {largest} degrees)")
 run.check("training error, linear autoencoder vs PCA", linear_curve[-1], mse(x, pca_reconstruct(x)),
           tol=run.pick(fast=1e-2, full=1e-3))
-assert angles.max() < run.pick(fast=0.05, full=0.01), "the linear autoencoder has not found the PCA subspace"
+assert angles.max() < largest, "the linear autoencoder has not found the PCA subspace"
 
 # %% [markdown]
 # ## A nonlinear autoencoder does better
@@ -110,7 +112,8 @@ for name, value in held_out.items():
 # %% [markdown]
 # ## Data that does not fit in memory
 #
-# Note 002 claims (its lines 26-28):
+# The lecture notes this course follows argue (note 002) that autoencoders should replace PCA,
+# first because PCA needs the whole data set in memory and an autoencoder does not:
 #
 #     \- For very large data sets that can't be stored in memory, PCA will not
 #     be able to be performed. The autoencoder construction using keras can
@@ -180,3 +183,28 @@ run.save(fig, "autoencoder_vs_pca")
 # * Both scale to data that does not fit in memory, by minibatches.
 # * Neither is a generative model: nothing says which codes h are likely, so decoding a random h
 #   gives no digit. The VAE adds a prior p(z) and a probabilistic encoder (lessons 5 to 7).
+#
+# ## Exercises
+#
+# Start a workbook once, if you have not yet (`scratchvae exercises start my-workbook`); this
+# lesson's function is in `my-workbook/04_pca.py`, graded with
+# `scratchvae exercises check my-workbook pca`. Worked answers to the questions:
+# `lessons/answers/04_autoencoders_and_pca.md`.
+#
+# 1. **PCA** (code): `pca(x, k)`, returning `(mean, components, variances)`: the mean of the rows,
+#    the top k principal directions as the rows of a (k, D) array with orthonormal rows, and the
+#    variance of the data along each, largest first. Use the SVD of the centred data,
+#    X_c = U diag(s) V^T: the directions are the first k rows of V^T and the variances s_i^2 / N.
+#    `scratchvae exercises check my-workbook pca`
+# 2. **A subspace, not a basis** (question). Show that for any invertible k x k matrix M, the linear
+#    autoencoder with encoder (W_e M, b_e M) and decoder (M^{-1} W_d, b_d) makes exactly the same
+#    reconstructions as (W_e, b_e, W_d, b_d). What does that say about what training can find, and
+#    why does the lesson compare principal angles instead of the decoder's columns with PCA's
+#    components?
+# 3. **How much does a code of 4 keep?** (question) Derive PCA's error sum_{i > k} lambda_i from the
+#    eigen-decomposition of the covariance, then compute, on the lesson's training digits, the
+#    fraction of the total variance that k = 4 components keep, and the k needed for 90 %.
+# 4. **Streaming, and its catch** (question). How many numbers do the streamed sums of the last
+#    section hold, against the data itself, for the digits (N = 1500, D = 64) and for MNIST
+#    (N = 60,000, D = 784)? Then add 10^8 to every pixel and compute the covariance from the sums
+#    again: what happens to the eigenvalues, why, and how do you fix it?

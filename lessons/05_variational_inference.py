@@ -15,9 +15,9 @@
 # at once, with q(z|x) = N(mu, diag(exp(logvar))) given by an encoder and KL(q || N(0, I)) in
 # closed form.
 #
-# Everything below is computed for note 000's model with one latent dimension and 100 observed
-# ones (an "image" of 100 pixels), where integrals over z can be done on a fine grid, so every
-# term is exact to ~1e-12 and each identity can be checked.
+# Everything below is computed for the deep latent-variable model of lesson 3, with one latent
+# dimension and 100 observed ones (an "image" of 100 pixels), where integrals over z can be done
+# on a fine grid, so every term is exact to ~1e-12 and each identity can be checked.
 
 # %%
 import matplotlib.pyplot as plt
@@ -125,51 +125,70 @@ run.check("linear-Gaussian: elbo(q = p(z|x)) vs log p(x)", lg.elbo(x_lg, m, logv
           lg.log_marginal(x_lg), tol=1e-12)
 
 # %% [markdown]
-# ## The errors in the notes
+# ## What the lecture notes get wrong
 #
-# **Note 001** (EM-style decomposition, lines 29, 41, 43 and 18 of the note) writes
+# The lecture notes this course follows derive the same decomposition and the same bound. Five of
+# their statements are wrong; each is stated here (quoted where the error is in the formula itself),
+# then set right and, where it changes a number, measured.
+#
+# **1. The second term is not KL(q || q).** The notes (note 001) state the decomposition as
 #
 #     $$\ln p(X|\theta) = \mathcal{L}(q, \theta)  + KL(q\|q)$$
 #
-# but KL(q || q) = 0 for every q, which would make L(q, theta) = ln p(X|theta) for *every* q. The
-# second term is KL(q || p(Z|X, theta)), the distance to the posterior, as the note's own next
-# lines define it. Its bound is then stated for the wrong variable:
+# But KL(q || q) = 0 for every q, so this would make L(q, theta) = ln p(X|theta) for *every* q: the
+# bound would always be tight, and there would be nothing to optimize. The second term is
+# KL(q || p(Z|X, theta)), the divergence from q to the posterior (which is how the notes go on to
+# define the KL). The checks above measured it: L = log p(x) only when q is the posterior.
+#
+# **2. The bound is on ln p(X), not ln p(Z).** The notes conclude
 #
 #     Therefore, $\mathcal{L}(q, \theta) \le \ln p(Z\|\theta)$, in other words that $\mathcal{L}(q, \theta)$ is a lower bound of  $\ln p(Z\|\theta)$.
 #
-# It is ln p(X|theta), the evidence of the data, that L bounds (p(Z) is the prior, which the
-# bound says nothing about); likewise its introduction's "maximizing the marginal log-likelihood
-# $p(z)$ over the parameter $\theta$ and latent variable $z$" should read: maximizing the marginal
-# log-likelihood log p(x) over theta, with z integrated out, not optimized. Its last line flips a
-# sign:
+# It is ln p(X|theta), the evidence of the data, that L bounds; p(Z) is the prior, about which the
+# bound says nothing. In the same way their introduction describes learning as "maximizing the
+# marginal log-likelihood $p(z)$ over the parameter $\theta$ and latent variable $z$": what is
+# maximized is log p(x), over theta, with z integrated out rather than optimized.
+#
+# **3. A flipped sign: the ELBO's KL term is subtracted.** Splitting L into a reconstruction part and
+# a prior part, the notes first write, correctly,
+#
+#     L = sum_Z q(Z) ln p(X|Z) + sum_Z q(Z) ln (p(Z) / q(Z)),
+#
+# and then replace the second sum by **plus** KL(q(Z) || p(Z)):
 #
 #     &=  \sum_{Z}q(Z) \ln p(X|Z) + KL(q(Z)\| p(Z)) \\ &= E_{q(Z)} log p(X|Z) + KL(q(Z)\| p(Z))
 #
-# The line before it has sum_Z q ln (p(Z) / q(Z)), which is **minus** KL(q || p(Z)). With the plus
-# sign the expression is no lower bound: it exceeds log p(x), and it grows without limit as q
-# shrinks to a point (KL(q || p(z)) contains -1/2 log sigma^2), so maximizing it would collapse
-# the encoder instead of fitting it. (The proof above it also drops a minus in its third row,
-# "&=  \sum_{Z} q(Z) \ln\frac{p(X,Z)}{q(Z)} + ...", then restores it in the fourth.)
+# But sum_Z q ln (p(Z) / q(Z)) is **minus** KL(q || p(Z)). With the plus sign the expression is no
+# lower bound: it exceeds log p(x), and it grows without limit as q shrinks to a point
+# (KL(q || p(z)) contains -1/2 log sigma^2), so maximizing it would collapse the encoder instead
+# of fitting it (measured below). Their proof of the decomposition also loses a minus sign for one
+# line: from KL(q || p(Z|X)) = -sum_Z q ln (p(X, Z) / (q p(X))) it goes on to
+# "&=  \sum_{Z} q(Z) \ln\frac{p(X,Z)}{q(Z)} + ...", that is + sum_Z q ln (p(X, Z) / q) + ln p(X),
+# where the first sum should carry a minus; the next line has it again.
 #
-# **Note 002** (line 90) writes $p_\theta (x^{(i)}) \geq \mathcal{L}(x^{(i)}, \theta, \phi)$: the
-# bound is on log p_theta(x^{(i)}). Its reparameterization formula is treated in lesson 6.
+# **4. A bound on log p, written for p.** The notes (note 002) state the bound as
+# $p_\theta (x^{(i)}) \geq \mathcal{L}(x^{(i)}, \theta, \phi)$, on the likelihood p_theta(x^(i))
+# itself. The bound is on log p_theta(x^(i)). As written the inequality is true but empty: the
+# ELBO of an image is a large negative number (about -170 nats here) and every probability is
+# positive. (The notes' version of the reparameterization is the subject of lesson 6.)
 
 # %%
 def note001_objective(mu, logvar):
-    """Note 001's last line: E_q log p(x|z) + KL(q || p(z)) (the sign flipped)."""
+    """The notes' flipped sign (error 3): E_q log p(x|z) + KL(q || p(z))."""
     elbo, _, _ = terms(mu, logvar)
     return elbo + 2 * float(kl_standard_normal(np.array([mu]), np.array([logvar])))
 
 
-print(f"  with KL(q||q) = 0 the note's identity says L = log p(x) for every q; but for q = N(0, 1) "
+print(f"  with KL(q||q) = 0 the notes' identity says L = log p(x) for every q; but for q = N(0, 1) "
       f"L = {terms(0.0, 0.0)[0]:.3f} and log p(x) = {log_px:.3f}")
 for sigma in (0.3, 0.03, 0.003):
-    print(f"  note 001's objective at q = N({mu_star:.2f}, {sigma}^2): "
+    print(f"  the flipped-sign objective at q = N({mu_star:.2f}, {sigma}^2): "
           f"{note001_objective(mu_star, 2 * np.log(sigma)):9.3f}   vs log p(x) = {log_px:.3f}")
 assert note001_objective(mu_star, logvar_star) > log_px        # no lower bound
 
 # %% [markdown]
-# **Note 003** (line 99) gives the Gaussian decoder's negative log-likelihood as
+# **5. A constant dropped from the Gaussian likelihood.** The notes (note 003) give the negative
+# log-likelihood of a Gaussian decoder with mean mu_x and variances sigma_x^2 as
 #
 #     $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
 #
@@ -180,14 +199,14 @@ assert note001_objective(mu_star, logvar_star) > log_px        # no lower bound
 # %%
 x3, mu3, logvar3 = rng.uniform(0, 1, (2, 560)), rng.uniform(0, 1, (2, 560)), rng.normal(-3, 1, (2, 560))
 note003_nll = (0.5 * logvar3 + (x3 - mu3) ** 2 / (2 * np.exp(logvar3))).sum(axis=1)
-run.check("-log p(x|z) - note 003's value = D/2 log 2pi",
+run.check("-log p(x|z) - the notes' value = D/2 log 2pi",
           -gaussian_log_density(x3, mu3, logvar3) - note003_nll, np.full(2, 280 * LOG_2PI), tol=1e-12)
 
 # %% [markdown]
 # ## The picture
 #
 # (a) prior, posterior and the best Gaussian q; (b) moving q's mean with its variance fixed at
-# the best: the ELBO touches log p(x) only up to the gap KL(q || p(z|x)), while note 001's signed
+# the best: the ELBO touches log p(x) only up to the gap KL(q || p(z|x)), while the flipped-sign
 # version climbs above log p(x); (c) the ELBO over (mu, logvar) with its maximum.
 
 # %%
@@ -207,7 +226,7 @@ note = np.array([note001_objective(m, logvar_star) for m in mus])
 axes[1].axhline(log_px, color="k", label="log p(x)")
 axes[1].plot(mus, elbos, "C0", lw=2, label="elbo(q)")
 axes[1].fill_between(mus, elbos, log_px, color="C0", alpha=0.2, label="gap = KL(q || p(z|x))")
-axes[1].plot(mus, note, "C3--", lw=2, label="note 001: E log p(x|z) + KL(q || p(z))")
+axes[1].plot(mus, note, "C3--", lw=2, label="flipped sign: E log p(x|z) + KL(q || p(z))")
 axes[1].set(ylim=(log_px - 8, log_px + 4), title="(b) the bound as q's mean moves",
             xlabel=f"mu of q (variance fixed at {np.exp(logvar_star):.3f})", ylabel="nats")
 axes[1].legend(fontsize=8, loc="lower center")
@@ -236,3 +255,25 @@ run.save(fig, "elbo_decomposition")
 #   KL has a closed form for Gaussians, with gradients mu and (exp(logvar) - 1) / 2.
 # * The best q within a family still leaves a gap when the posterior is outside the family
 #   (lesson 9 measures it for a trained VAE).
+#
+# ## Exercises
+#
+# Start a workbook once, if you have not yet (`scratchvae exercises start my-workbook`); this
+# lesson's functions are in `my-workbook/05_kl.py`, graded with
+# `scratchvae exercises check my-workbook kl_standard_normal kl_standard_normal_grad`. Worked
+# answers to the questions: `lessons/answers/05_variational_inference.md`.
+#
+# 1. **The closed-form KL** (code): `kl_standard_normal(mu, logvar)`, KL(N(mu, diag(exp(logvar))) ||
+#    N(0, I)), one value per row (summed over the last axis).
+#    `scratchvae exercises check my-workbook kl_standard_normal`
+# 2. **Its gradient** (code): `kl_standard_normal_grad(mu, logvar)`, returning `(dmu, dlogvar)`, each
+#    shaped like mu. `scratchvae exercises check my-workbook kl_standard_normal_grad`
+# 3. **Where the closed form comes from** (question). For one dimension, compute E_q[log q(z)] and
+#    E_q[log N(z; 0, 1)] for q = N(mu, sigma^2) and subtract them to get
+#    1/2 (mu^2 + sigma^2 - 1 - log sigma^2). Which q makes the KL zero, and what does the gradient say
+#    the KL term does to an encoder's mu and logvar during training? Then evaluate it for
+#    q = N(0.7, 0.3), the case the lesson checks against quadrature.
+# 4. **How fast does the flipped sign run away?** (question). For the notes' objective
+#    E_q log p(x|z) + KL(q || p(z)), find how much it grows each time sigma shrinks tenfold once sigma
+#    is small, and compare with the three values the lesson prints. Why would an encoder trained on
+#    it collapse?

@@ -19,7 +19,8 @@
 #
 # This lesson shows why a sample gives no gradient by itself, that both estimators are unbiased,
 # that the pathwise one has a far smaller variance (which does not grow with the latent size),
-# and that note 002's version of the trick draws z with the wrong spread.
+# and that the version of the trick in the lecture notes this course follows draws z with the
+# wrong spread.
 
 # %%
 import matplotlib.pyplot as plt
@@ -229,17 +230,19 @@ fig.tight_layout()
 run.save(fig, "estimators")
 
 # %% [markdown]
-# ## Note 002: a covariance used as a standard deviation
+# ## The notes' version: a covariance used as a standard deviation
 #
-# Note 002 writes the trick as (its line 109)
+# The lecture notes (note 002) give the trick as: draw z_0 from N(0, 1), then set
 #
 #     $z = \mu_{x | z} + z_0 \Sigma_{x | z} \sim \mathcal{N}(\mu_{x | z}, \Sigma_{x | z})$
 #
-# Two things are wrong. The mean and covariance are the encoder's, mu_{z|x} and Sigma_{z|x}
-# (as the note itself names them a few lines earlier), not the decoder's mu_{x|z}. And
+# that is, z = (decoder's mean) + z_0 times (decoder's covariance), claimed to be distributed
+# N(mean, covariance). Two things are wrong. The mean and covariance are the encoder's, mu_{z|x}
+# and Sigma_{z|x} (the names the notes give the encoder's outputs just before), not the decoder's
+# mu_{x|z} and Sigma_{x|z}. And
 # multiplying z_0 ~ N(0, 1) by the covariance Sigma gives a spread of Sigma, so z ~ N(mu, Sigma^2):
 # the noise must be scaled by a standard deviation, Sigma^{1/2} = sigma = exp(logvar / 2), which is
-# what `reparameterize` does. The note's draws are too narrow when Sigma < 1 and too wide when
+# what `reparameterize` does. The notes' draws are too narrow when Sigma < 1 and too wide when
 # Sigma > 1; they are right only at Sigma = 1.
 
 # %%
@@ -250,15 +253,15 @@ fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 for ax, Sigma in zip(axes[:2], variances_sigma2):
     lv = np.array([np.log(Sigma)])
     z_right = reparameterize(np.array([mu0]), lv, eps)[:, 0]
-    z_note = mu0 + eps[:, 0] * Sigma                     # note 002's formula
+    z_note = mu0 + eps[:, 0] * Sigma                     # the notes' formula
     run.check(f"std of reparameterize draws vs sqrt(Sigma), Sigma = {Sigma}", z_right.std(),
               np.sqrt(Sigma), tol=2e-2)
-    print(f"  note 002's draws: std {z_note.std():.3f}, should be {np.sqrt(Sigma):.3f} "
+    print(f"  the notes' draws: std {z_note.std():.3f}, should be {np.sqrt(Sigma):.3f} "
           f"(relative error {abs(z_note.std() - np.sqrt(Sigma)) / np.sqrt(Sigma):.0%})")
     t = np.linspace(mu0 - 4 * max(Sigma, 1), mu0 + 4 * max(Sigma, 1), 400)
     b = np.linspace(t[0], t[-1], 80)
     ax.hist(z_right, bins=b, density=True, alpha=0.5, color="C0", label="mu + sigma * eps")
-    ax.hist(z_note, bins=b, density=True, alpha=0.5, color="C3", label="mu + Sigma * eps (note 002)")
+    ax.hist(z_note, bins=b, density=True, alpha=0.5, color="C3", label="mu + Sigma * eps (the notes)")
     ax.plot(t, np.exp(gaussian_log_density(t[:, None], np.array([mu0]), lv)), "k",
             label="target N(mu, Sigma)")
     ax.set(title=f"Sigma = {Sigma} (sigma = {np.sqrt(Sigma):g})", xlabel="z", ylabel="density")
@@ -269,7 +272,7 @@ e = rng.standard_normal(run.pick(fast=5_000, full=50_000))
 axes[2].plot(Sigmas, [(np.sqrt(S) * e).std() for S in Sigmas], "o", color="C0", ms=4,
              label="mu + sigma * eps")
 axes[2].plot(Sigmas, [(S * e).std() for S in Sigmas], "s", color="C3", ms=4,
-             label="mu + Sigma * eps (note 002)")
+             label="mu + Sigma * eps (the notes)")
 axes[2].plot(Sigmas, np.sqrt(Sigmas), "k", label="wanted: sqrt(Sigma)")
 axes[2].set(title="spread of the draws", xlabel="Sigma (a variance)", ylabel="std of z",
             xscale="log", yscale="log")
@@ -285,3 +288,26 @@ run.save(fig, "note002_spread")
 #   one has a much smaller variance here, and its variance does not grow with the latent size.
 #   The score function needs no derivative of f, which is why it survives for discrete z.
 # * Scale eps by the standard deviation sigma = exp(logvar / 2), never by the variance.
+#
+# ## Exercises
+#
+# Start a workbook once, if you have not yet (`scratchvae exercises start my-workbook`); this
+# lesson's functions are in `my-workbook/06_reparameterization.py`, graded with
+# `scratchvae exercises check my-workbook reparameterize reparameterize_backward`. Worked answers
+# to the questions: `lessons/answers/06_reparameterization.md`.
+#
+# 1. **The trick** (code): `reparameterize(mu, logvar, eps)`, z = mu + sigma * eps with
+#    sigma = exp(logvar / 2). `eps` may carry leading sample axes, (S, B, Z) against mu of shape
+#    (B, Z). `scratchvae exercises check my-workbook reparameterize`
+# 2. **Its backward** (code): `reparameterize_backward(dz, logvar, eps)`, returning `(dmu, dlogvar)`
+#    from the upstream gradient dz: derive dz/dmu and dz/dlogvar from z = mu + exp(logvar / 2) eps,
+#    and sum over any leading sample axes of dz (several samples of z share one mu and logvar).
+#    `scratchvae exercises check my-workbook reparameterize_backward`
+# 3. **The pathwise estimator, exactly** (question). In the test problem, f(z) = log N(x; z, s_x^2)
+#    with one latent dimension. Write the single-sample pathwise estimates of d/dmu and d/dlogvar as
+#    functions of eps, show that their means are the exact gradients (x - mu) / s_x^2 and
+#    -sigma^2 / (2 s_x^2), and compute the variance of the d/dmu estimate for the lesson's numbers
+#    (x = 1, mu = 0.2, sigma = 0.6, s_x = 0.5). Compare with the variance the lesson measures.
+# 4. **The same mistake in code** (question). A common bug writes `mu + exp(logvar) * eps`. Which
+#    distribution do its draws have, how is it related to the notes' formula, and how far off is the
+#    spread at logvar = -4 and at logvar = 2? Why can a VAE with this bug still train?

@@ -1,7 +1,9 @@
 # %% [markdown]
 # # Lesson 8: the VAE on Frey Face, and the variance-collapse hazard
 #
-# Full mode takes about a minute on 2 CPU cores; fast mode runs on scikit-learn's 8 x 8 digits.
+# Full mode takes about a minute and a half on 2 CPU cores. Fast mode runs on scikit-learn's 8 x 8 digits
+# instead, with the same Gaussian decoder: the hazard and its cure show just as well on them, but
+# the manifold then shows digits, not faces (the lesson says which it drew).
 #
 # Frey Face is a video of one face, 1,965 frames of 28 x 20 grey pixels. Grey values call for a
 # continuous likelihood; as in Kingma & Welling (2013) the decoder outputs a mean and a
@@ -35,16 +37,27 @@ run = Lesson("08_vae_frey_face")
 data = run.load("frey")
 x_dim = data.train.shape[1]
 print(f"  {data.split}; Gaussian decoder")
+if data.name != "frey":
+    print(f"  Fast mode: the {data.train.shape[0]} {data.image_shape[0]} x {data.image_shape[1]} {data.name} stand "
+          f"in for Frey Face's faces, as grey values with the same Gaussian decoder. Every number and figure "
+          f"below is about them; run without --fast (with Frey Face) for the faces.")
 hidden = run.pick(fast=64, full=200)
 
 # %% [markdown]
 # ## Nats need the constant
 #
-# Note 003 writes the reconstruction cost (its line 99) as
+# The negative log-density of the decoder's Gaussian, for an image of D pixels, is
+#
+#     -log p(x|z) = sum_d [1/2 log 2pi + 1/2 logvar_x_d + (x_d - mu_x_d)^2 / (2 exp(logvar_x_d))].
+#
+# A common shortcut drops the first term, D/2 log 2pi, because it does not depend on the weights,
+# so the gradient is the same with or without it. Note 003 of the lecture notes writes the
+# reconstruction cost that way (its line 99):
 #
 #     $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
 #
-# which drops D/2 log 2pi: for a 560-pixel face every ELBO would come out 514.6 nats too high, and
+# Fine for training, wrong for reporting: the result is no longer a log-density, so it is not in
+# nats. For a 560-pixel face every ELBO would come out D/2 log 2pi = 514.6 nats too high, and
 # could not be compared with anyone's log-likelihoods. Checked on a decoder's output:
 
 # %%
@@ -136,9 +149,9 @@ run.check("VAE with the floor: directional derivative", analytic, numeric, tol=T
 # %% [markdown]
 # ## The hazard, on 100 training images
 #
-# Few training images make it quick to show: a 10-D latent space and 100 frames (every 15th),
-# trained without a floor and with floors at sigma_x >= 0.05 (logvar_x >= -6) and sigma_x >= 0.135
-# (logvar_x >= -4). Without a floor the training ELBO keeps climbing while the held-out ELBO falls
+# Few training images make it quick to show: a 10-D latent space and 100 training images (in
+# full mode every 15th frame of the video), trained without a floor and with floors at
+# sigma_x >= 0.05 (logvar_x >= -6) and sigma_x >= 0.135 (logvar_x >= -4). Without a floor the training ELBO keeps climbing while the held-out ELBO falls
 # by thousands of nats; with a floor the fall is bounded.
 
 # %%
@@ -161,10 +174,11 @@ for name, floor in floors.items():
         assert hazard_logvar[name].min() >= floor
 
 # %% [markdown]
-# ## Figure 4a: the learned manifold of faces
+# ## Figure 4a: the learned manifold
 #
 # The full training set, a 2-D latent space, and the floor sigma_x >= 0.05. Decoder means on a
-# 20 x 20 grid of z evenly spaced in probability, as in the paper.
+# grid of z evenly spaced in probability, as in the paper: 20 x 20 faces of Frey Face in full mode,
+# 12 x 12 of the 8 x 8 digits in fast mode.
 
 # %%
 model = gaussian_vae(2, floors["floor: sigma_x >= 0.05"])
@@ -176,15 +190,18 @@ history = trainer.fit(epochs=epochs, eval_every=data.train.shape[0] * max(1, epo
 last = history[-1]
 print(f"  2-D model, {epochs} epochs in {time.perf_counter() - start:.1f} s: ELBO per image train "
       f"{last['train_elbo']:.1f}, held-out {last['test_elbo']:.1f} nats "
-      f"(note 003's formula would say {last['test_elbo'] + x_dim / 2 * LOG_2PI:.1f})")
+      f"(without the D/2 log 2pi, as note 003 writes it: {last['test_elbo'] + x_dim / 2 * LOG_2PI:.1f})")
 
 # %% [markdown]
-# Each face pixel is drawn as a whole number of screen pixels, and the grey scale runs from the
-# darkest to the brightest mean: a Gaussian decoder's faces use only part of [0, 1]
+# Each image pixel is drawn as a whole number of screen pixels, and the grey scale runs from the
+# darkest to the brightest mean: a Gaussian decoder's means use only part of [0, 1]
 # (`scratchvae.training.plots.manifold_figure`).
 
 # %%
-run.save(manifold_figure(model, data.image_shape, new_figure=plt.figure), "manifold")
+fig = manifold_figure(model, data.image_shape, new_figure=plt.figure)
+fig.axes[0].set_title(f"{'Frey Face' if data.name == 'frey' else data.name + ' (fast mode)'}: "
+                      f"{fig.axes[0].get_title()}", fontsize=9)
+run.save(fig, "manifold")
 
 fig, axes = plt.subplots(1, 2, figsize=(13, 5))
 ax = axes[0]
@@ -197,9 +214,14 @@ ax.xaxis.set_minor_formatter(NullFormatter())
 ax.legend(fontsize=8)
 ax = axes[1]
 mu, _ = model.encode(np.concatenate([data.train, data.test]))
-frames = ax.scatter(mu[:, 0], mu[:, 1], c=np.arange(len(mu)), cmap="viridis", s=4)
-fig.colorbar(frames, ax=ax, label="frame" if data.name == "frey" else "image index")
-ax.set(title="encoder means mu(x) of every image", xlabel="z_1", ylabel="z_2")
+if data.train_labels is None:          # Frey Face: frames of one video, coloured by their order
+    colour, cmap, label, extra = np.arange(len(mu)), "viridis", "frame (training, then held-out)", {}
+else:                                  # fast mode's digits: coloured by the digit
+    colour = np.concatenate([data.train_labels, data.test_labels])
+    cmap, label, extra = "tab10", "digit", dict(vmin=-0.5, vmax=9.5)
+points = ax.scatter(mu[:, 0], mu[:, 1], c=colour, cmap=cmap, s=4, **extra)
+fig.colorbar(points, ax=ax, label=label, **({"ticks": range(10)} if extra else {}))
+ax.set(title=f"encoder means mu(x) of every image ({data.name})", xlabel="z_1", ylabel="z_2")
 fig.tight_layout()
 run.save(fig, "training")
 
@@ -244,3 +266,25 @@ run.save(fig, "variance_collapse")
 # * A floor under the variance (or any prior that keeps it away from 0) makes the problem
 #   well posed, at the price of a cap on how sharp the model may be.
 # * Report ELBOs with the 1/2 log 2pi per pixel, so that they are in nats.
+#
+# ## Exercises
+#
+# Start a workbook once with `scratchvae exercises start my-workbook` and grade an exercise with
+# `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
+# questions: `lessons/answers/08_vae_frey_face.md`; try first.
+#
+# 1. **Code: the Gaussian log-density and its gradient** (`gaussian_log_density`,
+#    `gaussian_log_density_grad`, workbook `08_gaussian_decoder.py`): log N(x; mu, diag(exp(logvar)))
+#    summed over the last axis, with the constant, and its gradients with respect to mu, logvar and x.
+#    Derive d/dlogvar yourself first: where does its 1/2 come from? The grader knows what
+#    exp(logvar) used as the standard deviation looks like.
+# 2. **Question: the cap.** With the floor sigma_x >= 0.05, what is the most that one pixel can add
+#    to log p(x|z), and so the largest rec any image can reach: a 560-pixel face, a 64-pixel digit?
+#    Compare with the training ELBOs printed above.
+# 3. **Question: the collapse in numbers.** Without a floor the smallest logvar_x printed above is
+#    about -32 in fast mode (-14 in full mode). What does a held-out pixel cost, in nats, when the
+#    decoder's mean misses it by 0.1 with that variance? Is the held-out ELBO of the "no floor"
+#    model then surprising?
+# 4. **Question: positive ELBOs.** The models of this lesson have ELBOs of tens or hundreds of nats
+#    *above* zero; lesson 7's are all below zero. Why can one be positive and the other not, and can
+#    the two numbers be compared?

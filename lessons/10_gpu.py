@@ -76,7 +76,7 @@ print(cuda[start:cuda.index("}\n", start) + 2])
 # ## Precision: why GPUs train in float32 but checks use float64
 #
 # The same weights and the same eps, in float32 and in float64: the losses agree to float32's
-# round-off, about 1e-7 relative, far too coarse for finite differences (lesson 5) but plenty for
+# round-off, about 1e-7 relative, far too coarse for finite differences (lesson 0) but plenty for
 # training. On a GPU, the CPU and GPU losses in float64 agree to float64's round-off.
 
 # %%
@@ -162,3 +162,26 @@ run.save(fig, "timing")
 # * On a GPU small steps are dominated by launch overhead, which the fused kernels cut; large
 #   matrix products are where the GPU pulls ahead of the CPU.
 # * Train in float32, check gradients in float64.
+#
+# ## Exercises
+#
+# Start a workbook once with `scratchvae exercises start my-workbook` and grade an exercise with
+# `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers:
+# `lessons/answers/10_gpu.md`; try first.
+#
+# 1. **Code, on the GPU if you have one.** Take your `bernoulli_log_likelihood_grad` from lesson 7's
+#    exercise (workbook `07_vae.py`; check it first with
+#    `scratchvae exercises check my-workbook bernoulli_log_likelihood_grad`). Write it the library's
+#    way, with `xp = get_array_module(x, logits)` and only `xp` functions (or the library's
+#    `sigmoid`), so that it says where it computes: wherever its arguments live. With CuPy and a
+#    GPU, call it on CuPy float64 arrays of shape (1000, 784) and compare with the library's function
+#    (which runs the fused kernel there) to a relative error of 1e-12; time both. Without a GPU, the
+#    grader's NumPy check is the whole exercise. Question: which `np.` calls would still have worked
+#    on CuPy arrays, and which would not?
+# 2. **Question: float32 and finite differences.** The losses above agree in float32 and float64 to
+#    about 1e-7 relative. Why does that make a central-difference gradient check in float32 useless
+#    with delta = 1e-5, even for a correct gradient? Estimate the error of one numerical derivative
+#    of this loss (about 556 nats) in float32, and say what a larger delta would trade.
+# 3. **Question: launches.** How many GPU kernels does one call of `reparameterize` launch in plain
+#    CuPy (`kernels.use_kernels(False)`), and how many with the fused kernel? Why does that matter
+#    for the small widths in the timing figure and not for the large ones?

@@ -11,11 +11,13 @@
 #     wake:   x from the data, z ~ q(z|x)             decoder theta:  maximize log p(x|z)
 #     sleep:  z ~ p(z), a "dream" x ~ p(x|z)          encoder phi:    maximize log q(z|x)
 #
-# (`scratchvae.models.wake_sleep.WakeSleep`, a `VAE` with another `backward`.) This lesson shows
-# that the wake phase is half of AEVB's gradient, that the sleep phase is not the other half,
-# what the sleep phase fits instead, and how the two algorithms' bounds compare in training.
+# (`scratchvae.models.wake_sleep.WakeSleep`, a `VAE` with another `backward`.) This lesson writes
+# both phases' gradients by hand and checks them, shows that the wake phase is half of AEVB's
+# gradient, that the sleep phase is not the other half, what the sleep phase fits instead, and
+# how the two algorithms' bounds compare in training.
 
 # %%
+import inspect
 import math
 
 import matplotlib.pyplot as plt
@@ -23,8 +25,10 @@ import numpy as np
 import scipy.optimize
 
 from _lesson import Lesson
+import scratchvae.models.wake_sleep
 from scratchvae import VAE, Adagrad, Adam
-from scratchvae.experiments.reproduce import ADAGRAD_WARMUP, eval_points
+from scratchvae.distributions import gaussian_log_density, reparameterize
+from scratchvae.gradcheck import THRESHOLD, numerical_gradient
 from scratchvae.models.linear_gaussian import LinearGaussian
 from scratchvae.models.wake_sleep import WakeSleep
 from scratchvae.training.trainer import Trainer
@@ -58,6 +62,90 @@ ws.sleep(*ws.dream(50))
 name = "encoder.0.W"
 gap = np.abs(ws.gradients()[name] - vae.gradients()[name]).max() / np.abs(vae.gradients()[name]).max()
 print(f"  the encoder's gradients differ: max |sleep - ELBO| / max |ELBO| = {gap:.2f} for {name}")
+
+# %% [markdown]
+# ## The wake gradient by hand
+#
+# The wake phase on a minibatch: z = mu + exp(logvar / 2) eps from the encoder, then the gradient of
+# -1/(S B) sum log p(x_b|z_sb) for the decoder's weights only. z is held fixed, as if the encoder's
+# guess were the true cause: the decoder's backward of dlogp = -1/(S B) (step 2 of lesson 7's
+# backward), and nothing goes on to the encoder. Written out with the library's pieces:
+
+# %%
+S, B = eps.shape[:2]
+mu, logvar = ws.encode(x)
+z = reparameterize(mu, logvar, eps).reshape(S * B, -1)
+ws.zero_grad()                                       # so that only what follows fills them
+ws.decoder.forward(z)
+ws.decoder.log_prob(x)
+ws.decoder.backward(np.full(S * B, -1.0 / (S * B)))
+for name in ("decoder.net.0.W", "decoder.net.2.b"):
+    run.check(f"wake gradient by hand = ELBO gradient, {name}", ws.gradients()[name], vae.gradients()[name],
+              tol=1e-12)
+
+# %% [markdown]
+# ## The sleep gradient by hand
+#
+# The sleep phase gets dreams: pairs (z, x) with z ~ p(z) and x ~ p(x|z), so the cause z of each
+# x is known. The encoder is fitted to recover it, by maximum likelihood: it maximizes log q(z|x),
+# that is it minimizes, for [mu, logvar] = encoder(x) and v = exp(logvar),
+#
+#     -log q(z|x) = 1/2 sum_j [log 2pi + logvar_j + (z_j - mu_j)^2 / v_j].
+#
+# Its derivatives, one coordinate at a time:
+#
+#     d/dmu_j     = -(z_j - mu_j) / v_j                       (the square's derivative, 2 (mu - z) / (2 v))
+#     d/dlogvar_j = 1/2 [1 - (z_j - mu_j)^2 / v_j]            (d/dlogvar of exp(-logvar) is -exp(-logvar))
+#                 = -1/2 [(z_j - mu_j)^2 / v_j - 1]
+#
+# Both vanish where mu = z and v = (z - mu)^2: on average over dreams, where mu is the mean of the
+# z that produce such an x and v their variance. Averaged over n dreams (a 1/n), they are the
+# encoder's output gradient, and its backward does the rest. No reparameterization is needed:
+# z is data here, not a sample that depends on the encoder's weights.
+
+# %%
+def sleep_grad(z, mu, logvar):
+    """d(-log q(z|x))/dmu and d(-log q(z|x))/dlogvar, row by row, for q = N(mu, diag(exp(logvar)))."""
+    v = np.exp(logvar)
+    return -(z - mu) / v, -0.5 * ((z - mu) ** 2 / v - 1.0)
+
+
+rng = np.random.default_rng(run.seed)
+z_d, mu_d, logvar_d = rng.standard_normal((6, 3)), rng.standard_normal((6, 3)), rng.normal(0, 0.5, (6, 3))
+dmu, dlogvar = sleep_grad(z_d, mu_d, logvar_d)
+run.check("sleep gradient d(-log q)/dmu vs central differences", dmu,
+          numerical_gradient(lambda: -gaussian_log_density(z_d, mu_d, logvar_d).sum(), mu_d), tol=THRESHOLD)
+run.check("sleep gradient d(-log q)/dlogvar vs central differences", dlogvar,
+          numerical_gradient(lambda: -gaussian_log_density(z_d, mu_d, logvar_d).sum(), logvar_d), tol=THRESHOLD)
+
+# %% [markdown]
+# The same gradient chained through the encoder must give what the library's sleep phase
+# (`WakeSleep.sleep(z, x)`) leaves in the encoder's tensors, on the model's own dreams. Where the
+# installed library has its own `sleep_gradient(z, mu, logvar)` (the workbook exercise of that
+# name), the cell prints it and checks it against `sleep_grad` too.
+
+# %%
+z_dream, x_dream = ws.dream(50, rng=np.random.default_rng(run.seed))
+ws.sleep(z_dream, x_dream)
+library = {name: ws.gradients()[name].copy() for name in ("encoder.0.W", "encoder.2.b")}
+out = ws.encoder.forward(x_dream)
+mu, logvar = out[:, :3], out[:, 3:]
+dmu, dlogvar = sleep_grad(z_dream, mu, logvar)
+n = z_dream.shape[0]
+ws.zero_grad()
+ws.encoder.backward(np.concatenate([dmu / n, dlogvar / n], axis=1), input_grad=False)
+# The same numbers up to rounding: the library may divide or multiply in another order, and an
+# entry of a weight's gradient that is a sum of nearly cancelling terms magnifies the difference.
+for name, g in library.items():
+    run.check(f"sleep gradient by hand, through the encoder = WakeSleep.sleep, {name}", ws.gradients()[name], g,
+              tol=1e-9)
+library_sleep_gradient = getattr(scratchvae.models.wake_sleep, "sleep_gradient", None)
+if library_sleep_gradient is not None:
+    print(inspect.getsource(library_sleep_gradient))
+    # the library's averages over the n dreams: the 1/n that the cell above applies by hand
+    for mine, theirs, what in zip((dmu / n, dlogvar / n), library_sleep_gradient(z_dream, mu, logvar),
+                                  ("dmu", "dlogvar")):
+        run.check(f"the library's sleep_gradient, {what}", theirs, mine, tol=1e-12)
 
 # %% [markdown]
 # ## The sleep phase fits the other KL
@@ -123,13 +211,20 @@ print(f"  variances of q: sleep phase {np.round(sleep_var, 4)}, ELBO {np.round(e
 #
 # The paper's settings for both (Adagrad with the authors' warm-up, step size 0.01 on Frey
 # Face and 0.1 on the small digits, minibatches of 100, weights from N(0, 0.01^2) with a N(0, I)
-# prior), the same initial weights, and the same evaluation of the lower bound:
+# prior), the same initial weights, and the same evaluation of the lower bound. The warm-up is
+# in the authors' code: the first 101 steps only add g^2 to Adagrad's accumulator h and leave the
+# weights alone, so that the first real steps are not divided by the root of one tiny g^2
+# (`Adagrad(..., warmup=101)`). The bound is evaluated at log-spaced points, about 8 per decade
+# of training samples from 10^4 on, as in `scratchvae reproduce`.
 
 # %%
+ADAGRAD_WARMUP = 101
 z_dim = run.pick(fast=5, full=5)
 hidden = run.pick(fast=50, full=200)
 samples = run.pick(fast=300_000, full=1_000_000)
 lr = run.pick(fast=0.1, full=0.01)
+n_points = int(8 * math.log10(samples / 1e4)) + 1                # about 8 per decade, multiples of 100
+eval_at = np.unique(np.round(np.geomspace(1e4, samples, n_points) / 100).astype(int) * 100)
 binarization = "dynamic" if data.likelihood == "bernoulli" else "none"
 curves = {}
 for name, cls in (("AEVB", VAE), ("wake-sleep", WakeSleep)):
@@ -138,8 +233,8 @@ for name, cls in (("AEVB", VAE), ("wake-sleep", WakeSleep)):
     opt = Adagrad(model.named_parameters(), lr=lr, warmup=ADAGRAD_WARMUP)
     trainer = Trainer(model, opt, data.train, data.test, batch_size=100, binarization=binarization,
                       seed=run.seed, progress=False)
-    for target in eval_points(samples):
-        trainer.fit(samples=target, eval_every=10**15)
+    for target in eval_at:
+        trainer.fit(samples=int(target), eval_every=10**15)
     curves[name] = trainer.history
     last = trainer.history[-1]
     print(f"  {name:>10}: {last['samples']} samples, train {last['train_elbo']:.1f}, "
@@ -171,3 +266,34 @@ run.save(fig, "aevb_vs_wake_sleep")
 # fast mode, Frey Face in full mode); `python -m scratchvae.experiments.reproduce train
 # frey-z20 frey-z20-ws` runs the paper's comparison to 10^7 samples and more, and the results
 # page (`docs/results.md`) shows its outcome.
+#
+# ## What to remember
+#
+# * Wake phase: the decoder's gradient of log p(x|z) at the encoder's z, exactly the decoder's half
+#   of the ELBO's gradient.
+# * Sleep phase: the encoder fitted by maximum likelihood to the decoder's dreams,
+#   d(-log q)/dmu = -(z - mu)/v and d(-log q)/dlogvar = -1/2 [(z - mu)^2/v - 1]; no
+#   reparameterization, because z is given.
+# * It minimizes KL(p || q) on dreams, not the ELBO's KL(q || p) on data: with a diagonal q it
+#   matches the posterior's marginal variances instead of 1 / diag(precision), and no single
+#   objective rises at every step.
+#
+# ## Exercises
+#
+# Start a workbook once with `scratchvae exercises start my-workbook` and grade an exercise with
+# `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
+# questions: `lessons/answers/11_wake_sleep.md`; try first.
+#
+# 1. **Code: the sleep gradient** (`sleep_gradient`, workbook `11_wake_sleep.py`): given n dreams z,
+#    and the encoder's mu and logvar for their x, the gradient of -1/n sum_i log q(z_i|x_i) with
+#    respect to mu and logvar, derived above (the average over the dreams, so with the 1/n). The grader knows the missing 1/2 and the flipped sign.
+# 2. **Question: no reparameterization.** AEVB's encoder gradient needs z = mu + exp(logvar/2) eps
+#    and its backward (lesson 6); the sleep phase's does not. Why not? What would go wrong if the
+#    sleep phase drew its z from q(z|x) instead of taking the dream's z?
+# 3. **Question: what the sleep phase's variances cost.** For the linear-Gaussian model above, q
+#    with the sleep phase's variances and q with the ELBO's both have the posterior mean as their
+#    mean. How much lower is the ELBO of the first, in nats? (`LinearGaussian.kl_to_posterior`
+#    gives KL(q || p(z|x)), and log p(x) - elbo is exactly that KL.)
+# 4. **Question: the fixed point.** A decoder whose output does not depend on z makes the sleep
+#    phase fit q(z|x) = p(z) = N(0, I) for every x. Why? Why does AEVB's encoder gradient not stay
+#    there?

@@ -4,8 +4,10 @@
 # Full mode takes a few minutes on 2 CPU cores (MNIST); fast mode runs on scikit-learn's 8 x 8
 # digits in seconds.
 #
-# Note 002 calls the posterior p(z|x) = p(x|z) p(z) / p(x) intractable: p(x) is an integral over
-# every z. But p(z|x) is known *up to* p(x), and so is its gradient in z,
+# The posterior p(z|x) = p(x|z) p(z) / p(x) is usually called intractable (note 002 of the lecture
+# notes does), because its normalizer p(x) = ∫ p(x|z) p(z) dz is an integral over every z with no
+# closed form for a neural decoder. That is why the VAE fits an approximation q(z|x). But p(z|x) is
+# known *up to* the constant p(x), and so is its gradient in z,
 #
 #     d/dz log p(z|x) = d/dz log p(x, z) = d/dz log p(x|z) - z        (prior N(0, I)),
 #
@@ -27,6 +29,7 @@
 import time
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from _lesson import Lesson
@@ -68,9 +71,11 @@ print(f"  trained {epochs} epochs in {time.perf_counter() - start:.1f} s; held-o
 # ## HMC beside the exact posterior
 #
 # One image x. On a grid of z, log p(z|x) = log p(x, z) - logsumexp over the grid (times the cell area).
-# HMC runs 2000 independent chains for the same x (one row each, all in one array), 10 leapfrog steps
-# per transition, the step tuned during burn-in towards 90 % acceptance; the last state of each chain
-# is one sample. Their mean must match the grid's posterior mean.
+# HMC runs 2000 independent chains for the same x (1000 in fast mode; one row each, all in one array),
+# 10 leapfrog steps per transition, the step tuned during burn-in towards 90 % acceptance. The last
+# state of each chain is one sample, independent of the others: their mean must match the grid's
+# posterior mean within its standard error. For the picture each chain gives 5 samples (its last 5
+# states, which are correlated within a chain but each distributed as p(z|x)).
 
 # %%
 x0 = x_test[:1]
@@ -88,9 +93,10 @@ n_chains = run.pick(fast=1000, full=2000)
 x_rep = np.repeat(x0, n_chains, 0)
 target = hmc.decoder_log_joint(model.decoder, x_rep)
 mu0, _ = model.encode(x0)
-out = hmc.sample(target, np.repeat(mu0, n_chains, 0), 1, n_burnin=run.pick(fast=60, full=150),
+out = hmc.sample(target, np.repeat(mu0, n_chains, 0), 5, n_burnin=run.pick(fast=60, full=150),
                  n_leapfrog=10, step_size=0.05, target_accept=0.9, rng=np.random.default_rng(1))
-z = out["z"][0].astype(np.float64)
+z = out["z"][-1].astype(np.float64)                     # the last state of each chain
+z_all = out["z"].reshape(-1, 2).astype(np.float64)      # all 5 states of each chain, for the picture
 se = z.std(0, ddof=1) / np.sqrt(n_chains)
 print(f"  acceptance {out['accept_rate']:.2f}, tuned step {np.median(out['step_size']):.3f}")
 print(f"  posterior mean: HMC {z.mean(0).round(4)} +- {se.round(4)}, grid {post_mean.round(4)}")
@@ -98,17 +104,48 @@ assert (np.abs(z.mean(0) - post_mean) < 4.5 * se).all(), "HMC's mean is off the 
 run.check("HMC's posterior mean against the grid's (Monte Carlo, so loose)", z.mean(0), post_mean,
           tol=run.pick(fast=0.2, full=0.1))
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharex=True, sharey=True)
-axes[0].contourf(Z1, Z2, post.reshape(Z1.shape), levels=30, cmap="viridis")
-axes[0].set_title(f"exact p(z|x) on a grid (log p(x) = {log_px_grid:.2f})")
-axes[1].hist2d(z[:, 0], z[:, 1], bins=60, range=[[-4, 4], [-4, 4]], cmap="viridis")
-axes[1].set_title(f"{n_chains} HMC samples (acceptance {out['accept_rate']:.2f})")
-lo, hi = post_mean - 1.5, post_mean + 1.5
-for ax in axes:
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
-    ax.set_xlabel("z_1")
-axes[0].set_ylabel("z_2")
+# %% [markdown]
+# The picture: (a) the exact posterior density on the grid; (b) a kernel density estimate of the
+# HMC samples (`scipy.stats.gaussian_kde`), on the same colour scale, with the exact density's
+# contours drawn over it; (c) both marginals, exact curves against histograms of the samples.
+
+# %%
+from scipy.stats import gaussian_kde
+
+density = post.reshape(Z1.shape) / np.exp(log_dz)           # p(z|x) per unit area
+inside = density > density.max() * np.exp(-8.0)            # where the posterior has its mass ("4 sigma")
+lo = np.maximum(np.array([Z1[inside].min(), Z2[inside].min()]) - 0.2, u[0])     # within the grid
+hi = np.minimum(np.array([Z1[inside].max(), Z2[inside].max()]) + 0.2, u[-1])
+v1, v2 = np.linspace(lo[0], hi[0], 90), np.linspace(lo[1], hi[1], 90)
+K1, K2 = np.meshgrid(v1, v2)
+kde = gaussian_kde(z_all.T)(np.stack([K1.ravel(), K2.ravel()])).reshape(K1.shape)
+levels = np.linspace(0, density.max(), 16)
+lines = levels[2::3]
+ticks = [t for t in MaxNLocator(5).tick_values(0, levels[-1]) if t <= levels[-1]]
+
+fig, axes = plt.subplots(1, 3, figsize=(17, 5), gridspec_kw=dict(width_ratios=[1.25, 1.25, 1]))
+exact_fill = axes[0].contourf(Z1, Z2, density, levels=levels, cmap="viridis", extend="max")
+fig.colorbar(exact_fill, ax=axes[0], label="density of z", ticks=ticks)
+axes[0].set_title(f"(a) exact p(z|x) on a grid, log p(x) = {log_px_grid:.2f}", fontsize=10)
+filled = axes[1].contourf(K1, K2, kde, levels=levels, cmap="viridis", extend="max")
+axes[1].contour(Z1, Z2, density, levels=lines, colors="w", linewidths=0.8)
+axes[1].plot([], [], color="w", label="exact p(z|x), contours")
+axes[1].legend(fontsize=8, facecolor="0.3", labelcolor="w", loc="upper right")
+fig.colorbar(filled, ax=axes[1], label="density of z (same scale as (a))", ticks=ticks)
+axes[1].set_title(f"(b) kernel density of {len(z_all)} HMC samples", fontsize=10)
+for ax in axes[:2]:
+    ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="z_1", ylabel="z_2")
+    ax.set_aspect("equal")
+du = u[1] - u[0]
+for j, (name, color) in enumerate((("z_1", "C0"), ("z_2", "C1"))):
+    marginal = post.reshape(Z1.shape).sum(axis=j) / du          # axis 0 sums over z_2 -> p(z_1|x)
+    axes[2].plot(u, marginal, color=color, label=f"p({name}|x), exact")
+    axes[2].hist(z_all[:, j], bins=40, density=True, histtype="step", color=color, ls="--",
+                 label=f"{name}, HMC samples")
+axes[2].set(xlim=(lo.min(), hi.max()), xlabel="z", ylabel="density")
+axes[2].set_title("(c) the marginals", fontsize=10)
+axes[2].legend(fontsize=8)
+fig.tight_layout()
 run.save(fig, "hmc_vs_grid")
 
 # %% [markdown]
@@ -158,7 +195,7 @@ run.save(fig, "estimator")
 # %% [markdown]
 # ## Monte Carlo EM: a decoder without an encoder (appendix E)
 #
-# EM (note 001) alternates the posterior under the current weights with a step on the weights that
+# EM (lesson 2) alternates the posterior under the current weights with a step on the weights that
 # raises E_{p(z|x)}[log p(x, z)]. With no closed-form posterior, Monte Carlo EM keeps one z per training
 # image and, for every minibatch, moves those z by one HMC transition (10 leapfrog steps, the step size
 # tuned to 90 % acceptance), then takes 5 Adagrad steps on the complete-data objective
@@ -194,9 +231,32 @@ ax.legend()
 run.save(fig, "mcem")
 
 # %% [markdown]
-# What to take away: the posterior the ELBO only approximates can be sampled exactly (up to Monte Carlo
-# error) with the gradient the VAE already has; that makes log p(x) measurable, so the gap
-# log p(x) - ELBO = KL(q || p(z|x)) becomes a number; and the same sampler can replace the encoder
-# altogether (MCEM), at the price of several decoder passes per image per step, which is why AEVB's
-# amortized encoder wins on large data sets (the paper's Figure 3). `scratchvae reproduce figure3`
-# runs that comparison.
+# ## What to remember
+#
+# * The posterior the ELBO only approximates can be sampled exactly (up to Monte Carlo error) with
+#   the gradient the VAE already has: HMC needs log p(x, z) and its gradient, never p(x).
+# * That makes log p(x) measurable, so the gap log p(x) - ELBO = KL(q || p(z|x)) becomes a number.
+# * The same sampler can replace the encoder altogether (MCEM), at the price of several decoder
+#   passes per image per step, which is why AEVB's amortized encoder wins on large data sets (the
+#   paper's Figure 3; `scratchvae reproduce figure3` runs that comparison).
+#
+# ## Exercises
+#
+# Start a workbook once with `scratchvae exercises start my-workbook` and grade an exercise with
+# `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
+# questions: `lessons/answers/12_posterior_sampling.md`; try first.
+#
+# 1. **Code: the leapfrog** (`leapfrog`, workbook `12_hmc.py`): n steps of size e from (z, p) for
+#    a target that returns (log p(x, z), its gradient in z): a half step of p, then alternately a
+#    full step of z and of p, and a closing half step of p. The grader checks that it is
+#    reversible (negate p, run it again, and you are back) and that it matches the library.
+# 2. **Code: the acceptance probability** (`hmc_accept_prob`, workbook `12_hmc.py`):
+#    min(1, exp(H_old - H_new)) with H = -log p(x, z) + |p|^2 / 2, one value per chain, without
+#    overflow when H_new is far below H_old.
+# 3. **Question: no p(x).** The acceptance test compares p(z_new|x) with p(z_old|x), yet the code
+#    only ever evaluates log p(x, z). Why is that enough? Which other method of this course has the
+#    same property (hint: lesson 9's weights do not)?
+# 4. **Question: the step size.** The energy error H_new - H_old of a leapfrog trajectory of fixed
+#    length n e shrinks like e^2. Check it on the 2-D posterior above (or on N(0, I)): halve e,
+#    double n, and compare the mean |H_new - H_old| over many chains. What does that say about the
+#    acceptance rate as the step shrinks, and about the cost per sample?

@@ -4,8 +4,9 @@
 
 Fast mode (``--fast``, or the environment variable ``SCRATCHVAE_FAST=1``) shrinks every loop so
 that a lesson runs in seconds, for CI; full mode runs the real experiment. Figures go to
-``--out`` (default ``lessons/out/``) and are also shown when matplotlib has a display.
-Unknown arguments are ignored, so a lesson also runs as a notebook (whose kernel passes its own).
+``--out`` (default: ``$SCRATCHVAE_LESSONS_OUT``, else ``lessons/out/``) and are also shown when
+matplotlib has a display. Unknown arguments are ignored, so a lesson also runs as a notebook
+(whose kernel passes its own); a notebook takes its settings from the environment variables.
 """
 import argparse
 import os
@@ -36,7 +37,8 @@ class Lesson:
         parser = argparse.ArgumentParser(prog=f"{name}.py")
         parser.add_argument("--fast", action="store_true",
                             help="small, quick version (also: SCRATCHVAE_FAST=1)")
-        parser.add_argument("--out", type=Path, default=HERE / "out", help="folder for the figures")
+        parser.add_argument("--out", type=Path, default=Path(os.environ.get("SCRATCHVAE_LESSONS_OUT") or HERE / "out"),
+                            help="folder for the figures (default: $SCRATCHVAE_LESSONS_OUT, else lessons/out/)")
         parser.add_argument("--data-dir", type=Path, default=None,
                             help="folder with MNIST and Frey Face (default: $SCRATCHVAE_DATA_DIR, else data/)")
         parser.add_argument("--download", action="store_true",

@@ -24,6 +24,8 @@ def tanh(a):
 
 @kernels.fused_by("tanh_backward")
 def tanh_backward(dy, y):
+    """da = dy (1 - y^2) for y = tanh(a): d tanh(a)/da = 1 - tanh(a)^2, written with the output y
+    that the forward kept. ``dy`` is the gradient of the loss with respect to y."""
     return dy * (1 - y * y)
 
 
@@ -35,6 +37,9 @@ def relu(a):
 
 @kernels.fused_by("relu_backward")
 def relu_backward(dy, y):
+    """da = dy relu'(a) for y = relu(a) = max(a, 0): relu'(a) = 1 where a > 0 (that is, where
+    y > 0) and 0 elsewhere (0 at the kink a = 0), read from the output y that the forward kept.
+    ``dy`` is the gradient of the loss with respect to y."""
     return dy * (y > 0)
 
 
@@ -46,6 +51,8 @@ def sigmoid(a):
 
 @kernels.fused_by("sigmoid_backward")
 def sigmoid_backward(dy, y):
+    """da = dy y (1 - y) for y = sigmoid(a): d sigmoid(a)/da = sigmoid(a) (1 - sigmoid(a)), written
+    with the output y that the forward kept. ``dy`` is the gradient of the loss with respect to y."""
     return dy * y * (1 - y)
 
 
@@ -57,6 +64,9 @@ def softplus(a):
 
 @kernels.fused_by("softplus_backward")
 def softplus_backward(dy, a):
+    """da = dy sigmoid(a) for y = softplus(a) = log(1 + exp(a)): d/da log(1 + exp(a)) =
+    exp(a) / (1 + exp(a)) = sigmoid(a). Takes the input a (what the forward keeps); ``dy`` is the
+    gradient of the loss with respect to y."""
     return dy * sigmoid(a)
 
 

@@ -30,6 +30,13 @@ Usage::
 
 where ``loss_fn()`` recomputes the scalar loss from the *current* values of the
 parameter arrays (they are perturbed in place and restored).
+
+The loss must be deterministic: the same number at the same parameters. A loss that draws
+fresh noise at each call (a VAE's eps, dropout) changes by far more than any derivative
+times delta, and every relative error comes out near 1. :func:`check_gradients` and
+:func:`check_directional` therefore evaluate it twice before any difference and raise
+:class:`NondeterministicLoss` if the two values differ by more than round-off; freeze the
+noise (draw eps once and pass it: ``lambda: model.loss(x, eps=eps)``).
 """
 from dataclasses import dataclass
 
@@ -40,6 +47,26 @@ from .backend import as_numpy, get_array_module
 DEFAULT_DELTA = 1e-5
 DEFAULT_TINY = 1e-12
 THRESHOLD = 1e-7
+
+
+class NondeterministicLoss(ValueError):
+    """The loss gave two different values at the same parameters: it draws fresh noise."""
+
+
+def require_deterministic(f):
+    """Evaluate ``f()`` twice at the same parameters; return the value, or raise
+    :class:`NondeterministicLoss` when the two differ by more than 4 units in the last place
+    (a deterministic float64 function repeats itself exactly)."""
+    first, second = float(f()), float(f())
+    if abs(first - second) > 4 * np.finfo(np.float64).eps * max(abs(first), abs(second)):
+        raise NondeterministicLoss(
+            f"the loss is not deterministic: two evaluations at the same parameters gave "
+            f"{first!r} and {second!r}. It draws fresh noise at every call, so finite "
+            f"differences measure the noise, not the gradient. Freeze the noise: draw it once "
+            f"and pass it in, e.g. eps = rng.standard_normal((B, Z)) and "
+            f"loss = lambda: model.loss(x, eps=eps) (then model.loss_and_grads(x, eps=eps) for "
+            f"the analytic gradient at the same noise)")
+    return first
 
 
 def rel_error(a, b, tiny=DEFAULT_TINY):
@@ -103,10 +130,12 @@ def check_gradients(f, params, grads, delta=DEFAULT_DELTA, max_coords=100, seed=
 
     Every coordinate of a tensor with at most ``max_coords`` entries is checked,
     and a seeded random sample of ``max_coords`` coordinates of a larger one.
-    ``tiny`` defaults to ``max(resolution(f()) / THRESHOLD, 1e-12)``.
+    ``tiny`` defaults to ``max(resolution(f()) / THRESHOLD, 1e-12)``. ``f`` is evaluated
+    twice first: a loss that is not deterministic raises :class:`NondeterministicLoss`.
     Returns a list of :class:`TensorReport`, one per tensor, in order."""
+    f_value = require_deterministic(f)
     if tiny is None:
-        tiny = max(resolution(float(f()), delta) / THRESHOLD, DEFAULT_TINY)
+        tiny = max(resolution(f_value, delta) / THRESHOLD, DEFAULT_TINY)
     rng = np.random.default_rng(seed)
     reports = []
     for name, x in params.items():
@@ -129,7 +158,9 @@ def check_directional(f, params, grads, delta=DEFAULT_DELTA, seed=0, tiny=DEFAUL
 
         [f(theta + delta u) - f(theta - delta u)] / (2 delta)   vs   sum_i grad_i . u_i
 
-    Returns ``(relative_error, analytic, numeric)``."""
+    Returns ``(relative_error, analytic, numeric)``. A loss that is not deterministic raises
+    :class:`NondeterministicLoss`."""
+    require_deterministic(f)
     rng = np.random.default_rng(seed)
     dirs = {n: rng.standard_normal(x.shape) for n, x in params.items()}
     norm = np.sqrt(sum((u * u).sum() for u in dirs.values()))

@@ -37,6 +37,33 @@ def init_weights(in_dim, out_dim, init, rng):
     return rng.uniform(-r, r, shape), rng.uniform(-r, r, out_dim)
 
 
+def linear_backward(dy, x, W):
+    """The backward of y = x W + b, for the gradient ``dy`` (B, out) of the loss with respect
+    to y, the input ``x`` (B, in) and the weights ``W`` (in, out):
+
+        dx = dy W^T        (B, in):   y_bj = sum_i x_bi W_ij + b_j, so dy_bj reaches x_bi through W_ij
+        dW = x^T dy        (in, out): sum over the batch of x_bi dy_bj
+        db = sum_b dy_b    (out,):    b is added to every row
+
+    Returns ``(dx, dW, db)``. (``Linear.backward`` computes the same numbers, writing dW and db
+    into the model's gradient buffer in place and skipping dx for the first layer.)"""
+    return dy @ W.T, x.T @ dy, dy.sum(axis=0)
+
+
+def mlp_backward(layers, dy):
+    """The chain rule over a list of layers (an MLP's ``layers``, forward already run): the
+    gradient ``dy`` of the loss with respect to the last layer's output goes back through
+    every layer, last to first, each ``layer.backward(dy)`` filling that layer's parameter
+    gradients and returning the gradient with respect to its input:
+
+        y = f_n(... f_2(f_1(x))),   dx = J_1^T (J_2^T (... J_n^T dy))
+
+    Returns ``dx``, the gradient with respect to the first layer's input."""
+    for layer in reversed(layers):
+        dy = layer.backward(dy)
+    return dy
+
+
 class Linear(Module):
     """y = x W + b.
 
@@ -68,22 +95,20 @@ class Linear(Module):
         """Fill ``grads`` and return ``dx`` (None when ``input_grad`` is False: the
         first layer's input is the data, and dx would cost as much as the forward).
 
-        ``defer``: a list. When given, the weight gradient is not computed here but
-        appended to it as a function of no arguments, to be called before ``grads`` is
-        read: dx needs W, not dW, so the two products can run at different times (the
-        overlapped training step runs the decoder's dW on a second core; training/overlap.py)."""
-        if defer is None:
-            self.weight_grad(dy)
-        else:
-            defer.append(functools.partial(self.weight_grad, dy))
-        return dy @ self.params["W"].T if input_grad else None
+        The formulas of :func:`linear_backward`, written into the gradient buffer in place
+        (the tests hold the two equal).
 
-    def weight_grad(self, dy):
-        """The weight gradient for ``dy``, written into ``grads`` in place."""
+        ``defer`` (a list) is for the overlapped training step only (training/overlap.py):
+        dx needs W, not dW, so dW and db may wait. This call then appends the function that
+        computes them (this method with ``input_grad=False``) to ``defer`` and returns dx."""
+        if defer is not None:
+            defer.append(functools.partial(self.backward, dy, input_grad=False))
+            return dy @ self.params["W"].T if input_grad else None
         x = self.cache
         xp = get_array_module(x, dy)
-        xp.matmul(x.T, dy, out=self.grads["W"])   # dW = x^T dy
+        xp.matmul(x.T, dy, out=self.grads["W"])   # dW = x^T dy, written in place
         dy.sum(axis=0, out=self.grads["b"])       # db = sum over the batch of dy
+        return dy @ self.params["W"].T if input_grad else None
 
     def __repr__(self):
         return f"Linear({self.in_dim}, {self.out_dim})"
@@ -126,13 +151,16 @@ class MLP(Module):
         return x
 
     def backward(self, dy, input_grad=True, defer=None):
-        """Backpropagate ``dy`` through every layer; the gradient with respect to the
-        input (returned) is skipped when ``input_grad`` is False. ``defer``: as in
-        :meth:`Linear.backward`, for every Linear layer."""
-        first = self.layers[0]
-        for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy, defer=defer) if isinstance(layer, Linear) else layer.backward(dy)
-        return first.backward(dy, input_grad=input_grad, defer=defer)
+        """Backpropagate ``dy`` through every layer (:func:`mlp_backward`); the gradient with
+        respect to the input (returned) is skipped when ``input_grad`` is False. (``defer``:
+        the overlapped training step's, passed to every Linear layer; see :meth:`Linear.backward`.)"""
+        if defer is not None:
+            for layer in reversed(self.layers[1:]):
+                dy = layer.backward(dy, defer=defer) if isinstance(layer, Linear) else layer.backward(dy)
+            return self.layers[0].backward(dy, input_grad=input_grad, defer=defer)
+        if input_grad:
+            return mlp_backward(self.layers, dy)
+        return self.layers[0].backward(mlp_backward(self.layers[1:], dy), input_grad=False)
 
     def __repr__(self):
         return f"MLP({self.sizes}, {type(self.layers[1]).__name__}, {type(self.layers[-1]).__name__})"

@@ -2,11 +2,40 @@
 
 A module maps an input to an output in ``forward`` and maps the gradient of the
 loss with respect to its output back to the gradient with respect to its input in
-``backward``, keeping in ``self.cache`` only what ``backward`` needs. Parameters
-live in ``self.params`` and their gradients under the same names in
-``self.grads``; containers list their sub-modules in ``children()``. Optimizers,
+``backward``, keeping in ``self.cache`` only what ``backward`` needs. Optimizers,
 checkpoints and the gradient checker reach every tensor through
 ``named_parameters()``, so they treat a Linear layer and a whole VAE alike.
+
+Parameters and submodules
+-------------------------
+A module's own parameters live in ``self.params`` (a dict of arrays) and their gradients
+under the same names in ``self.grads``. A submodule is simply an attribute::
+
+    class Scaled(Module):
+        def __init__(self, rng):
+            super().__init__()
+            self.inner = Linear(3, 4, rng=rng)                  # found: 'inner.W', 'inner.b'
+            self.heads = [Linear(4, 2, rng=rng), Linear(4, 2, rng=rng)]   # 'heads.0.W', ...
+            self.params = {"s": np.ones(2)}                     # its own: 's'
+            self.grads = {"s": np.zeros(2)}
+
+:meth:`Module.children` finds every attribute that holds a module, or a list, tuple or
+dict of modules, in the order they were assigned; a module reached twice (an alias) is
+counted once, under its first name. A class may override ``children()`` to choose other
+names (the MLP names its layers ``'0'``, ``'2'``, ... like PyTorch's ``Sequential``). If
+it then leaves out an attribute whose module holds parameters, the first call that
+reaches the parameters (``named_parameters``, ``flatten_parameters``, an optimizer, a
+checkpoint) raises :class:`ModuleError` naming the attribute: a forgotten submodule is
+an error, never a silent loss of its parameters. A module used but deliberately not
+owned (a frozen network borrowed from another model) is named in the class attribute
+``borrowed``, and then neither found nor reported.
+
+An array assigned as a plain attribute (``self.w = np.zeros(3)``) is *not* a
+parameter: no optimizer moves it, no gradient check or checkpoint sees it. That is how
+a module keeps state that is not learned: what ``forward`` leaves for ``backward``, or
+Monte Carlo EM's persistent ``z``. A parameter is an entry of ``params`` with its
+gradient in ``grads``; a gradient without its parameter, or a parameter without its
+gradient, raises :class:`ModuleError` on first reach.
 
 One buffer per model
 --------------------
@@ -21,7 +50,9 @@ call at the end of their constructors), and their gradients into a second one::
 still reads and writes its own ``W`` (``x @ W``, ``matmul(..., out=grads['W'])``),
 checkpoints still save ``encoder.0.W``, and nothing outside sees a difference, as long
 as parameters are changed in place (``W[...] = value``, ``W -= step``), never rebound
-(``params['W'] = new_array`` would detach that tensor from the buffer).
+(``params['W'] = new_array`` would detach that tensor from the buffer). A submodule
+added after the constructor flattened the model keeps its own arrays (optimizers handle
+both); call ``flatten_parameters()`` again to bring it into the buffer.
 
 Why: an optimizer's update is the same elementwise formula for every number of the
 model. Over one flat array it is a handful of array operations per step, instead of a
@@ -34,22 +65,34 @@ layout itself makes it possible.
 from .backend import device_of, get_array_module
 
 
+class ModuleError(TypeError):
+    """A module whose parameters cannot all be reached: a submodule that an overridden
+    ``children()`` leaves out, or a parameter and a gradient that do not pair up."""
+
+
 class Module:
+    borrowed = ()   # attributes holding modules this one uses but does not own (see above)
+
     def __init__(self):
         self.params = {}
         self.grads = {}
         self.cache = None
 
     def children(self):
-        """Sub-modules by name (none for a leaf layer)."""
-        return {}
+        """Sub-modules by name: every attribute that holds a module (``'encoder'``), or a
+        list, tuple or dict of modules (``'heads.0'``, ``'heads.mu'``), in the order the
+        attributes were assigned, except those named in ``borrowed``. Override it to choose
+        other names; a submodule holding parameters that the override leaves out is then an
+        error (see the module docstring)."""
+        return dict(_attribute_modules(self))
 
     def named_parameters(self, prefix=""):
-        """Yield ``(name, param, grad)`` for every tensor, e.g. ``'encoder.0.W'``."""
-        for key, param in self.params.items():
-            yield prefix + key, param, self.grads[key]
-        for name, child in self.children().items():
-            yield from child.named_parameters(f"{prefix}{name}.")
+        """Yield ``(name, param, grad)`` for every tensor, e.g. ``'encoder.0.W'``: this
+        module's ``params``, then each child's, depth first; each module once."""
+        for path, module in self._modules(prefix):
+            grads = module.grads
+            for key, param in module.params.items():
+                yield path + key, param, grads[key]
 
     def parameters(self):
         """``{name: param}`` for every tensor (the arrays themselves, not copies)."""
@@ -63,12 +106,72 @@ class Module:
         for _, _, g in self.named_parameters():
             g[...] = 0
 
+    def _modules(self, prefix=""):
+        """``[(prefix, module), ...]`` for this module and every module below it, depth first,
+        each once (a module reached twice keeps its first name). Checks each module's
+        structure when it is first reached, and again whenever it has gained attributes since."""
+        out, seen, stack = [], set(), [(prefix, self)]
+        while stack:
+            path, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            d = module.__dict__
+            if d.get("_checked") != len(d):
+                module._check_structure()
+            out.append((path, module))
+            if type(module).children is _DEFAULT_CHILDREN:     # the same as children(), one call less
+                children = _attribute_modules(module)
+            else:
+                children = module.children().items()
+            if children:
+                stack.extend([(f"{path}{name}.", child) for name, child in children][::-1])
+        return out
+
+    def _check_structure(self):
+        """Raise :class:`ModuleError` unless every parameter has its gradient and every
+        gradient its parameter, and (for a class that overrides ``children()``) unless every
+        attribute whose module holds parameters is reached through ``children()``."""
+        d = self.__dict__
+        d["_checked"] = None          # counted in len(d) below
+        cls = type(self).__name__
+        params, grads = d.get("params"), d.get("grads")
+        if not (isinstance(params, dict) and isinstance(grads, dict)):
+            raise ModuleError(f"{cls} has no params and grads dicts: its __init__ must call "
+                              f"super().__init__() before anything else")
+        for key in params:
+            if key not in grads:
+                raise ModuleError(f"{cls}.params[{key!r}] has no gradient: add "
+                                  f"grads[{key!r}] (zeros of its shape) beside it")
+        for key in grads:
+            if key not in params:
+                raise ModuleError(
+                    f"{cls}.grads[{key!r}] has no parameter params[{key!r}]. A parameter kept as "
+                    f"a plain attribute (self.{key} = ...) is never trained, checked or saved; "
+                    f"put it in params: self.params[{key!r}] = value")
+        if type(self).children is not Module.children:
+            listed = set()
+            for child in self.children().values():
+                _reachable(child, listed)
+            for name, module in _attribute_modules(self):
+                if id(module) in listed or module is self:
+                    continue
+                n = sum(len(m.params) for m in _reachable(module, set()))
+                if n:
+                    raise ModuleError(
+                        f"{cls}.children() leaves out {_label(self, name)}, a "
+                        f"{type(module).__name__} holding {n} parameter tensor{'s' if n > 1 else ''}: they would never be trained, "
+                        f"gradient-checked or saved. Return it from children(), or delete the "
+                        f"children() method so that Module finds every submodule attribute itself; "
+                        f"if leaving it out is deliberate (a module borrowed from another model), "
+                        f"name it in the class attribute borrowed = ({name.split('.')[0]!r},)")
+        d["_checked"] = len(d)
+
     def _slots(self):
         """``(owner, key)`` for every tensor, in the order of :meth:`named_parameters`."""
-        for key in self.params:
-            yield self, key
-        for child in self.children().values():
-            yield from child._slots()
+        for _, module in self._modules():
+            for key in module.params:
+                yield module, key
 
     def flatten_parameters(self):
         """Copy every parameter into one contiguous 1-D array per dtype and device (and
@@ -107,6 +210,66 @@ class Module:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+_OWN = frozenset(("params", "grads", "cache"))
+# Types of attribute values that are neither a module nor a list, tuple or dict: skipped at
+# once. It starts with the usual ones and learns every other such type it meets (a type either
+# is a subclass of those four or is not, so the answer never changes).
+_PLAIN = {int, float, str, bool, type(None)}
+
+
+def _attribute_modules(module):
+    """``[(name, submodule), ...]`` for every attribute of ``module`` that holds a module, or a
+    list, tuple or dict of them, in assignment order, skipping ``borrowed``: ``('encoder',
+    <MLP>)``, ``('heads.0', <Linear>)``, ``('heads.mu', <Linear>)``. (It runs at every
+    ``named_parameters`` call, so it is written for speed.)"""
+    found = []
+    borrowed = module.borrowed
+    for attr, value in module.__dict__.items():
+        if type(value) in _PLAIN or attr in _OWN or attr in borrowed:
+            continue
+        if isinstance(value, Module):
+            found.append((attr, value))
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, Module):
+                    found.append((f"{attr}.{i}", item))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, Module):
+                    found.append((f"{attr}.{key}", item))
+        else:
+            _PLAIN.add(type(value))
+    return found
+
+
+def _label(module, name):
+    """How the attribute ``name`` of :func:`_attribute_modules` reads in code: ``self.heads[0]``."""
+    attr, _, key = name.partition(".")
+    if not key:
+        return f"self.{attr}"
+    if isinstance(module.__dict__[attr], (list, tuple)):
+        return f"self.{attr}[{key}]"
+    return f"self.{attr}[{key!r}]"
+
+
+_DEFAULT_CHILDREN = Module.children
+
+
+def _reachable(module, seen):
+    """The modules reachable from ``module`` through ``children()`` (itself first), each once;
+    their ids are added to ``seen``."""
+    out = []
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        out.append(m)
+        stack.extend(m.children().values())
+    return out
 
 
 def _window(a):

@@ -11,7 +11,8 @@ by parameter name (checkpoints need it). With g the gradient and t the step:
 
 Two forms of each update
 ------------------------
-``textbook_update`` is the formula above for one tensor, written as you would read it.
+``textbook_update`` is the formula above for one tensor, written as you would read it
+(the functions :func:`sgd_momentum_update`, :func:`adagrad_update`, :func:`adam_update`).
 It is the reference: ``textbook_step()`` applies it to every tensor, and the tests hold
 ``step()`` to it (float64, to rounding, after hundreds of steps).
 
@@ -51,15 +52,29 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
    long before it could reach the subnormal range. Such a value moves a parameter by
    less than lr 2^-100 / eps per step: nothing. GPUs have no such penalty.
 
-The update can also be cut in parts (:meth:`Optimizer.split`) that two threads run at
-the same time: the overlapped training step (:mod:`scratchvae.training.overlap`) updates
-the decoder's parameters on a second core while the encoder's backward pass runs.
+A step in parts
+---------------
+Every update above is elementwise: the new value of a number depends on its own
+gradient, its own state and the step count t, nothing else. So one step may be applied
+to some tensors, then (after more computation, or on another thread) to the others, and
+it is the same step, bit for bit. :meth:`Optimizer.step_in_parts` is the one way to do
+it, and it has two users:
+
+- wake-sleep in its authors' order updates the decoder, then computes the encoder's
+  gradient on dreams of the *updated* decoder, then updates the encoder, all in one step
+  (:func:`scratchvae.training.step.train_step`);
+- the overlapped training step (:mod:`scratchvae.training.overlap`, off by default)
+  updates the decoder's parameters on a second thread while the encoder's backward pass
+  runs on the first, then the encoder's. Each part walks its own blocks with a scratch
+  array of its own, so two parts may run at the same time.
 
 On CuPy arrays, Adagrad and Adam hand the whole flat buffer to one fused CUDA kernel
 of :mod:`scratchvae.kernels` (optim.cu), as the ``@kernels.fused_by`` line above their
 ``update`` says: one launch per step for a whole model.
 """
+import contextlib
 import math
+import threading
 
 import numpy as np
 
@@ -114,6 +129,54 @@ def _constants(p, *values):
     return constants(p.dtype, *values) if isinstance(p, np.ndarray) else values
 
 
+# ---------------------------------------------------------------------------------------
+# The textbook updates, one tensor at a time (the classes' ``textbook_update`` calls them)
+# ---------------------------------------------------------------------------------------
+def sgd_momentum_update(p, g, v, lr, momentum):
+    """One step of SGD with (heavy-ball) momentum on the parameter ``p`` with gradient ``g``,
+    updating ``p`` and the velocity ``v`` in place:
+
+        v = momentum v + g
+        theta = theta - lr v
+    """
+    v[...] = momentum * v + g
+    p -= lr * v
+
+
+def adagrad_update(p, g, h, lr, eps=1e-8):
+    """One step of Adagrad (Duchi et al. 2011) on the parameter ``p`` with gradient ``g``,
+    updating ``p`` and the running sum of squared gradients ``h`` in place:
+
+        h = h + g^2
+        theta = theta - lr g / (sqrt(h) + eps)
+    """
+    xp = get_array_module(p)
+    h += g * g
+    p -= lr * g / (xp.sqrt(h) + eps)
+
+
+def adam_update(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+    """Step ``t`` (1 for the first) of Adam (Kingma & Ba 2015) on the parameter ``p`` with
+    gradient ``g``, updating ``p`` and the moment estimates ``m`` and ``v`` in place:
+
+        m = b1 m + (1 - b1) g             (mean of the gradients)
+        v = b2 v + (1 - b2) g^2           (mean of their squares)
+        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)     (bias corrections: m, v start at 0)
+        theta = theta - lr m_hat / (sqrt(v_hat) + eps)
+    """
+    xp = get_array_module(p)
+    m[...] = b1 * m + (1 - b1) * g
+    v[...] = b2 * v + (1 - b2) * g * g
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
+
+
+def _span(flat, a, b):
+    """Elements a to b of a flat array (the array itself when that is all of it)."""
+    return flat if a == 0 and b == flat.size else flat[a:b]
+
+
 def _view(flat, start, shape):
     """The window of ``flat`` that holds a tensor of ``shape`` starting at ``start``
     (``flat`` itself when the tensor is the whole 1-D array)."""
@@ -137,10 +200,10 @@ class Optimizer:
 
     def _setup_buffers(self):
         """The flat runs of parameters (one for a flattened model), a flat state array per
-        run and state name, the per-name views of the state that ``state_dict`` exports,
-        and the blocks ``step()`` walks (on the GPU, one block: the whole run)."""
+        run and state name, and the per-name views of the state that ``state_dict`` exports."""
         self._segments = []   # (flat theta, flat grad, [flat state ...])
         self._members = []    # per run: [(name, start, param), ...]
+        self._parts = {}      # name prefixes -> (names, part), see _part; () -> every parameter
         self.state = {s: {} for s in self.state_names}
         for p, g, members in flat_segments(self.named):
             xp = get_array_module(p)
@@ -150,77 +213,23 @@ class Optimizer:
                     self.state[s][name] = _view(flat, start, param.shape)
             self._segments.append((p, g, flat_state))
             self._members.append(members)
-        self._all = self._part([[(0, p.size)] for p, _, _ in self._segments])
-
-    def _part(self, windows):
-        """Part of the update: in each run, the ``(start, stop)`` windows that ``windows``
-        lists for it, as ``[(flat theta, flat grad, [flat state ...], blocks), ...]``. A block
-        is the same window of at most :data:`BLOCK` elements of each array, and of a scratch
-        array that the part's blocks share (one per dtype) and no other part uses. On the GPU
-        a run is one block."""
-        cuts = [[(a, min(a + BLOCK, stop)) for start, stop in spans for a in range(start, stop, BLOCK)]
-                for spans in windows]
-        size = {}
-        for (p, _, _), run_cuts in zip(self._segments, cuts):
-            if run_cuts and isinstance(p, np.ndarray):
-                size[p.dtype] = max([size.get(p.dtype, 0)] + [b - a for a, b in run_cuts])
-        scratch = {dtype: np.empty(n, dtype) for dtype, n in size.items()}
-        part = []
-        for (p, g, state), run_cuts in zip(self._segments, cuts):
-            if not run_cuts:
-                continue
-            if isinstance(p, np.ndarray):
-                buf = scratch[p.dtype]
-                blocks = [(p[a:b], g[a:b], *(s[a:b] for s in state), buf[:b - a]) for a, b in run_cuts]
-            else:   # on the GPU the whole run is one block (kernels off: plain CuPy passes)
-                blocks = [(p, g, *state, get_array_module(p).empty_like(p))]
-            part.append((p, g, state, blocks))
-        return part
-
-    def split(self, *groups):
-        """The update cut in parts, one per group of parameter names (together every name once),
-        that two threads can run at the same time: each part has its own blocks and scratch.
-        ``begin_step()``, ``update_part(part)`` for every part (in any order, on any thread),
-        then ``end_step()`` is ``step()``, bit for bit: the update is elementwise. For the
-        overlapped training step (:mod:`scratchvae.training.overlap`); CPU arrays only."""
-        names = [name for members in self._members for name, _, _ in members]
-        given = [name for group in groups for name in group]
-        if sorted(given) != sorted(names):
-            raise ValueError(f"the groups must name every parameter of the optimizer once: "
-                             f"{sorted(set(names) ^ set(given)) or 'some twice'}")
-        if not all(isinstance(p, np.ndarray) for p, _, _ in self._segments):
-            raise ValueError("split() is for CPU (NumPy) parameters")
-        ranges = []
-        for group in map(set, groups):
-            per_run = []
-            for members in self._members:
-                spans = []
-                for name, start, param in members:
-                    if name in group:
-                        if spans and spans[-1][1] == start:
-                            spans[-1] = (spans[-1][0], start + param.size)   # back to back: one window
-                        else:
-                            spans.append((start, start + param.size))
-                per_run.append(spans)
-            ranges.append(per_run)
-        return [self._part(windows) for windows in ranges]
 
     def step(self):
         """One update of every parameter, over the flat buffers (see the module docstring)."""
-        self.begin_step()
-        self.update_part(self._all)
-        self.end_step()
+        self._begin_step()
+        self._apply(self._part(())[1])
+        self._end_step()
 
-    def begin_step(self):
-        """Count the step (and compute what it needs that is the same for every element)."""
+    def _begin_step(self):
+        """Count the step (and, in subclasses, set what the update needs from t)."""
         self.t += 1
 
-    def update_part(self, part):
-        """Update the parameters of ``part`` (from :meth:`split`, or all of them)."""
+    def _apply(self, part):
+        """The update of the windows of ``part`` (see :meth:`_part`)."""
         for p, g, state, blocks in part:
             self.update(p, g, *state, blocks=blocks)
 
-    def end_step(self):
+    def _end_step(self):
         if self.decaying and self.t % FLUSH_EVERY == 0:
             self._flush()
 
@@ -230,6 +239,94 @@ class Optimizer:
                 for name, flat in zip(self.state_names, state):
                     if name in self.decaying:
                         flush_to_zero(flat, flush_threshold(flat.dtype))
+
+    @contextlib.contextmanager
+    def step_in_parts(self):
+        """One step, applied to the parameters part by part (see "A step in parts" in the
+        module docstring), for a model that computes some gradients only after other
+        parameters were updated, or that updates some while it computes others::
+
+            with optimizer.step_in_parts() as update:
+                ...                        # fill the decoder's gradients
+                update("decoder.")         # update the tensors whose names start with "decoder."
+                ...                        # fill the encoder's gradients, with the new decoder
+                update("encoder.")         # (several prefixes: update("encoder.", "prior."))
+
+        It is one step: ``t`` advances once, at the first ``update``, and every parameter must
+        be updated exactly once before the block ends (else ``RuntimeError``; a name prefix
+        that matches nothing, or a tensor updated twice, is a ``ValueError``). The update of
+        each number depends only on its own gradient and state and on t, so given the same
+        gradients the parameters and the state come out bit for bit as from :meth:`step`. An
+        exception before the first ``update`` leaves the optimizer as it was.
+
+        ``update`` may be called from two threads at the same time for different parameters
+        (the overlapped training step does): the bookkeeping above is under a lock, and each
+        part has a scratch array of its own. The block must not end before every ``update``
+        has returned."""
+        lock = threading.Lock()
+        done = set()
+
+        def update(*prefixes):
+            names, part = self._part(prefixes)
+            with lock:
+                twice = [name for name in names if name in done]
+                if twice:
+                    raise ValueError(f"{twice} were already updated in this step")
+                if not done:
+                    self._begin_step()
+                done.update(names)
+            self._apply(part)
+
+        yield update
+        left = [name for name, _, _ in self.named if name not in done]
+        if left:
+            raise RuntimeError(f"a step in parts must update every parameter once; "
+                               f"{left} were not updated")
+        self._end_step()
+
+    def _part(self, prefixes):
+        """``(names, part)``: the tensors whose names start with one of ``prefixes`` (every
+        tensor for ``()``), and the windows of the flat runs that hold them, as
+        ``[(theta, grad, [state ...], blocks), ...]`` (adjacent tensors make one window). A
+        block is the same stretch of at most :data:`BLOCK` elements of each array of a window
+        and of a scratch array that this part's blocks share (one per dtype) and no other
+        part uses; on the GPU a window is one block. Cached: a step looks up, not builds."""
+        if prefixes not in self._parts:
+            everything = [name for name, _, _ in self.named]
+            for prefix in prefixes:
+                if not any(name.startswith(prefix) for name in everything):
+                    raise ValueError(f"no parameter's name starts with {prefix!r}; the optimizer "
+                                     f"holds {everything}")
+            chosen = lambda name: not prefixes or name.startswith(prefixes)   # noqa: E731
+            windows = []          # (theta, grad, [state ...]) of each window
+            for (p, g, state), members in zip(self._segments, self._members):
+                spans = []
+                for name, start, param in members:
+                    if not chosen(name):
+                        continue
+                    if spans and spans[-1][1] == start:
+                        spans[-1][1] = start + param.size      # back to back: one window
+                    else:
+                        spans.append([start, start + param.size])
+                for a, b in spans:
+                    win = [_span(x, a, b) for x in (p, g, *state)]
+                    windows.append((win[0], win[1], win[2:]))
+            size = {}             # the longest block per dtype: the scratch array's size
+            for p, _, _ in windows:
+                if isinstance(p, np.ndarray):
+                    size[p.dtype] = max(size.get(p.dtype, 0), min(BLOCK, p.size))
+            scratch = {dtype: np.empty(n, dtype) for dtype, n in size.items()}
+            part = []
+            for p, g, state in windows:
+                if isinstance(p, np.ndarray):
+                    buf = scratch[p.dtype]
+                    blocks = [(p[a:a + BLOCK], g[a:a + BLOCK], *(f[a:a + BLOCK] for f in state),
+                               buf[:min(BLOCK, p.size - a)]) for a in range(0, p.size, BLOCK)]
+                else:   # on the GPU the window is one block (kernels off: plain CuPy passes)
+                    blocks = [(p, g, *state, get_array_module(p).empty_like(p))]
+                part.append((p, g, state, blocks))
+            self._parts[prefixes] = ([name for name in everything if chosen(name)], part)
+        return self._parts[prefixes]
 
     def update(self, p, g, *state, blocks):
         """Update the flat run ``p`` (gradient ``g``, state arrays ``state``) in place,
@@ -293,10 +390,9 @@ class SGD(Optimizer):
 
     def textbook_update(self, p, g, *state):
         if state:
-            (v,) = state
-            v[...] = self.momentum * v + g
-            g = v
-        p -= self.lr * g
+            sgd_momentum_update(p, g, *state, self.lr, self.momentum)
+        else:
+            p -= self.lr * g
 
 
 class Adagrad(Optimizer):
@@ -310,11 +406,11 @@ class Adagrad(Optimizer):
         self.warmup = warmup
         super().__init__(named_parameters, lr)
 
-    def update_part(self, part):
+    def _apply(self, part):
         # Warm-up (Kingma & Welling's code): the first `warmup` steps only add g^2 to h,
         # so that the first real steps are not divided by one tiny gradient.
         if self.t > self.warmup:
-            return super().update_part(part)
+            return super()._apply(part)
         for p, _, _, blocks in part:
             xp = get_array_module(p)
             for _, g, h, buf in blocks:
@@ -335,10 +431,10 @@ class Adagrad(Optimizer):
             p -= buf                  # theta -= lr g / (sqrt(h) + eps)
 
     def textbook_update(self, p, g, h):
-        xp = get_array_module(p)
-        h += g * g
         if self.t > self.warmup:
-            p -= self.lr * g / (xp.sqrt(h) + self.eps)
+            adagrad_update(p, g, h, self.lr, self.eps)
+        else:
+            h += g * g
 
 
 class Adam(Optimizer):
@@ -359,10 +455,11 @@ class Adam(Optimizer):
         self.eps = validation.positive_number("eps", eps)   # it divides: sqrt(v_hat) + eps > 0
         super().__init__(named_parameters, lr)
 
-    def begin_step(self):
-        super().begin_step()
-        c2 = math.sqrt(1 - self.b2 ** self.t)
-        self._lr_t = self.lr * c2 / (1 - self.b1 ** self.t)
+    def _begin_step(self):
+        super()._begin_step()
+        t = self.t                       # the step being taken
+        c2 = math.sqrt(1 - self.b2 ** t)
+        self._lr_t = self.lr * c2 / (1 - self.b1 ** t)
         self._eps_t = self.eps * c2
 
     @kernels.fused_by("adam_update", args=lambda self, p, g, m, v, blocks:
@@ -385,13 +482,7 @@ class Adam(Optimizer):
             p -= buf                     # theta -= lr_t m / (sqrt(v) + eps_t)
 
     def textbook_update(self, p, g, m, v):
-        xp = get_array_module(p)
-        t = self.t
-        m[...] = self.b1 * m + (1 - self.b1) * g
-        v[...] = self.b2 * v + (1 - self.b2) * g * g
-        m_hat = m / (1 - self.b1 ** t)
-        v_hat = v / (1 - self.b2 ** t)
-        p -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+        adam_update(p, g, m, v, self.t, self.lr, self.b1, self.b2, self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}

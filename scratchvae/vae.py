@@ -7,23 +7,96 @@ Forward, for a batch x of shape (B, D) and S samples per image:
     rec = 1/S sum_s log p(x | z_s)                     decoder likelihood (Bernoulli or Gaussian)
     kl  = KL(q(z|x) || N(0, I))                        closed form
     elbo = rec - kl                                    one value per image
-    loss = mean over the batch of -elbo  [+ weight_decay / 2 * ||theta||^2]
+    loss = mean over the batch of -(rec - kl_weight * kl)  [+ weight_decay / 2 * ||theta||^2]
 
 Backward runs the same path in reverse (see :meth:`VAE.backward`).
+
+Extending it
+------------
+- a likelihood of your own: a :class:`~scratchvae.decoders.Decoder` registered with
+  :func:`~scratchvae.decoders.register_decoder`, named by ``VAE(likelihood=...)``;
+- a weighted KL (a beta-VAE, a KL warm-up): set :attr:`VAE.kl_weight`; ``backward`` follows;
+- a subclass with constructor arguments of its own puts them in :meth:`VAE.config`, and is
+  registered with :func:`register_model` so that :func:`~scratchvae.load_model` rebuilds it;
+- submodules assigned as attributes are found by :meth:`Module.children` (no list to keep).
 """
+import operator
 from collections import namedtuple
 
 import numpy as np
 
 from . import validation
 from .backend import device_of, make_rng, resolve_device, resolve_dtype, xp_for
-from .decoders import DECODERS
+from .decoders import DECODERS, _claim
 from .distributions import kl_standard_normal, kl_standard_normal_grad, reparameterize, reparameterize_backward
 from .layers import MLP
-from .module import Module
+from .module import Module, flat_segments
 
 ELBO = namedtuple("ELBO", ["elbo", "rec", "kl"])
 ELBO.__doc__ = "Per-example lower bound ``elbo = rec - kl``, each an array of shape (B,)."
+
+MODELS = {}        # registered name -> class that load_model builds
+_SAVED_AS = {}     # class -> the registered name its checkpoints record
+
+
+def register_model(cls=None, name=None, *, rebuild_as=None):
+    """Register a model class so that checkpoints record it and :func:`~scratchvae.load_model`
+    rebuilds it as ``cls(**config(), device=...)``, without pickle. A class decorator::
+
+        @register_model                    # under its class name, 'BetaVAE'
+        class BetaVAE(VAE): ...
+
+        @register_model(name="beta-vae")   # under a name of your choice
+        class BetaVAE(VAE): ...
+
+    Every argument of the constructor that changes the model must be in its ``config()``.
+    The class's module must be imported before a checkpoint of it is loaded. Registering a
+    name again is allowed for a class of the same module and name (a notebook cell run twice),
+    refused for another class.
+
+    ``rebuild_as``: the name of a registered class that checkpoints of ``cls`` rebuild as, for
+    a subclass that only *trains* its parent's model differently and has the parent's
+    ``config()`` (wake-sleep trains a VAE: its checkpoints load as a VAE)."""
+    if isinstance(cls, str) and name is None:       # @register_model("beta-vae")
+        cls, name = None, cls
+    if cls is None:
+        return lambda c: register_model(c, name, rebuild_as=rebuild_as)
+    if not isinstance(cls, type) or not callable(getattr(cls, "config", None)):
+        raise TypeError(f"register_model registers a model class with a config() method, got {cls!r}")
+    if rebuild_as is not None:
+        if rebuild_as not in MODELS:
+            raise ValueError(f"rebuild_as={rebuild_as!r} is not a registered model name")
+        _SAVED_AS[cls] = rebuild_as
+        return cls
+    name = cls.__name__ if name is None else name
+    if not (isinstance(name, str) and name):
+        raise TypeError(f"a model's registered name must be a non-empty string, got {name!r}")
+    _claim(MODELS, name, cls, "model")
+    _SAVED_AS[cls] = name
+    return cls
+
+
+def registered_name(cls):
+    """The name that checkpoints of ``cls`` record (its own registration, never a parent's:
+    an unregistered subclass of VAE is not a VAE's config), or None."""
+    return _SAVED_AS.get(cls)
+
+
+def model_class(name):
+    """The class registered under ``name``; a clear ``KeyError`` when there is none."""
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"no model class is registered under the name {name!r} (registered: "
+                       f"{', '.join(sorted(MODELS))}). Define the class and decorate it with "
+                       f"@scratchvae.register_model (import its module first), then load again") from None
+
+
+def unregistered_hint(cls):
+    """How to register ``cls``, for error messages."""
+    return (f"{cls.__qualname__} is not registered: decorate the class with @scratchvae.register_model "
+            f"(and put every constructor argument of its own in its config()) so that a checkpoint "
+            f"can record it and load_model can rebuild it")
 
 
 def encoder_output_grad(dz, mu, logvar, eps):
@@ -45,6 +118,17 @@ def encoder_output_grad(dz, mu, logvar, eps):
     return dmu + dmu_kl / B, dlogvar + dlogvar_kl / B
 
 
+def kl_weight_grad(mu, logvar, weight):
+    """What a KL weight w changes in :func:`encoder_output_grad`, which assembles the gradient
+    of -1/B sum_b (rec_b - KL_b): for -1/B sum_b (rec_b - w KL_b) the KL's share is w times
+    larger, so ``(w - 1) / B`` times dKL/d(mu, logvar) is added. Returns ``(dmu, dlogvar)``,
+    each (B, Z)."""
+    dmu_kl, dlogvar_kl = kl_standard_normal_grad(mu, logvar)
+    scale = (weight - 1.0) / mu.shape[0]
+    return scale * dmu_kl, scale * dlogvar_kl
+
+
+@register_model
 class VAE(Module):
     """An MLP encoder and decoder with a N(0, I) prior on z.
 
@@ -52,8 +136,9 @@ class VAE(Module):
         x_dim: pixels per image (D).
         z_dim: latent size (Z).
         hidden_dims: hidden layer sizes of the encoder; the decoder mirrors them.
-        likelihood: ``'bernoulli'`` (logits; MNIST) or ``'gaussian'`` (sigmoid mean and
-            learned log-variance; Frey Face).
+        likelihood: the name of a registered decoder: ``'bernoulli'`` (logits; MNIST),
+            ``'gaussian'`` (sigmoid mean and learned log-variance; Frey Face), or one of
+            your own (:func:`~scratchvae.decoders.register_decoder`).
         activation: hidden nonlinearity, ``'relu' | 'tanh' | 'sigmoid' | 'softplus'``.
         init: ``'paper' | 'glorot' | 'he' | 'pytorch'`` (see :func:`layers.init_weights`).
         weight_decay: lambda of an isotropic Gaussian prior on the weights, adding
@@ -62,7 +147,13 @@ class VAE(Module):
         dtype: float32 (default) or float64.
         device: ``'cpu' | 'gpu' | 'auto'``.
         seed: seeds both the initial weights and the generator that draws eps.
+
+    ``kl_weight`` (class attribute, 1.0): the weight w of the KL in the training objective,
+    loss = -1/B sum_b (rec_b - w KL_b). w = 1 is the ELBO; a beta-VAE sets it to beta in its
+    constructor, a KL warm-up changes it between steps. :meth:`elbo` always reports the true
+    ELBO (rec - kl); :meth:`loss` and :meth:`backward` use the weight.
     """
+    kl_weight = 1.0
 
     def __init__(self, x_dim, z_dim=20, hidden_dims=(400,), likelihood="bernoulli",
                  activation="relu", init="glorot", weight_decay=0.0, dtype="float32",
@@ -71,7 +162,10 @@ class VAE(Module):
         self.x_dim = validation.positive_int("x_dim", x_dim)
         self.z_dim = validation.positive_int("z_dim", z_dim)
         self.hidden_dims = validation.layer_sizes("hidden_dims", hidden_dims)
-        self.likelihood = validation.choice("likelihood", likelihood, DECODERS)
+        if likelihood not in DECODERS:
+            raise ValueError(f"likelihood must be one of {sorted(DECODERS)}, got {likelihood!r} "
+                             f"(a decoder of your own is registered with @scratchvae.register_decoder(name))")
+        self.likelihood = likelihood
         self.activation = activation
         self.init = init
         self.weight_decay = validation.non_negative_number("weight_decay", weight_decay)
@@ -81,20 +175,21 @@ class VAE(Module):
         self.seed = validation.seed("seed", seed)
 
         init_rng = np.random.default_rng(seed)
-        out_dim = self.x_dim if likelihood == "bernoulli" else 2 * self.x_dim
+        decoder_cls = DECODERS[likelihood]
+        out_dim = validation.positive_int(f"{decoder_cls.__name__}.outputs_per_pixel",
+                                          decoder_cls.outputs_per_pixel) * self.x_dim
         common = dict(activation=activation, init=init, rng=init_rng, dtype=self.dtype,
                       device=self.device)
+        # Submodules are attributes: children() finds them, encoder first ('encoder.0.W', ...).
         self.encoder = MLP([self.x_dim, *self.hidden_dims, 2 * self.z_dim], **common)
-        self.decoder = DECODERS[likelihood](
-            MLP([self.z_dim, *reversed(self.hidden_dims), out_dim], **common))
+        self.decoder = decoder_cls(MLP([self.z_dim, *reversed(self.hidden_dims), out_dim], **common))
         self.flatten_parameters()   # encoder and decoder in one buffer (see scratchvae.module)
         self.rng = make_rng(seed, self.device)
 
-    def children(self):
-        return {"encoder": self.encoder, "decoder": self.decoder}
-
     def config(self):
-        """The constructor arguments, enough to rebuild this model (checkpoints store it)."""
+        """The constructor arguments, enough to rebuild this model (checkpoints store it, and
+        :func:`~scratchvae.load_model` calls ``cls(**config())``). A subclass with constructor
+        arguments of its own adds them: ``return {**super().config(), "beta": self.beta}``."""
         return dict(x_dim=self.x_dim, z_dim=self.z_dim, hidden_dims=list(self.hidden_dims),
                     likelihood=self.likelihood, activation=self.activation, init=self.init,
                     weight_decay=self.weight_decay, dtype=self.dtype.name)
@@ -158,36 +253,65 @@ class VAE(Module):
         return ELBO(rec - kl, rec, kl)
 
     def loss(self, x, eps=None, n_samples=1):
-        """Mean negative ELBO over the batch plus the weight prior's penalty (a float)."""
-        return -float(self.elbo(x, eps, n_samples).elbo.mean()) + self.weight_penalty()
+        """The training objective (a float): the mean over the batch of -(rec - kl_weight * kl),
+        the negative ELBO for the default kl_weight = 1, plus the weight prior's penalty.
+        Without ``eps`` it draws fresh noise at every call; pass ``eps`` to freeze it (a
+        gradient check needs the same function at every evaluation)."""
+        return self.objective(self.elbo(x, eps, n_samples)) + self.weight_penalty()
+
+    def objective(self, terms):
+        """-1/B sum_b (rec_b - kl_weight KL_b) for the :class:`ELBO` ``terms`` (a float)."""
+        if self.kl_weight == 1.0:
+            return -float(terms.elbo.mean())
+        return -float((terms.rec - self.kl_weight * terms.kl).mean())
 
     def weight_penalty(self):
         """lambda/2 ||theta||^2: minus the log of the Gaussian weight prior, up to a constant.
         (||W||^2 as the dot product of W with itself: one pass, and no array of squares.)"""
         if not self.weight_decay:
             return 0.0
-        return 0.5 * self.weight_decay * sum(float(self.xp.vdot(p, p)) for p in self.parameters().values())
+        return 0.5 * self.weight_decay * sum(float(self.xp.vdot(p, p)) for p, _ in self._prior_arrays())
+
+    def _prior_arrays(self, net=None):
+        """``[(theta, dtheta), ...]`` on which the weight prior acts elementwise: the flat
+        buffers that hold every parameter and gradient of ``net`` (default: the whole model;
+        one pair for a flattened model), so that the prior costs a few array operations per
+        step, not a few per tensor. Found again whenever the tensors are not the same arrays
+        as last time."""
+        net = self if net is None else net
+        named = [a for _, p, g in net.named_parameters() for a in (p, g)]
+        memos = self.__dict__.setdefault("_prior_memos", {})   # id(net) -> _PriorMemo
+        memo = memos.get(id(net))
+        if memo is None or len(memo.tensors) != len(named) or not all(map(operator.is_, memo.tensors, named)):
+            memo = memos[id(net)] = _PriorMemo(named, [(p, g) for p, g, _ in flat_segments(
+                (str(i), named[2 * i], named[2 * i + 1]) for i in range(len(named) // 2))])
+        return memo.arrays
 
     def backward(self, decoder_done=None):
         """Fill ``grads`` with the gradient of :meth:`loss` for the last :meth:`elbo` call.
 
-        With loss = -1/B sum_b elbo_b and elbo_b = 1/S sum_s log p(x_b|z_sb) - KL_b:
+        With loss = -1/B sum_b (rec_b - w KL_b), rec_b = 1/S sum_s log p(x_b|z_sb) and
+        w = :attr:`kl_weight` (1: the ELBO):
 
             dlogp     = d loss / d log p(x_b|z_sb) = -1/(S B)
-            dz        = decoder backward of dlogp
+            dz        = decoder backward of dlogp        (fills the decoder's gradients)
             dmu       = sum_s dz_s                         + 1/B dKL/dmu      } encoder_output_grad
             dlogvar   = sum_s dz_s eps_s exp(logvar/2)/2   + 1/B dKL/dlogvar  }
-            encoder backward of [dmu, dlogvar]
+                        [+ (w - 1)/B dKL/d(mu, logvar) when w != 1: kl_weight_grad]
+            encoder backward of [dmu, dlogvar]             (fills the encoder's gradients)
+            [+ weight_decay * theta on every tensor]
 
-        and the weight prior's lambda theta added to each network's gradient once its
-        backward is done.
+        What it reads: ``self.cache = (mu, logvar, eps)``, kept by :meth:`forward` (eps of shape
+        (S, B, Z)); the decoder's own cache, kept by its ``log_prob`` (used once); each layer's
+        input, kept by its forward. So every backward follows exactly one forward. A subclass
+        changes the objective through ``kl_weight`` or its decoder, not by copying this method;
+        one that needs more in backward keeps it in attributes of its own after
+        ``super().forward`` (``self.cache`` is the VAE's).
 
-        ``decoder_done(finish_decoder)``, if given, is called as soon as the decoder's backward
-        has reached z, with a function that completes the decoder's gradient: its layers'
-        weight gradients x^T dy, left for later (dx needs W, not dW), and its weight prior.
-        From then on nothing here reads the decoder's parameters or gradient, so the caller
-        may finish and update the decoder while the encoder's backward runs
-        (:mod:`scratchvae.training.overlap` does both on a second core)."""
+        ``decoder_done`` is for the overlapped training step only
+        (:mod:`scratchvae.training.overlap`; see :meth:`_hand_over_decoder`): the same numbers,
+        with the end of the decoder's work handed to the caller.
+        """
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding elbo() call")
         mu, logvar, eps = self.cache
@@ -196,32 +320,47 @@ class VAE(Module):
         dlogp = xp.full(S * B, -1.0 / (S * B), dtype=self.dtype)
         if decoder_done is None:
             dz = self.decoder.backward(dlogp)
-            self._add_weight_decay(self.decoder)
-        else:
-            weight_grads = []
-            dz = self.decoder.backward(dlogp, defer=weight_grads)
-
-            def finish_decoder():
-                for weight_grad in weight_grads:
-                    weight_grad()
-                self._add_weight_decay(self.decoder)
-            decoder_done(finish_decoder)
+        else:                            # the overlapped step: see _hand_over_decoder
+            dz = self._hand_over_decoder(dlogp, decoder_done)
         dz = dz.reshape(S, B, self.z_dim)
         dmu, dlogvar = encoder_output_grad(dz, mu, logvar, eps)
+        if self.kl_weight != 1.0:        # a weighted KL: the KL's share once more, times (w - 1)
+            dmu_w, dlogvar_w = kl_weight_grad(mu, logvar, self.kl_weight)
+            dmu += dmu_w
+            dlogvar += dlogvar_w
         self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
-        self._add_weight_decay(self.encoder)
+        self._add_weight_decay(self if decoder_done is None else self.encoder)
 
     def _add_weight_decay(self, net):
         """grad += lambda theta for every tensor of ``net``: the gradient of lambda/2 ||theta||^2."""
         if self.weight_decay:
-            for _, p, g in net.named_parameters():
+            for p, g in self._prior_arrays(net):
                 g += self.weight_decay * p
+
+    def _hand_over_decoder(self, dlogp, decoder_done):
+        """The decoder's backward for the overlapped training step: returns dz as
+        ``self.decoder.backward(dlogp)`` does, but leaves its layers' weight gradients
+        x^T dy for later (dx needs W, not dW: ``defer`` in :meth:`Linear.backward`) and calls
+        ``decoder_done(finish_decoder)`` with the function that computes them and adds the
+        decoder's weight prior. From then on :meth:`backward` reads neither the decoder's
+        parameters nor its gradients, so the caller may finish and update the decoder while
+        the encoder's backward runs (on a second core: :mod:`scratchvae.training.overlap`).
+        Every number comes out as in the plain backward, bit for bit (tests/test_overlap.py)."""
+        weight_grads = []
+        dz = self.decoder.backward(dlogp, defer=weight_grads)
+
+        def finish_decoder():
+            for weight_grad in weight_grads:
+                weight_grad()
+            self._add_weight_decay(self.decoder)
+        decoder_done(finish_decoder)
+        return dz
 
     def loss_and_grads(self, x, eps=None, n_samples=1, check=True):
         """One training step's work: returns ``(loss, ELBO)`` and fills ``grads``.
         (``check``: as in :meth:`elbo`.)"""
         terms = self.elbo(x, eps, n_samples, check=check)
-        loss = -float(terms.elbo.mean()) + self.weight_penalty()
+        loss = self.objective(terms) + self.weight_penalty()   # before backward changes anything
         self.backward()
         return loss, terms
 
@@ -257,10 +396,17 @@ class VAE(Module):
         if nonempty and x.shape[0] == 0:
             raise ValueError(f"x must hold at least one image (a row of {self.x_dim} pixels), "
                              f"got shape {tuple(x.shape)}")
-        if values and self.likelihood == "bernoulli":
+        if values and getattr(self.decoder, "x_in_unit_interval", False):
             validation.in_unit_interval("x", x)
 
     def __repr__(self):
         return (f"VAE(x_dim={self.x_dim}, z_dim={self.z_dim}, hidden_dims={self.hidden_dims}, "
                 f"likelihood={self.likelihood!r}, activation={self.activation!r}, "
                 f"dtype={self.dtype.name}, device={self.device!r})")
+
+
+class _PriorMemo:
+    """The tensors :meth:`VAE._prior_arrays` last saw, and the flat arrays that hold them."""
+
+    def __init__(self, tensors, arrays):
+        self.tensors, self.arrays = tensors, arrays

@@ -30,7 +30,8 @@ def test_bench_runs_and_writes_its_json(tmp_path, capsys):
     r = report["comparisons"]["1"]["50"]
     assert r["threads"] == 1 and (r["overlap"] == "on" or r["overlap"].startswith("off ("))
     assert r["steps_per_epoch"] == 1500 // 50 and r["epochs"] == 2
-    expected = {"scratchvae", "gemm_floor"} | ({"torch", "torch_fused"} if report["torch"]["version"] else set())
+    expected = {"scratchvae", "gemm_floor"} | ({"torch", "torch_fused"} if report["torch"]["version"] else set()) \
+        | ({"scratchvae_overlap"} if r["overlap"] == "on" else set())   # timed beside it where a core is idle
     assert set(r["median_s"]) == expected
     assert all(len(t) == 2 and min(t) > 0 for t in r["times_s"].values())
     assert r["ratios"]["scratchvae/gemm_floor"] == pytest.approx(
@@ -40,6 +41,8 @@ def test_bench_runs_and_writes_its_json(tmp_path, capsys):
     nelbo = r["heldout_nelbo"]
     assert set(nelbo) == expected - {"gemm_floor"} and r["heldout_after_epochs"] == 2
     assert all(0 < v < 64 * np.log(2) for v in nelbo.values())
+    if r["overlap"] == "on":   # the overlapped step trains the very same model, bit for bit
+        assert nelbo["scratchvae_overlap"] == nelbo["scratchvae"]
     if report["torch"]["version"]:  # same weights, same batches: the same model, within noise
         assert r["valid"] and r["nelbo_spread"] < bench.ELBO_TOLERANCE
     assert [g["where"] for g in report["goals"]] == ["batch 128, 1 thread", "batch 128, 2 threads",
@@ -65,8 +68,8 @@ def test_bench_runs_and_writes_its_json(tmp_path, capsys):
 def test_the_headline_is_the_library_rule_of_one_thread_and_two_threads_stand_beside_it(
         tmp_path, capsys, monkeypatch):
     """By default every comparison runs at 1 and then 2 threads, the first the headline; the
-    scratchvae step overlaps its decoder's update where a core is idle (here: at 1 thread of 2
-    CPUs), and not where BLAS has a thread per CPU."""
+    overlapped scratchvae step is timed beside the plain one where a core is idle (here: at 1
+    thread of 2 CPUs), and not where BLAS has a thread per CPU."""
     from scratchvae.training import overlap
     monkeypatch.setattr(overlap, "available_cpus", lambda: 2)
     parser = bench.add_arguments(__import__("argparse").ArgumentParser())
@@ -77,6 +80,12 @@ def test_the_headline_is_the_library_rule_of_one_thread_and_two_threads_stand_be
     one, two = (report["comparisons"][n]["50"] for n in ("1", "2"))
     assert (one["threads"], two["threads"]) == (1, 2)
     assert one["overlap"] == "on" and two["overlap"] == "off (BLAS runs 2 threads on 2 CPUs: no core is idle)"
+    # the plain step and the overlapped one, interleaved, where the overlap can run
+    assert set(one["median_s"]) == {"scratchvae", "scratchvae_overlap", "gemm_floor"}
+    assert set(two["median_s"]) == {"scratchvae", "gemm_floor"}
+    assert one["ratios"]["scratchvae_overlap/scratchvae"] == pytest.approx(
+        one["median_s"]["scratchvae_overlap"] / one["median_s"]["scratchvae"])
+    assert one["heldout_nelbo"]["scratchvae_overlap"] == one["heldout_nelbo"]["scratchvae"]
     assert "threads 1, 2 (the headline: 1, the library's rule)" in out
     rows = [line for line in out.splitlines() if line.startswith("   50    30")]
     assert [row.split()[2] for row in rows] == ["1", "2"]
@@ -103,7 +112,9 @@ def test_without_pytorch_it_says_so_and_compares_with_the_gemm_floor(tmp_path, c
     out = capsys.readouterr().out
     assert "PyTorch is not installed" in out and "GEMM floor only" in out
     assert report["torch"] == {"version": None, "why_not": "PyTorch is not installed (pip install torch)"}
-    assert set(report["comparisons"]["1"]["50"]["median_s"]) == {"scratchvae", "gemm_floor"}
+    r = report["comparisons"]["1"]["50"]
+    assert set(r["median_s"]) == {"scratchvae", "gemm_floor"} | (
+        {"scratchvae_overlap"} if r["overlap"] == "on" else set())    # scratchvae's two steps
 
 
 def test_gemm_floor_multiplies_at_the_models_shapes():
@@ -186,8 +197,12 @@ def test_frey_workload_runs_beside_pytorch_and_does_the_same_work():
                            unit_epochs=1, log=lambda *_: None)
     one = r["threads"]["1"]
     assert one["steps_per_unit"] == 2 and all(len(v) == 2 and min(v) > 0 for v in one["step_s"].values())
-    assert set(one["median_step_s"]) == ({"scratchvae", "torch"} if torch else {"scratchvae"})
+    overlapped = {"scratchvae_overlap"} if one["overlap"] == "on" else set()   # where a core is idle
+    assert set(one["median_step_s"]) == ({"scratchvae", "torch"} if torch else {"scratchvae"}) | overlapped
     assert one["agree_steps"] == bench.FREY_AGREE_STEPS
+    if overlapped:                      # the same model, bit for bit
+        assert one["agree_nelbo"]["scratchvae_overlap"] == one["agree_nelbo"]["scratchvae"]
+        assert one["heldout_nelbo"]["scratchvae_overlap"] == one["heldout_nelbo"]["scratchvae"]
     if torch is not None:
         e = one["agree_nelbo"]
         assert one["valid"] and abs(e["scratchvae"] - e["torch"]) < 0.05, e

@@ -1,49 +1,177 @@
 """The Figure-3 experiment end to end on a few steps of real MNIST: training with log p(x)
 estimates at the evaluation points, the final bounds and the guided estimate, a resume that
-adds nothing, and the report's figure and table."""
+adds nothing and one that continues bitwise, checkpoints that are refused, and the report: its
+figure, its data and a page whose numbers and words come from that data."""
 import json
 
 import numpy as np
 import pytest
 
 from datafiles import SHARED_DATA, needs_shared
-from scratchvae.experiments import figure3
+from scratchvae.experiments import figure3, figure3_report as rep
+
+QUIET = dict(print_fn=lambda *a, **k: None)
+TIMING = {"train_seconds", "train_time", "train_cpu_time", "eval_seconds", "wall_time", "final_seconds"}
+
+
+def _untimed(record):
+    return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def _checkpoint(path):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    return arrays, meta
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """aevb-small and mcem-small trained to 12000 samples, each in two sessions (10^4, then the
+    rest), and again in one: {name: (two-session folder, one-session folder)}; L_k with k = 500
+    instead of 5000 (time)."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip("no reference data")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(figure3, "FINAL_K", 500)
+    root = tmp_path_factory.mktemp("figure3")
+    out = {}
+    for name in ("aevb-small", "mcem-small"):
+        a, b = root / "runs" / name, root / "straight" / name
+        figure3.train(name, 10000, a, data_dir=SHARED_DATA, n_eval=10, **QUIET)
+        figure3.train(name, 12000, a, data_dir=SHARED_DATA, n_eval=10, **QUIET)
+        figure3.train(name, 12000, b, data_dir=SHARED_DATA, n_eval=10, **QUIET)
+        out[name] = (a, b)
+    patch.undo()
+    return out
 
 
 @needs_shared
-@pytest.mark.parametrize("method", ["aevb", "mcem"])
-def test_a_short_run_records_estimates_final_bounds_and_resumes_to_the_same_record(tmp_path, method):
-    name = f"{method}-small"
-    out = tmp_path / name
-    meta = figure3.train(name, 2000, out, data_dir=SHARED_DATA, n_eval=20, print_fn=lambda *a, **k: None)
-    assert [r["samples"] for r in meta["history"]] == figure3.eval_points(2000) == [2000]
+@pytest.mark.parametrize("name", ["aevb-small", "mcem-small"])
+def test_a_run_records_estimates_and_final_bounds_and_resumes_bitwise(runs, name):
+    a, b = runs[name]
+    meta = json.loads((a / "history.json").read_text())
+    assert [r["samples"] for r in meta["history"]] == figure3.eval_points(12000, unit=1000 if name == "mcem-small" else 100)
     final = meta["final"]
-    assert final["samples"] == 2000
+    assert final["samples"] == 12000
     for part in ("train", "test"):
         assert final[f"{part}_log_px"] < 0 and final[f"{part}_impossible"] == 0
-        assert 0.5 < final[f"{part}_accept"] <= 1
+        assert 0.3 < final[f"{part}_accept"] <= 1                 # the authors' chains aim at 0.5
+        assert final[f"{part}_log_px_kde"] < 0
         assert final["guided_start"][f"{part}_log_px"] < 0
-    if method == "aevb":   # log p(x) >= L_k >= ELBO, within the estimates' noise
-        b = final["bounds"]
-        assert b["train_L_k"] >= b["train_elbo"] - 0.5
-        # the same images: n_eval = 20 < FINAL_IMAGES, so "first 500" is all 20
-        assert final["guided_start"]["train_log_px_first500"] >= b["train_L_k"] - 1.0
+    if name == "aevb-small":   # log p(x) >= L_k >= ELBO, within the estimates' noise
+        bounds = final["bounds"]
+        assert bounds["train_L_k"] >= bounds["train_elbo"] - 0.5
+        assert bounds["train_guided_minus_L_k"] >= -1.0
     else:
-        assert final["bounds"] is None
-    again = figure3.train(name, 2000, out, data_dir=SHARED_DATA, n_eval=20, print_fn=lambda *a, **k: None)
+        assert final["bounds"] is None and meta["history"][-1]["hmc_accept"] > 0
+        assert meta["iterations"] == 12 and meta["settings"]["samples_per_step"] == 1000
+    # two sessions and one give the same run, to the bit
+    (pa, ma), (pb, mb) = _checkpoint(a / "checkpoint.npz"), _checkpoint(b / "checkpoint.npz")
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        np.testing.assert_array_equal(pa[k], pb[k], err_msg=k)
+    assert ma["rng"] == mb["rng"] and ma["method_state"] == mb["method_state"]
+    assert [_untimed(r) for r in ma["history"]] == [_untimed(r) for r in mb["history"]]
+    # asked for what it reached, a run trains nothing and keeps its record
+    again = figure3.train(name, 12000, a, data_dir=SHARED_DATA, n_eval=10, **QUIET)
     assert again["history"] == meta["history"] and again["final"] == final
-    saved = json.loads((out / "history.json").read_text())
-    assert saved["final"]["guided_start"] == final["guided_start"]
 
 
 @needs_shared
-def test_the_report_draws_the_figure_and_a_row_per_run(tmp_path):
-    runs = tmp_path / "runs"
-    figure3.train("aevb-small", 1000, runs / "aevb-small", data_dir=SHARED_DATA, n_eval=10,
-                  print_fn=lambda *a, **k: None)
-    found = figure3.collect(runs)
-    assert list(found) == ["aevb-small"]
-    table = figure3.markdown_table(found)
-    assert table.count("\n") == 2 and "| aevb-small | 1000 |" in table
-    figure3.plot(found, tmp_path / "figure3.png")
-    assert (tmp_path / "figure3.png").stat().st_size > 10000
+def test_the_report_writes_figure_data_and_a_page_from_the_runs(runs, tmp_path):
+    runs_dir = runs["aevb-small"][0].parent
+    page = tmp_path / "docs" / "figure3.md"
+    assert rep.report(runs_dir, tmp_path / "docs" / "results", page, n_replicas=100, **QUIET) == 0
+    data = json.loads((tmp_path / "docs" / "results" / "figure3.json").read_text())
+    assert set(data["runs"]) == {"aevb-small", "mcem-small"}
+    assert (tmp_path / "docs" / "results" / "figure3.png").stat().st_size > 10000
+    text = page.read_text()
+    assert "](results/figure3.png)" in text and "](results/figure3.json)" in text
+    for name, r in data["runs"].items():                # the table's numbers are the data's
+        f = r["final"]
+        assert f"| {name} | 1000 | 1.2 x 10^4 | {f['train_log_px']:.1f} +- {f['train_log_px_se']:.1f} / " in text
+        assert f"{f['train_log_px_kde']:.1f} / {f['test_log_px_kde']:.1f}" in text
+    b = data["runs"]["aevb-small"]["final"]["bounds"]
+    assert f"{b['test_guided_minus_L_k']:+.2f} +- {b['test_guided_minus_L_k_se']:.2f}" in text
+    g = data["estimator_check"]["gaussian"]
+    assert f"by {g['bias']:+.3f} +- {g['bias_se']:.3f} nats" in text
+    assert "scratchvae reproduce figure3 train mcem-small --samples 12000" in text
+
+
+def test_the_report_refuses_a_missing_runs_folder_and_writes_a_page_without_runs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no runs folder"):
+        rep.report(tmp_path / "nowhere", tmp_path / "results", None, **QUIET)
+    assert figure3.main(["report", "--runs-dir", str(tmp_path / "nowhere")]) == 1
+    (tmp_path / "runs").mkdir()
+    rep.report(tmp_path / "runs", tmp_path / "results", tmp_path / "page.md", n_replicas=50, **QUIET)
+    text = (tmp_path / "page.md").read_text()
+    assert "No Figure-3 runs made with this code" in text and "figure3.png" not in text
+
+
+@needs_shared
+def test_checkpoints_with_nan_weights_or_from_other_code_are_refused(runs, tmp_path):
+    src = runs["aevb-small"][0] / "checkpoint.npz"
+    arrays, meta = _checkpoint(src)
+    for label, change in (("nan", lambda a, m: a["param/decoder.net.0.W"].fill(np.nan)),
+                          ("old", lambda a, m: m.pop("method_state"))):
+        a, m = {k: v.copy() for k, v in arrays.items()}, dict(meta)
+        change(a, m)
+        out = tmp_path / label
+        out.mkdir()
+        np.savez(out / "checkpoint.npz", meta=np.array(json.dumps(m)), **a)
+        with pytest.raises(ValueError, match="not finite|not a checkpoint of this Figure-3 code"):
+            figure3.train("aevb-small", 12000, out, data_dir=SHARED_DATA, n_eval=10, **QUIET)
+
+
+# -- the page's words come from its numbers ----------------------------------------------------
+def _synthetic(d_test, gap_test, blind_minus=0.0):
+    """A run record with an encoder whose held-out estimate is d_test above L_5000 and whose
+    ELBO is gap_test below it."""
+    part = dict(train_log_px=-120.0, test_log_px=-140.0, train_log_px_se=1.0, test_log_px_se=1.0,
+                train_log_px_first500=-120.0, test_log_px_first500=-140.0, train_log_px_kde=-119.8,
+                test_log_px_kde=-139.9, train_accept=0.5, test_accept=0.5)
+    bounds = {"k": 5000, "n_images": 500, "train_L_k": -120.2, "train_elbo": -121.0,
+              "test_L_k": -140.0 - d_test, "test_elbo": -140.0 - d_test - gap_test,
+              "train_guided_minus_L_k": 0.2, "train_guided_minus_L_k_se": 0.05,
+              "test_guided_minus_L_k": d_test, "test_guided_minus_L_k_se": 0.3,
+              "train_blind_minus_L_k": blind_minus, "train_blind_minus_L_k_se": 0.05,
+              "test_blind_minus_L_k": d_test, "test_blind_minus_L_k_se": 0.3}
+    final = {"samples": 10**7, **part, "bounds": bounds, "guided_start": dict(part)}
+    return {"n_train": 1000, "samples": 10**7, "history": [{"samples": 10**7, **part}], "final": final,
+            "wall_time": 100.0, "train_time": 60.0, "train_cpu_time": 50.0}
+
+
+def test_an_estimate_far_above_L_5000_is_said_so_with_the_reason_the_numbers_give():
+    text = " ".join(rep.bound_sentences({"aevb-small": _synthetic(14.1, 12.3)}))
+    assert "The held-out estimate of aevb-small is 14.1 +- 0.3 nats above its L_5000" in text
+    assert "the ELBO is 12.3 nats below L_5000 there too" in text
+    assert "in 2 of 2 cases" in text
+
+
+def test_an_estimate_below_L_5000_is_said_to_fall_short():
+    text = " ".join(rep.bound_sentences({"aevb-small": _synthetic(-2.0, 1.0)}))
+    assert "in 1 of 2 cases" in text and "aevb-small held-out (-2.00 +- 0.30 nats)" in text
+    assert "falls short of log p(x)" in text
+
+
+def test_the_ranking_is_read_off_the_curves():
+    def run(points):
+        return {"history": [{"samples": s, "train_time": s / 1000, "test_log_px": v} for s, v in points]}
+    aevb = run([(10**4, -200), (10**5, -160), (10**6, -140), (10**7, -130)])
+    mcem = run([(10**4, -180), (10**5, -150), (10**6, -145)])
+    c = rep.crossing(aevb, mcem, "test")
+    assert c["overtakes"] == 10**6 and c["to"] == 10**6
+    assert rep.value_at(mcem, "test", 10**7) is None
+    assert rep.sci(12000) == "1.2 x 10^4" and rep.sci(10**8) == "10^8" and rep.sci(5.6e6) == "5.6 x 10^6"
+
+
+def test_runs_are_named_and_evaluation_points_fall_on_whole_steps():
+    assert figure3.parse_run("mcem-online-small") == ("mcem-online", "small")
+    assert figure3.parse_run("wake-sleep-large") == ("wake-sleep", "large")
+    for bad in ("mcem", "aevb-medium", "online-small", "mcem-online"):
+        with pytest.raises(ValueError, match="run must be"):
+            figure3.parse_run(bad)
+    assert figure3.eval_points(10**5) == [10000, 17800, 31600, 56200, 100000]
+    assert figure3.eval_points(10**5, unit=9000) == [9000, 18000, 36000, 54000, 99000, 108000]
+    assert figure3.eval_points(2000) == [2000]

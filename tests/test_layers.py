@@ -8,7 +8,7 @@ import scipy.stats
 from scratchvae.backend import as_numpy
 from scratchvae.derivations.checks import z_bound
 from scratchvae.gradcheck import THRESHOLD, check_gradients
-from scratchvae.layers import INITS, MLP, Linear, init_weights
+from scratchvae.layers import INITS, MLP, Linear, init_weights, linear_backward, mlp_backward
 
 
 def _grad_errors(layer, x, dy):
@@ -52,6 +52,40 @@ def test_linear_backward_in_closed_form(xp, device):
     np.testing.assert_allclose(as_numpy(layer.grads["W"]), x.T @ dy, rtol=1e-13)
     np.testing.assert_allclose(as_numpy(layer.grads["b"]), dy.sum(axis=0), rtol=1e-13)
     np.testing.assert_allclose(dx, dy @ W.T, rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_linear_backward_function_is_what_the_layer_computes(xp, device, dtype):
+    """linear_backward(dy, x, W) -> (dx, dW, db) is the textbook form of Linear.backward, which
+    writes dW and db into the gradient buffer in place: the two agree bit for bit."""
+    rng = np.random.default_rng(30)
+    layer = Linear(4, 3, init="pytorch", rng=rng, dtype=dtype, device=device)
+    x = xp.asarray(rng.standard_normal((6, 4)).astype(dtype))
+    dy = xp.asarray(rng.standard_normal((6, 3)).astype(dtype))
+    layer.forward(x)
+    dx = layer.backward(dy)
+    for mine, theirs in zip(linear_backward(dy, x, layer.params["W"]), (dx, layer.grads["W"], layer.grads["b"])):
+        assert mine.dtype == theirs.dtype
+        np.testing.assert_array_equal(as_numpy(mine), as_numpy(theirs))
+
+
+def test_mlp_backward_is_the_chain_rule_of_the_mlp(xp, device):
+    """MLP.backward is mlp_backward over its layers: the same dx and the same gradients, and with
+    input_grad=False the same gradients without dx."""
+    rng = np.random.default_rng(31)
+    x, dy = xp.asarray(rng.standard_normal((5, 4))), xp.asarray(rng.standard_normal((5, 3)))
+    a, b = (MLP([4, 6, 3], activation="tanh", rng=np.random.default_rng(32), dtype="float64", device=device)
+            for _ in range(2))
+    a.forward(x)
+    b.forward(x)
+    np.testing.assert_array_equal(as_numpy(a.backward(dy)), as_numpy(mlp_backward(b.layers, dy)))
+    for k, g in a.gradients().items():
+        np.testing.assert_array_equal(as_numpy(g), as_numpy(b.gradients()[k]), err_msg=k)
+    a.zero_grad()
+    a.forward(x)
+    assert a.backward(dy, input_grad=False) is None
+    for k, g in a.gradients().items():
+        np.testing.assert_array_equal(as_numpy(g), as_numpy(b.gradients()[k]), err_msg=k)
 
 
 def test_backward_writes_gradients_in_place(xp, device):

@@ -36,7 +36,7 @@ def test_e_step_moves_only_the_visited_latents_and_tunes_the_step():
     np.testing.assert_array_equal(model.z[:50], z_before[:50])
     np.testing.assert_array_equal(model.z[100:], z_before[100:])
     assert (model.z[idx] != z_before[idx]).any(axis=1).mean() > 0.5
-    assert model.step_size != 0.1 and a.shape == (50,)
+    assert model.step_size in (0.01 * 1.25, 0.01 / 1.25) and a.shape == (50,)   # the authors' rule
 
 
 def test_m_step_raises_the_complete_data_objective_of_its_batch():
@@ -91,3 +91,100 @@ def test_bad_indices_change_nothing():
         with pytest.raises(ValueError, match="idx"):
             model.e_step(x, idx)
     np.testing.assert_array_equal(model.z, z)
+
+
+# -- batch MCEM -----------------------------------------------------------------------------
+def test_batch_mcem_raises_the_complete_data_objective_and_the_estimated_evidence():
+    """End to end on the 8x8 digits: iterations of batch MCEM (an HMC transition of every z, then
+    5 weight updates over all images) raise J over the training set and the appendix-D estimate
+    of log p(x), and the shared step finds its 90 % acceptance."""
+    from scratchvae.training.marginal_likelihood import estimate_log_marginal
+    x = _digits().astype(np.float32)
+    model = MCEM(64, 300, z_dim=2, hidden_dims=(16,), weight_decay=1 / 300, seed=0)
+    opt = Adagrad(model.named_parameters(), lr=0.05)
+    est = dict(n_samples=20, n_burnin=30, seed=1)
+    start_J, start_est = model.complete_data_objective(x, model.z), estimate_log_marginal(model.decoder, 2, x[:60], **est)
+    accept = []
+    for _ in range(80):
+        model.batch_step(x, opt)
+        accept.append(model.accept_rate)
+    end_J, end_est = model.complete_data_objective(x, model.z), estimate_log_marginal(model.decoder, 2, x[:60], **est)
+    assert end_J > start_J + 15, (start_J, end_J)
+    assert end_est["log_px"].mean() > start_est["log_px"].mean() + 15
+    assert abs(np.mean(accept[-40:]) - 0.9) < 0.05, np.mean(accept[-40:])
+
+
+def test_a_batch_iteration_moves_every_z_once_and_updates_the_weights_five_times():
+    x = _digits(200).astype(np.float32)
+    model = MCEM(64, 200, z_dim=2, hidden_dims=(8,), seed=0)
+    opt = Adagrad(model.named_parameters(), lr=0.05)
+    z = model.z.copy()
+    model.batch_step(x, opt)
+    assert (model.z != z).any(axis=1).mean() > 0.5 and opt.t == 5
+
+
+def test_gradients_over_blocks_equal_those_in_one_pass():
+    x, z = _digits(250).astype(np.float64), np.random.default_rng(0).standard_normal((250, 2))
+    grads = []
+    for block in (1000, 64):
+        model = MCEM(64, 250, z_dim=2, hidden_dims=(8,), weight_decay=0.01, dtype="float64", seed=0,
+                     block_size=block)
+        loss = model.loss_and_grads(x, z)
+        grads.append((loss, {k: g.copy() for k, g in model.gradients().items()}))
+        assert model.complete_data_objective(x, z) == pytest.approx(-loss, rel=1e-12)
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-12)
+    for k in grads[0][1]:
+        np.testing.assert_allclose(grads[1][1][k], grads[0][1][k], rtol=1e-10, atol=1e-14)
+
+
+def test_minibatch_weight_updates_walk_a_fixed_cycle():
+    x = _digits(300).astype(np.float32)
+    model = MCEM(64, 300, z_dim=2, hidden_dims=(8,), m_batch_size=100, seed=0)
+    opt = Adagrad(model.named_parameters(), lr=0.05)
+    model.batch_step(x, opt)
+    assert model.m_cursor == (5 * 100) % 300 and opt.t == 5
+
+
+# -- inputs checked before anything changes ---------------------------------------------------
+def _bad_optimizers(model):
+    other = MCEM(64, 300, z_dim=2, hidden_dims=(16,), seed=1)
+    return [None, object(), Adagrad(other.named_parameters(), lr=0.1)]
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_bad_optimizer_fails_before_the_latents_change(which):
+    x = _digits().astype(np.float32)
+    model = MCEM(64, 300, z_dim=2, hidden_dims=(16,), seed=0)
+    bad = _bad_optimizers(model)[which]
+    z, rng, step = model.z.copy(), model.rng.bit_generator.state, model.step_size
+    with pytest.raises((TypeError, ValueError), match="optimizer"):
+        model.batch_step(x, bad)
+    with pytest.raises((TypeError, ValueError), match="optimizer"):
+        model.train_step(x[:100], np.arange(100), bad)
+    np.testing.assert_array_equal(model.z, z)
+    assert model.rng.bit_generator.state == rng and model.step_size == step
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.full((300, 64), np.nan, np.float32), "x contains NaN"), (np.zeros((299, 64), np.float32), "whole training set"),
+    (np.zeros((300, 63), np.float32), "x must have shape"), (np.zeros((300, 64)), "dtype")])
+def test_bad_training_images_fail_before_the_latents_change(x, match):
+    model = MCEM(64, 300, z_dim=2, hidden_dims=(16,), seed=0)
+    opt = Adagrad(model.named_parameters(), lr=0.05)
+    z = model.z.copy()
+    with pytest.raises((TypeError, ValueError), match=match):
+        model.batch_step(x, opt)
+    np.testing.assert_array_equal(model.z, z)
+    assert opt.t == 0
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(m_batch_size=11), "m_batch_size"), (dict(m_batch_size=0), "m_batch_size"),
+    (dict(tune_factor=0.9), "tune_factor"), (dict(tune_factor=np.nan), "tune_factor"),
+    (dict(step_size=np.nan), "step_size"), (dict(step_size=-0.1), "step_size"),
+    (dict(target_accept=np.nan), "target_accept"), (dict(block_size=0), "block_size")])
+def test_more_bad_arguments_are_named(kwargs, name):
+    args = dict(x_dim=4, n_train=10, z_dim=2, hidden_dims=(3,))
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=name):
+        MCEM(**args)

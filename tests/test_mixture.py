@@ -6,7 +6,7 @@ import scipy.stats
 
 from scratchvae.backend import as_numpy, make_rng
 from scratchvae.derivations.checks import example_mixture, z_bound
-from scratchvae.models.mixture import GaussianMixture, fit_em, m_step, mvn_log_density
+from scratchvae.models.mixture import GaussianMixture, e_step, fit_em, m_step, mvn_log_density
 
 
 def _model(xp, covariance="full"):
@@ -44,6 +44,18 @@ def test_responsibilities_are_bayes_rule(xp):
     joint = np.exp(as_numpy(model.log_joint(xp.asarray(x))))
     np.testing.assert_allclose(r, joint / joint.sum(axis=1, keepdims=True), rtol=1e-12)
     np.testing.assert_allclose(r.sum(axis=1), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_e_step_is_the_responsibilities_of_the_mixture(xp, covariance):
+    """e_step(x, pi, mu, cov) is what GaussianMixture.responsibilities returns (bit for bit), for
+    full and diagonal covariances: Bayes' rule, each row summing to 1."""
+    model = _model(xp, covariance)
+    x = xp.asarray(np.random.default_rng(9).normal(0, 2, (25, 2)))
+    r = as_numpy(e_step(x, model.pi, model.mu, model.cov))
+    np.testing.assert_array_equal(r, as_numpy(model.responsibilities(x)))
+    joint = np.exp(as_numpy(model.log_joint(x)))
+    np.testing.assert_allclose(r, joint / joint.sum(axis=1, keepdims=True), rtol=1e-12)
 
 
 def test_far_point_keeps_a_finite_log_density_and_a_hard_assignment(xp):

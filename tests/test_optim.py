@@ -67,6 +67,23 @@ def test_adam_first_steps_with_changing_gradient(xp):
     assert float(as_numpy(p)[0]) == pytest.approx(w1 + 0.1 * (0.01 / 0.19) / (1 + 1e-8), abs=1e-14)
 
 
+def test_textbook_update_functions_by_hand(xp):
+    """The textbook updates as functions, on one coordinate, updating the parameter and the state
+    in place: SGD with momentum (v = 0.9 * 1 + 2, theta = 1 - 0.1 v), Adagrad (h = 1 + 4,
+    theta = 1 - 0.5 * 2 / sqrt(5)), and Adam's first step (m_hat = g, v_hat = g^2: theta moves
+    by lr g / (|g| + eps))."""
+    p, g, v = xp.asarray([1.0]), xp.asarray([2.0]), xp.asarray([1.0])
+    optim.sgd_momentum_update(p, g, v, 0.1, 0.9)
+    assert float(v[0]) == pytest.approx(2.9, abs=1e-15) and float(p[0]) == pytest.approx(1 - 0.29, abs=1e-15)
+    p, h = xp.asarray([1.0]), xp.asarray([1.0])
+    optim.adagrad_update(p, g, h, 0.5)
+    assert float(h[0]) == 5.0 and float(p[0]) == pytest.approx(1 - 1 / (math.sqrt(5) + 1e-8), abs=1e-15)
+    p, m, v = xp.asarray([1.0]), xp.zeros(1), xp.zeros(1)
+    optim.adam_update(p, xp.asarray([3.0]), m, v, 1, lr=0.1)
+    assert float(p[0]) == pytest.approx(1 - 0.1 * 3 / (3 + 1e-8), abs=1e-15)
+    assert float(m[0]) == pytest.approx(0.3) and float(v[0]) == pytest.approx(0.009)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_updates_are_in_place(xp, device, name):
     """A step changes the parameter arrays themselves (no new arrays), so models and optimizers
@@ -231,3 +248,50 @@ def test_a_decaying_state_never_becomes_subnormal(make, dtype):
     assert ref_worst > 0      # the textbook form, never flushed, did go subnormal
     assert worst == 0
     np.testing.assert_allclose(p, p_ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=0)
+
+
+# -- a step in parts -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, kwargs", [("sgd", {"momentum": 0.9}), ("adagrad", {"warmup": 3}),
+                                          ("adam", {})])
+def test_a_step_in_parts_is_the_same_step_bit_for_bit(monkeypatch, name, kwargs):
+    """Updating the last layer first and the first layer later, in one step, gives the very
+    parameters and state of ``step()`` with the same gradients (every update is elementwise),
+    over 120 steps: through Adagrad's warm-up and the flush of decaying states at step 100."""
+    monkeypatch.setattr(optim, "BLOCK", 4096)   # several blocks, the parts' edges inside them
+    models = [MLP([40, 200, 60], rng=np.random.default_rng(0), dtype="float32") for _ in range(2)]
+    whole, parts = (OPTIMIZERS[name](m.named_parameters(), lr=0.01, **kwargs) for m in models)
+    rng = np.random.default_rng(1)
+    for _ in range(120):
+        for (_, _, g1), (_, _, g2) in zip(*(m.named_parameters() for m in models)):
+            g1[...] = g2[...] = rng.standard_normal(g1.shape) * rng.uniform(0, 2)
+        whole.step()
+        with parts.step_in_parts() as update:
+            update("2.")
+            update("0.")
+    assert parts.t == whole.t == 120
+    for (k, p1, _), (_, p2, _) in zip(*(m.named_parameters() for m in models)):
+        np.testing.assert_array_equal(p1, p2, err_msg=k)
+    for s in whole.state_names:
+        for k, a in whole.state[s].items():
+            np.testing.assert_array_equal(parts.state[s][k], a, err_msg=f"{s}/{k}")
+
+
+def test_a_step_in_parts_updates_every_parameter_exactly_once():
+    model = MLP([3, 4, 2], rng=np.random.default_rng(0))
+    opt = Adam(model.named_parameters())
+    before = {k: p.copy() for k, p in model.parameters().items()}
+    with pytest.raises(ValueError, match="no parameter's name starts with 'decoder.'"):
+        with opt.step_in_parts() as update:
+            update("decoder.")
+    with pytest.raises(KeyError):                 # an error before the first update ...
+        with opt.step_in_parts() as update:
+            raise KeyError("in the model's code")
+    assert opt.t == 0                             # ... leaves the optimizer untouched
+    assert all(np.array_equal(before[k], p) for k, p in model.parameters().items())
+    with pytest.raises(RuntimeError, match=r"\['2.W', '2.b'\] were not updated"):
+        with opt.step_in_parts() as update:
+            update("0.")
+    with pytest.raises(ValueError, match=r"\['0.W'\] were already updated in this step"):
+        with opt.step_in_parts() as update:
+            update("0.")
+            update("0.W")

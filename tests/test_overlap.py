@@ -48,7 +48,8 @@ def test_the_overlapped_step_is_the_plain_step_bit_for_bit(monkeypatch, case, dt
     (m1, o1), (m2, o2) = _pair(lambda: _as(make_model(), dtype), make_optimizer)
     overlap = ov.Overlap(m2, o2)
     encoder_size = sum(p.size for p in m2.encoder.parameters().values())
-    assert encoder_size % optim.BLOCK and len(overlap.decoder_part[0][3]) > 2 and len(overlap.rest[0][3]) > 2
+    blocks = lambda prefixes: o2._part(prefixes)[1][0][3]   # noqa: E731  (the first window's)
+    assert encoder_size % optim.BLOCK and len(blocks((ov.DECODER,))) > 2 and len(blocks(overlap.rest)) > 2
     rng = np.random.default_rng(0)
     x = rng.random((300, 60)).astype(dtype)
     for step in range(350):
@@ -88,10 +89,11 @@ def test_an_error_in_the_encoders_backward_waits_for_the_workers_update(monkeypa
     (model, opt), = _pair(*CASES["adam"])[:1]
     overlap = ov.Overlap(model, opt)
     finished = []
-    real = opt.update_part
+    real = opt._apply
+    decoder_part = opt._part((ov.DECODER,))[1]
 
     def slow_update(part):
-        if part is overlap.decoder_part:
+        if part is decoder_part:
             import time
             time.sleep(0.2)
             real(part)
@@ -99,7 +101,7 @@ def test_an_error_in_the_encoders_backward_waits_for_the_workers_update(monkeypa
         else:
             real(part)
 
-    monkeypatch.setattr(opt, "update_part", slow_update)
+    monkeypatch.setattr(opt, "_apply", slow_update)
 
     def broken(*args, **kwargs):
         raise RuntimeError("broken encoder")
@@ -132,18 +134,20 @@ def test_a_run_overlapped_and_resumed_ends_where_the_plain_run_does(tmp_path):
     assert strip(plain.history) == strip(resumed.history)
 
 
-def test_auto_turns_the_overlap_on_only_where_a_core_is_idle(monkeypatch):
+def test_the_overlap_is_off_by_default_and_auto_turns_it_on_only_where_a_core_is_idle(monkeypatch):
     model = sv.VAE(20, 2, (8,), seed=0)
     opt = sv.Adam(model.named_parameters())
     monkeypatch.setattr(ov, "available_cpus", lambda: 2)
     monkeypatch.setattr(ov, "blas_threads", lambda: 1)
-    assert ov.why_off(model, opt) is None and isinstance(ov.make_overlap(model, opt), ov.Overlap)
+    assert ov.DEFAULT == "off" and ov.make_overlap(model, opt) is None      # even with a core idle
+    assert Trainer.__init__.__defaults__[-1] == "off"
+    assert ov.why_off(model, opt) is None and isinstance(ov.make_overlap(model, opt, "auto"), ov.Overlap)
     monkeypatch.setattr(ov, "blas_threads", lambda: 2)        # BLAS has a thread per core
-    assert "no core is idle" in ov.why_off(model, opt) and ov.make_overlap(model, opt) is None
+    assert "no core is idle" in ov.why_off(model, opt) and ov.make_overlap(model, opt, "auto") is None
     assert isinstance(ov.make_overlap(model, opt, "on"), ov.Overlap)   # forced: it still works
     monkeypatch.setattr(ov, "available_cpus", lambda: 1)
     monkeypatch.setattr(ov, "blas_threads", lambda: 1)
-    assert "one CPU" in ov.why_off(model, opt) and ov.make_overlap(model, opt) is None
+    assert "one CPU" in ov.why_off(model, opt) and ov.make_overlap(model, opt, "auto") is None
     assert ov.make_overlap(model, opt, "off") is None
     with pytest.raises(ValueError, match="overlap must be one of"):
         ov.make_overlap(model, opt, "sometimes")
@@ -155,38 +159,50 @@ def test_models_that_cannot_overlap_say_why(monkeypatch):
     ws = WakeSleep(20, 2, (8,), seed=0)          # its sleep phase runs the decoder after the wake backward
     opt = sv.Adam(ws.named_parameters())
     assert "does not report when the decoder is done" in ov.why_off(ws, opt)
-    assert ov.make_overlap(ws, opt) is None
+    assert ov.make_overlap(ws, opt, "auto") is None
     with pytest.raises(ValueError, match="cannot run"):
         ov.make_overlap(ws, opt, "on")
     model = sv.VAE(20, 2, (8,), seed=0)
     encoder_only = sv.Adam(model.encoder.named_parameters())
     assert "none of the decoder's parameters" in ov.why_off(model, encoder_only)
+    renamed = sv.Adam([("dec" + name[len("decoder"):] if name.startswith("decoder.") else name, p, g)
+                       for name, p, g in model.named_parameters()])
+    assert "do not all start with 'decoder.'" in ov.why_off(model, renamed)
+
+    class PlainDecoder(sv.decoders.BernoulliDecoder):    # a decoder of one's own, without defer
+        def backward(self, dlogp):
+            return super().backward(dlogp)
+    custom = sv.VAE(20, 2, (8,), seed=0)
+    custom.decoder = PlainDecoder(custom.decoder.net)
+    assert "takes no defer" in ov.why_off(custom, sv.Adam(custom.named_parameters()))
     model.device = "gpu"                          # what a GPU model reports (no GPU needed)
     assert ov.why_off(model, sv.Adam(sv.VAE(20, 2, (8,), seed=0).named_parameters())) == \
         "the model is on the GPU"
 
 
-def test_split_parts_make_the_step_in_either_order_and_refuse_a_wrong_partition(monkeypatch):
+def test_a_step_in_parts_by_names_makes_the_step_in_either_order_and_refuses_a_wrong_partition(monkeypatch):
     monkeypatch.setattr(optim, "BLOCK", 256)
     models = [sv.VAE(30, 3, (20,), seed=0) for _ in range(2)]
     opts = [sv.Adam(m.named_parameters(), lr=1e-2) for m in models]
     names = [n for n, _, _ in opts[1].named]
     odd, even = names[1::2], names[::2]                    # windows that are not back to back
-    parts = opts[1].split(odd, even)
     rng = np.random.default_rng(0)
     for _ in range(5):
         for (_, _, g1), (_, _, g2) in zip(*(m.named_parameters() for m in models)):
             g1[...] = g2[...] = rng.standard_normal(g1.shape)
         opts[0].step()
-        opts[1].begin_step()
-        for part in parts[::-1]:
-            opts[1].update_part(part)
-        opts[1].end_step()
+        with opts[1].step_in_parts() as update:
+            for part in (odd, even)[::-1]:
+                update(*part)
     assert _identical(models[0].parameters(), models[1].parameters())
-    with pytest.raises(ValueError, match="every parameter of the optimizer once"):
-        opts[1].split(odd, even[1:])
-    with pytest.raises(ValueError, match="every parameter of the optimizer once"):
-        opts[1].split(names, even[:1])
+    with pytest.raises(RuntimeError, match="must update every parameter once"):
+        with opts[1].step_in_parts() as update:
+            update(*odd)
+            update(*even[1:])
+    with pytest.raises(ValueError, match="already updated in this step"):
+        with opts[1].step_in_parts() as update:
+            update(*names)
+            update(*even[:1])
 
 
 def test_a_deferred_weight_gradient_is_the_same_products_made_later():

@@ -7,7 +7,10 @@ import scratchvae as sv
 from scratchvae import derivations as dv
 from scratchvae.derivations import wake_sleep as ws_checks
 from scratchvae.models.linear_gaussian import LinearGaussian
-from scratchvae.models.wake_sleep import WakeSleep
+from scratchvae.distributions import gaussian_log_density
+from scratchvae.gradcheck import numerical_gradient, rel_error
+from scratchvae.models.wake_sleep import WakeSleep, sleep_gradient
+from scratchvae.training.step import train_step
 from scratchvae.training.trainer import Trainer
 
 
@@ -31,6 +34,115 @@ def test_sleep_gradient(xp):
 
 def test_both_are_in_the_catalogue():
     assert {"wake_gradient", "sleep_gradient"} <= {f.__name__ for f in dv.CHECKS}
+
+
+def test_sleep_gradient_is_the_derivative_of_the_mean_negative_log_q():
+    """sleep_gradient(z, mu, logvar) = d/d(mu, logvar) of -1/n sum_i log q(z_i|x_i), against
+    central differences, and by hand where q fits: z = mu +- sqrt(v) gives dlogvar = 0."""
+    rng = np.random.default_rng(0)
+    z, mu, logvar = rng.standard_normal((3, 5, 2))
+    dmu, dlogvar = sleep_gradient(z, mu, logvar)
+    assert dmu.shape == dlogvar.shape == (5, 2)
+    loss = lambda: -gaussian_log_density(z, mu, logvar).mean()   # noqa: E731
+    for analytic, x in ((dmu, mu), (dlogvar, logvar)):
+        assert rel_error(analytic, numerical_gradient(loss, x)).max() < 1e-7
+    mu, logvar = np.zeros((2, 1)), np.full((2, 1), np.log(4.0))
+    dmu, dlogvar = sleep_gradient(np.array([[2.0], [-2.0]]), mu, logvar)
+    np.testing.assert_allclose(dmu[:, 0], [-2 / 4 / 2, 2 / 4 / 2])    # -(z - mu) / v / n
+    np.testing.assert_allclose(dlogvar, 0.0, atol=1e-15)                # (z - mu)^2 / v = 1
+
+
+@pytest.mark.parametrize("shapes, words", [(((3, 2), (3, 2), (3, 1)), r"logvar must have shape \(3, 2\)"),
+                                           (((3, 2), (2, 2), (3, 2)), r"mu must have shape \(3, 2\)"),
+                                           (((3,), (3,), (3,)), "z must be 2-D"),
+                                           (((0, 2), (0, 2), (0, 2)), "z must hold at least one dream")])
+def test_sleep_gradient_refuses_mismatched_shapes(shapes, words):
+    with pytest.raises(ValueError, match=words):
+        sleep_gradient(*(np.zeros(s) for s in shapes))
+
+
+# -- the authors' initialization and order of updates -----------------------------------------
+def test_the_authors_initialization_zeroes_the_encoders_log_variance_outputs():
+    """With init='paper', the authors' code starts the encoder's log-variance weights and biases
+    at zero (q(z|x) = N(mu(x), I) for every x); every other weight is the VAE's."""
+    ws, vae = (cls(6, 2, (5,), init="paper", seed=3) for cls in (WakeSleep, sv.VAE))
+    assert ws.logvar_init == "zero" and ws.update_order == "decoder-first" and ws.updates_in_phases
+    last = ws.encoder.layers[-2].params                   # h W + b = [mu, logvar]
+    assert not last["W"][:, 2:].any() and not last["b"][2:].any()
+    np.testing.assert_array_equal(last["W"][:, :2], vae.encoder.layers[-2].params["W"][:, :2])
+    for name, p in vae.parameters().items():
+        if name != "encoder.2.W" and name != "encoder.2.b":
+            np.testing.assert_array_equal(ws.parameters()[name], p, err_msg=name)
+    _, logvar = ws.encode(np.random.default_rng(0).random((4, 6), dtype=np.float32))
+    assert not logvar.any()
+    drawn = WakeSleep(6, 2, (5,), init="paper", seed=3, logvar_init="drawn", update_order="together")
+    assert not drawn.updates_in_phases
+    for name, p in vae.parameters().items():
+        np.testing.assert_array_equal(drawn.parameters()[name], p, err_msg=name)
+    assert WakeSleep(6, 2, (5,), init="glorot").logvar_init == "drawn"    # the paper's init only
+    for kwargs, words in ((dict(update_order="wake-first"), "update_order must be one of"),
+                          (dict(logvar_init="ones"), "logvar_init must be one of")):
+        with pytest.raises(ValueError, match=words):
+            WakeSleep(6, 2, (5,), **kwargs)
+
+
+def test_a_training_step_updates_the_decoder_then_dreams_with_the_updated_decoder():
+    """train_step on WakeSleep is the authors' step_wakesleep: the wake gradient (plus the
+    prior) updates the decoder, the dreams come from the updated decoder, and their sleep
+    gradient (plus the prior) updates the encoder -- here with one Adagrad for each network,
+    as the authors' code keeps them, bit for bit. With update_order='together' it is the
+    earlier step (both gradients at the same parameters), which ends elsewhere."""
+    x = np.random.default_rng(3).uniform(0, 1, (8, 5))
+    common = dict(likelihood="bernoulli", weight_decay=0.1, dtype="float64", init="paper", seed=4)
+    ws, ref, old = (WakeSleep(5, 2, (4,), update_order=order, **common)
+                    for order in ("decoder-first", "decoder-first", "together"))
+    opt, opt_old = sv.Adagrad(ws.named_parameters(), lr=0.1), sv.Adagrad(old.named_parameters(), lr=0.1)
+    opt_decoder = sv.Adagrad(ref.decoder.named_parameters("decoder."), lr=0.1)
+    opt_encoder = sv.Adagrad(ref.encoder.named_parameters("encoder."), lr=0.1)
+    for _ in range(3):
+        eps = ref.rng.standard_normal((8, 2))           # the eps train_step draws from ws.rng
+        expected = -float(ref.elbo(x, eps).elbo.mean()) + ref.weight_penalty()   # before any update
+        ref.wake(x, eps)
+        for _, p, g in ref.decoder.named_parameters():
+            g += 0.1 * p
+        opt_decoder.step()
+        ref.sleep(*ref.dream(8))                        # dreams of the updated decoder
+        for _, p, g in ref.encoder.named_parameters():
+            g += 0.1 * p
+        opt_encoder.step()
+        assert train_step(ws, opt, x) == expected
+        old.loss_and_grads(x)
+        opt_old.step()
+    assert opt.t == 3
+    for name, p in ref.parameters().items():
+        np.testing.assert_array_equal(ws.parameters()[name], p, err_msg=name)
+        if name.startswith("encoder."):                 # the old order ends elsewhere
+            assert not np.array_equal(old.parameters()[name], p), name
+
+
+def test_the_earlier_order_is_loss_and_grads_then_one_update():
+    x = np.random.default_rng(3).uniform(0, 1, (8, 5))
+    a, b = (WakeSleep(5, 2, (4,), update_order="together", weight_decay=0.1, dtype="float64",
+                      init="paper", seed=4) for _ in range(2))
+    opt_a, opt_b = sv.Adagrad(a.named_parameters(), lr=0.1), sv.Adagrad(b.named_parameters(), lr=0.1)
+    for _ in range(3):
+        loss, _ = a.loss_and_grads(x)
+        opt_a.step()
+        assert train_step(b, opt_b, x) == loss
+    for name, p in a.parameters().items():
+        np.testing.assert_array_equal(b.parameters()[name], p, err_msg=name)
+
+
+def test_a_non_finite_loss_stops_the_step_before_any_update():
+    x = np.random.default_rng(3).uniform(0, 1, (8, 5))
+    model = WakeSleep(5, 2, (4,), dtype="float64", init="paper", seed=4)
+    opt = sv.Adagrad(model.named_parameters(), lr=0.1)
+    model.decoder.net.layers[0].params["W"][0, 0] = np.inf
+    before = {k: p.copy() for k, p in model.parameters().items()}
+    with pytest.raises(FloatingPointError, match="the loss became nan"), np.errstate(all="ignore"):
+        train_step(model, opt, x)
+    assert opt.t == 0
+    assert all(np.array_equal(before[k], p, equal_nan=True) for k, p in model.parameters().items())
 
 
 class _SleepWithSignError(WakeSleep):

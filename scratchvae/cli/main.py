@@ -5,6 +5,7 @@
     scratchvae plot        redraw a run's figures, or compare runs' learning curves
     scratchvae gradcheck   check every derivation against finite differences
     scratchvae data        download (fetch) or check (verify) MNIST and Frey Face
+    scratchvae exercises   write a workbook of exercises (start) or grade one (check)
     scratchvae bench       time scratchvae against PyTorch and the GEMM floor
     scratchvae reproduce   regenerate the results of Kingma & Welling (2013)
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from ..backend import DEFAULT_THREADS, set_threads
 from ..optim import OPTIMIZERS
+from . import exercises
 
 DATASETS = ("digits", "mnist", "frey")
 EPOCHS = {"digits": 200, "mnist": 10, "frey": 100}   # when neither --epochs nor --samples is given
@@ -127,10 +129,11 @@ def _add_train(sub):
                    "--samples trains further)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--no-plots", action="store_true", help="skip the figures")
-    p.add_argument("--overlap", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--overlap", choices=("auto", "on", "off"), default="off",
                    help="make the decoder's weight gradients and optimizer update on a second "
                    "core while the encoder's backward runs (the same numbers, bit for bit); "
-                   "auto: where a core is idle (default: auto)")
+                   "auto: where a core is idle (default: off; not yet shown to pay, see "
+                   "docs/threads.md)")
     p.set_defaults(func=cmd_train)
 
 
@@ -176,7 +179,7 @@ def cmd_train(args, argv):
     run_info.update({k: v for k, v in (("split_option", args.split), ("split_seed", args.split_seed))
                      if v != {"split_option": "random", "split_seed": 0}[k]})
     if wake_sleep:
-        run_info.update(algorithm="wake-sleep", **wake_sleep)
+        run_info.update(algorithm="wake-sleep", **wake_sleep, **model.settings())
     trainer = Trainer(model, optimizer, data.train, data.test, batch_size=args.batch_size,
                       binarization=args.binarization, seed=args.seed, out=out, run_info=run_info,
                       progress=not args.no_progress, overwrite=args.overwrite, overlap=args.overlap)
@@ -440,6 +443,7 @@ def build_parser():
     _add_plot(sub)
     _add_gradcheck(sub)
     _add_data(sub)
+    exercises.add_parser(sub)
     _add_module(sub, "bench", "time scratchvae against PyTorch and the GEMM floor")
     _add_module(sub, "reproduce", "regenerate the results of Kingma & Welling (2013)")
     _add_threads(parser)

@@ -7,9 +7,11 @@ are present). Each contender trains its own copy of the same initial weights on 
 same minibatches, and their epochs are interleaved so that a busy machine slows all of
 them alike:
 
-    scratchvae    train_step (VAE.loss_and_grads + Adam.step), on NumPy; where a core is
-                  idle, the same step with the decoder's weight gradients and update on a
-                  second thread during the encoder's backward (training/overlap.py; ``--overlap``)
+    scratchvae    train_step (VAE.loss_and_grads + Adam.step), on NumPy: the library's default
+    sv overlapped the same step with the decoder's weight gradients and update on a second
+                  thread during the encoder's backward (training/overlap.py, off by default in
+                  training): a copy of its own, timed beside the plain step where a core is
+                  idle (``--overlap``), so that a quiet run shows whether it pays
     torch         the same model in PyTorch, default Adam        (if PyTorch is installed)
     torch fused   the same, Adam(fused=True)                     (if PyTorch is installed)
     GEMM floor    only the epoch's matrix products, with NumPy's BLAS at the same shapes
@@ -75,9 +77,9 @@ SCALE_BATCHES = (32, 64, 128, 256, 512, 1024)
 ELBO_EPOCHS = 3          # held-out -ELBO compared after this many epochs
 ELBO_TOLERANCE = 2.0     # nats: beyond this the two models did not do the same work
 SHARED_DATA = Path("..") / "shared" / "data"   # an optional local copy beside the project
-CONTENDERS = ("scratchvae", "torch", "torch_fused", "gemm_floor")
-LABELS = {"scratchvae": "scratchvae", "torch": "torch", "torch_fused": "torch fused",
-          "gemm_floor": "GEMM floor"}
+CONTENDERS = ("scratchvae", "scratchvae_overlap", "torch", "torch_fused", "gemm_floor")
+LABELS = {"scratchvae": "scratchvae", "scratchvae_overlap": "sv overlapped", "torch": "torch",
+          "torch_fused": "torch fused", "gemm_floor": "GEMM floor"}
 # (batch size, what, numerator, denominator, at most)
 THREADS = (1, 2)         # the first is the headline: the library's rule
 # (batch size, threads, what, numerator, denominator, at most)
@@ -267,14 +269,15 @@ def torch_copy(torch, model, activation):
 
 
 class ScratchRun:
-    """scratchvae on NumPy: what a training loop does each step (the Trainer's choice of the
-    plain or the overlapped step, made when the run is built, under the threads it runs at)."""
-    name = "scratchvae"
+    """scratchvae on NumPy: what a training loop does each step, the plain step or (``overlap``
+    'on', or 'auto' where a core is idle, decided when the run is built, under the threads it
+    runs at) the overlapped one: ``name`` says which ran, ``overlap_state`` why."""
 
-    def __init__(self, model, lr, optimizer=None, overlap="auto"):
+    def __init__(self, model, lr, optimizer=None, overlap="off"):
         self.model = model
         self.optimizer = Adam(model.named_parameters(), lr=lr) if optimizer is None else optimizer
         self.overlap = make_overlap(model, self.optimizer, overlap)
+        self.name = "scratchvae_overlap" if self.overlap else "scratchvae"
         self.overlap_state = "on" if self.overlap else (
             "off" if overlap == "off" else f"off ({why_off(model, self.optimizer)})")
         self.step_times = []   # every step's seconds: their median times the steps is what
@@ -432,12 +435,19 @@ def epoch_order(n, seed, epoch):
 # ---------------------------------------------------------------------------------------
 def compare(train, test, batch_size, hidden, z_dim, lr, repeats, seed, torch, log=print,
             contenders=CONTENDERS, load_before=None, overlap="auto"):
-    """Interleaved epochs of every contender; returns times, medians, ratios, held-out -ELBO."""
+    """Interleaved epochs of every contender; returns times, medians, ratios, held-out -ELBO.
+    The overlapped step (``overlap``: as in :class:`ScratchRun`) trains a copy of its own."""
     model = make_model(train.shape[1], hidden, z_dim, seed)
     runs = []
+    overlap_state = "not timed"
     for name in contenders:  # the torch copies start from the untrained scratchvae weights
         if name == "scratchvae":
-            runs.append(ScratchRun(model, lr, overlap=overlap))
+            runs.append(ScratchRun(model, lr))
+        elif name == "scratchvae_overlap":
+            run = ScratchRun(make_model(train.shape[1], hidden, z_dim, seed), lr, overlap=overlap)
+            overlap_state = run.overlap_state
+            if run.overlap is not None:
+                runs.append(run)
         elif name == "gemm_floor":
             runs.append(GemmFloor(model, batch_size, seed))
         elif torch is not None:
@@ -457,7 +467,8 @@ def compare(train, test, batch_size, hidden, z_dim, lr, repeats, seed, torch, lo
             f"{LABELS[k]} {v[-1]:.3f} s" for k, v in times.items()))
     median = {k: statistics.median(v) for k, v in times.items()}
     ratios = {f"{a}/{b}": median[a] / median[b] for a in median for b in median
-              if a == "scratchvae" and b != a}
+              if b != a and (a, b) != ("scratchvae", "scratchvae_overlap")
+              and a in ("scratchvae", "scratchvae_overlap")}
     nelbo_spread = max(nelbo.values()) - min(nelbo.values()) if len(nelbo) > 1 else 0.0
     steps = train.shape[0] // batch_size
     out = {"batch_size": batch_size, "steps_per_epoch": steps,
@@ -466,9 +477,9 @@ def compare(train, test, batch_size, hidden, z_dim, lr, repeats, seed, torch, lo
            "heldout_nelbo": nelbo, "heldout_after_epochs": elbo_epoch,
            "nelbo_spread": nelbo_spread, "valid": nelbo_spread <= ELBO_TOLERANCE,
            "quiet": quiet.result()}
-    scratch = next((run for run in runs if isinstance(run, ScratchRun)), None)
-    if scratch is not None:
-        out["overlap"] = scratch.overlap_state
+    scratch = next((run for run in runs if run.name == "scratchvae"), None)
+    if "scratchvae_overlap" in contenders:
+        out["overlap"] = overlap_state
     if scratch is not None and scratch.step_times:   # an epoch is the sum of its steps, not
         step = scratch.step_times                     # steps x the median step
         out["scratchvae_steps"] = {"median_step_s": statistics.median(step),
@@ -497,12 +508,20 @@ def compare_frey(train, test, threads, repeats, torch, seed=0, hidden=200, z_dim
     def contenders():
         model = VAE(train.shape[1], z_dim, (hidden,), likelihood="gaussian", activation="tanh",
                     init="paper", weight_decay=1.0 / train.shape[0], seed=seed)
-        runs = [ScratchRun(model, lr, Adagrad(model.named_parameters(), lr=lr), overlap=overlap)]
+        runs = [ScratchRun(model, lr, Adagrad(model.named_parameters(), lr=lr))]
+        if overlap != "off":   # the overlapped step on a copy of its own, where it runs
+            twin = VAE(train.shape[1], z_dim, (hidden,), likelihood="gaussian", activation="tanh",
+                       init="paper", weight_decay=1.0 / train.shape[0], seed=seed)
+            run = ScratchRun(twin, lr, Adagrad(twin.named_parameters(), lr=lr), overlap=overlap)
+            state.append(run.overlap_state)
+            if run.overlap is not None:
+                runs.append(run)
         if torch is not None:
             runs.append(TorchFreyRun(torch, model, lr))
         return runs
 
     for n in threads:
+        state = []              # the overlapped step's: on, or why it is off
         with limit_threads(n, torch):
             eps = np.random.default_rng([seed, 1]).standard_normal((test.shape[0], z_dim),
                                                                    dtype=np.float32)
@@ -525,13 +544,14 @@ def compare_frey(train, test, threads, repeats, torch, seed=0, hidden=200, z_dim
         out["threads"][str(n)] = {
             "steps_per_unit": steps, "units": repeats, "step_s": per_step, "median_step_s": median,
             "spread_step_s": {k: spread(v) for k, v in per_step.items()},
-            "ratios": {"scratchvae/torch": median["scratchvae"] / median["torch"]} if "torch" in median else {},
+            "ratios": {f"{a}/{b}": median[a] / median[b] for a in ("scratchvae", "scratchvae_overlap")
+                       for b in ("torch", "scratchvae") if a != b and a in median and b in median},
             # after hundreds of steps the bounds differ by rounding chaos (information only) ...
             "heldout_nelbo": nelbo, "nelbo_spread": max(nelbo.values()) - min(nelbo.values()),
             # ... so whether the contenders do the same work is judged before it grows
             "agree_steps": FREY_AGREE_STEPS, "agree_nelbo": agree, "agree_spread": agree_spread,
             "valid": agree_spread <= FREY_AGREE_TOLERANCE, "quiet": quiet.result(),
-            "overlap": fresh[0].overlap_state}
+            "overlap": state[-1] if state else "off"}
     return out
 
 
@@ -610,8 +630,7 @@ def memory_child(args):
 
     train, _, _ = load_images(args.dataset, args.data_dir)
     with limit_threads(args.thread_counts[0]):
-        run = ScratchRun(make_model(train.shape[1], args.hidden, args.z_dim, args.seed), args.lr,
-                         overlap=args.overlap)
+        run = ScratchRun(make_model(train.shape[1], args.hidden, args.z_dim, args.seed), args.lr)
         batch_size = args.batch_sizes[0]
         after_setup = rss_bytes()
         rss = []
@@ -641,7 +660,6 @@ def measure_memory(args, log=print):
     argv = [sys.executable, "-m", "scratchvae.experiments.bench", "--memory-child",
             "--dataset", args.dataset, "--hidden", str(args.hidden), "--z-dim", str(args.z_dim),
             "--batch-sizes", str(args.batch_sizes[0]), "--threads", str(args.thread_counts[0]),
-            "--overlap", args.overlap,
             "--memory-epochs", str(args.memory_epochs), "--seed", str(args.seed)]
     if args.data_dir is not None:
         argv += ["--data-dir", str(args.data_dir)]
@@ -717,8 +735,8 @@ def format_table(report):
     if report["torch"]["version"] is None:
         lines.append(f"PyTorch: not compared ({report['torch']['why_not']}); "
                      "scratchvae against the GEMM floor only")
-    head = (f"{'batch':>5} {'steps':>5} {'thr':>3} | {'scratchvae':>19} {'torch':>19} {'torch fused':>19} "
-            f"{'GEMM floor':>19} | {'/torch':>6} {'/fused':>6} {'/GEMM':>6}")
+    head = (f"{'batch':>5} {'steps':>5} {'thr':>3} | {'scratchvae':>19} {'sv overlapped':>19} {'torch':>19} "
+            f"{'torch fused':>19} {'GEMM floor':>19} | {'/torch':>6} {'/fused':>6} {'/GEMM':>6} {'ovl/sv':>6}")
     lines += [head, "-" * len(head)]
     comparisons = [r for batch_size in cfg["batch_sizes"] for n in threads
                    for r in [report["comparisons"].get(str(n), {}).get(str(batch_size))] if r]
@@ -727,12 +745,13 @@ def format_table(report):
         lines.append(f"{r['batch_size']:>5} {r['steps_per_epoch']:>5} {r['threads']:>3} | "
                      + " ".join(f"{_spread(sp.get(k)):>19}" for k in CONTENDERS) + " | "
                      f"{_x(q.get('scratchvae/torch')):>6} {_x(q.get('scratchvae/torch_fused')):>6} "
-                     f"{_x(q.get('scratchvae/gemm_floor')):>6}")
+                     f"{_x(q.get('scratchvae/gemm_floor')):>6} {_x(q.get('scratchvae_overlap/scratchvae')):>6}")
     lines.append("(seconds per epoch; thr: BLAS and PyTorch threads; /torch, /fused, /GEMM: "
-                 "scratchvae's median over theirs)")
+                 "scratchvae's median over theirs; ovl/sv: the overlapped step's over the plain one's)")
     for r in comparisons:
         e = r["heldout_nelbo"]
-        nelbo = ", ".join(f"{e[k]:.2f}" if k in e else "-" for k in ("scratchvae", "torch", "torch_fused"))
+        nelbo = ", ".join(f"{e[k]:.2f}" if k in e else "-"
+                          for k in ("scratchvae", "scratchvae_overlap", "torch", "torch_fused"))
         verdict = "" if len(e) < 2 else ("ok" if r["valid"] else
                                           f"VOID: differ by {r['nelbo_spread']:.1f} nats")
         steps = r.get("scratchvae_steps")
@@ -740,7 +759,7 @@ def format_table(report):
                 f" s, slowest tenth of steps {100 * steps['slowest_tenth_share']:.0f} % of the time")
         lines.append(f"batch {r['batch_size']}, {r['threads']} thread{'s' * (r['threads'] > 1)}: "
                      f"{_quiet(r['quiet'])}; overlap {r.get('overlap', '-')}; -ELBO after "
-                     f"{r['heldout_after_epochs']} epochs (sv, torch, fused) {nelbo} {verdict}{tail}")
+                     f"{r['heldout_after_epochs']} epochs (sv, overlapped, torch, fused) {nelbo} {verdict}{tail}")
     frey = report.get("frey")
     if frey:
         lines.append(f"Frey Face ({frey['model']}), milliseconds per step, median (min-max) of "
@@ -749,8 +768,10 @@ def format_table(report):
             sp = {k: {s: 1e3 * v for s, v in d.items()} for k, d in r["spread_step_s"].items()}
             e = r["heldout_nelbo"]
             lines.append(f"  {n} thread{'s' * (n != '1')}: scratchvae {_spread(sp['scratchvae'])}  "
+                         f"overlapped {_spread(sp.get('scratchvae_overlap'))}  "
                          f"torch {_spread(sp.get('torch'))}  "
-                         f"/torch {_x(r['ratios'].get('scratchvae/torch'))} | "
+                         f"/torch {_x(r['ratios'].get('scratchvae/torch'))}  "
+                         f"ovl/sv {_x(r['ratios'].get('scratchvae_overlap/scratchvae'))} | "
                          f"-ELBO after {r['agree_steps']} steps "
                          f"{', '.join(f'{v:.2f}' for v in r['agree_nelbo'].values())} "
                          f"{'same work' if r['valid'] else 'VOID: not the same work'}; after 3 units "
@@ -865,9 +886,10 @@ def add_arguments(p):
                    help="BLAS / PyTorch threads, each measured in turn; the first is the headline "
                    "(default: 1 2: the library's rule first)")
     p.add_argument("--overlap", choices=("auto", "on", "off"), default="auto",
-                   help="scratchvae's overlapped step (the decoder's weight gradients and update "
-                   "on a second core during the encoder's backward; training/overlap.py): auto, "
-                   "as the trainer does: where a core is idle (default: auto)")
+                   help="time scratchvae's overlapped step (the decoder's weight gradients and "
+                   "update on a second core during the encoder's backward; training/overlap.py) "
+                   "beside the plain one, interleaved: auto where a core is idle, on at every "
+                   "thread count, off never (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order (default: 0)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     p.add_argument("--memory", action="store_true",

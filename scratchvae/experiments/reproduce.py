@@ -32,6 +32,9 @@ library and its experiment scripts):
     weight decay: the prior's gradient times batch / N_train added to the summed
             minibatch gradient, i.e. 1/N per image with the mean used here (Adagrad does
             not see the difference of scale)
+    wake-sleep: the decoder's update first, then dreams of the updated decoder for the
+            sleep phase (``step_wakesleep``); the encoder's log-variance outputs start with
+            zero weights and biases (``VAE_Z_X.init_w``); see scratchvae.models.wake_sleep
 
 and chooses itself: MNIST images are binarized afresh for every minibatch (dynamic
 binarization; the held-out images once, with a fixed seed); MNIST's split is 60k/10k, or
@@ -164,6 +167,8 @@ def build_trainer(exp, data, out, seed=0, device="cpu", overwrite=False):
     run_info = {"dataset": data.name, "image_shape": list(data.image_shape), "split": data.split,
                 "experiment": exp.name, "algorithm": exp.algorithm,
                 "adagrad_warmup": ADAGRAD_WARMUP}
+    if exp.algorithm == "wake-sleep":   # its update order and initialization: a run resumes only with the same
+        run_info.update(model.settings())
     return Trainer(model, optimizer, data.train, data.test, batch_size=BATCH_SIZE,
                    binarization=exp.binarization, seed=seed, out=out, run_info=run_info,
                    progress=False, eval_size=EVAL_SIZE, overwrite=overwrite, checkpoint_every=0)
@@ -763,7 +768,9 @@ def _ws_collapse(runs, kl_below=0.05):
             "the wake phase no reason to use z, and the weight prior pulls the decoder's weights on "
             "z towards 0. From the paper's small initial weights (N(0, 0.01^2)) the decoder starts "
             "close to it; AEVB leaves it because its encoder gradient comes from reconstructing "
-            "the data, not from dreams.")
+            "the data, not from dreams. The authors' order of updates and initialization do not "
+            "change this; whether a wake-sleep run leaves the point depends on its seed, and "
+            "more often at larger Nz (measured in `scratchvae/models/wake_sleep.py`).")
 
 
 def _split_seed_spread(runs, samples=10**6):
@@ -824,7 +831,7 @@ From the paper (section 5), in `scratchvae/experiments/reproduce.py`:
 | optimizer | Adagrad, global step size from {{0.01, 0.02, 0.1}} | the same |
 | initial weights | N(0, 0.01^2) | N(0, 0.01^2) |
 | prior on the parameters | N(0, I): weight decay 1/N per image | the same |
-| wake-sleep | the same encoder (as recognition model), decoder, optimizer, step-size rule, initialization and prior | the same |
+| wake-sleep | the same encoder (as recognition model), decoder, optimizer, step-size rule, initialization (but the encoder's log-variance outputs start at zero) and prior | the same |
 
 Where the paper is silent, scratchvae follows the authors' public code (the `anglepy` library
 and the experiment script `gpulearn_z_x.py` of the same author):
@@ -845,6 +852,11 @@ and the experiment script `gpulearn_z_x.py` of the same author):
   update does not see.
 - **Wake-sleep dreams**: Bernoulli samples for MNIST; Gaussian samples for Frey Face, clipped to
   the pixels' range [0, 1] as the authors' model of sigmoid-Gaussian pixels does.
+- **A wake-sleep step** updates the decoder with the wake gradient first and dreams with the
+  updated decoder for the sleep phase, as the authors' `step_wakesleep` does; and the
+  encoder's log-variance outputs start with zero weights and biases, as in the authors'
+  recognition models (`VAE_Z_X`, `MLBN_Inverse`). `WakeSleep(update_order=..., logvar_init=...)`
+  also offers the earlier step (both gradients at the same parameters) and start.
 
 scratchvae's own choices, where the authors' code differs or says nothing:
 
@@ -856,9 +868,6 @@ scratchvae's own choices, where the authors' code differs or says nothing:
 - **Minibatches** are drawn without replacement, one random permutation per epoch (the authors
   draw each minibatch with replacement); Adagrad's epsilon is added outside the square root
   (1e-8; the authors add 1e-8 inside it).
-- **A wake-sleep step** computes the wake gradient (decoder) and the sleep gradient (encoder) at
-  the same parameters and then updates both; the authors' code updates the decoder first and
-  dreams with the updated decoder.
 - **MNIST**: these runs had only the MNIST *test* file (10,000 images) to work with, so
   the 9000/1000 split of that file is used (held-out = the first 1000 of
   `np.random.default_rng(0).permutation(10000)`); the paper trains on the 60,000 training images.

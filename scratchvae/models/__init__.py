@@ -8,3 +8,9 @@
     hmc              Hybrid Monte Carlo on the latent z of a trained decoder (posterior samples)
     mcem             Monte Carlo EM: a decoder trained without an encoder (Kingma & Welling 2013, app. E)
 """
+from ..vae import register_model
+from .wake_sleep import WakeSleep
+
+# Wake-sleep trains a VAE's encoder and decoder by other gradients; what it trains is a VAE,
+# and its checkpoints rebuild as one.
+register_model(WakeSleep, rebuild_as="VAE")

@@ -60,6 +60,31 @@ def _cholesky(name, cov):
     return chol
 
 
+def component_log_densities(x, mu, cov):
+    """(N, K) matrix of log N(x_n; mu_k, Sigma_k): ``cov`` holds full covariances (K, D, D) or
+    the variances of diagonal ones (K, D)."""
+    xp = get_array_module(x, mu, cov)
+    if cov.ndim == 2:
+        return gaussian_log_density(x[:, None, :], mu[None], xp.log(cov)[None])
+    return xp.stack([mvn_log_density(x, mu[k], cov[k]) for k in range(mu.shape[0])], axis=1)
+
+
+def e_step(x, pi, mu, cov):
+    """The E-step: the responsibilities r_nk = p(z_n = k | x_n) of K components for the
+    points ``x`` (N, D), by Bayes' rule
+
+        r_nk = pi_k N(x_n; mu_k, Sigma_k) / sum_j pi_j N(x_n; mu_j, Sigma_j)
+
+    computed in log space, log r_nk = log p(x_n, z_n = k) - logsumexp_j log p(x_n, z_n = j),
+    so that a point far from every component (where each density underflows to 0) still gets
+    finite responsibilities. ``pi`` (K,), ``mu`` (K, D), ``cov`` full (K, D, D) or diagonal
+    variances (K, D); :func:`component_log_densities` gives log N(x_n; mu_k, Sigma_k).
+    Returns r (N, K), each row summing to 1."""
+    xp = get_array_module(x, pi, mu, cov)
+    log_joint = xp.log(pi) + component_log_densities(x, mu, cov)
+    return xp.exp(log_joint - logsumexp(log_joint, axis=1)[:, None])
+
+
 class GaussianMixture:
     """p(x) = sum_k pi_k N(x; mu_k, Sigma_k).
 
@@ -107,11 +132,7 @@ class GaussianMixture:
     def component_log_density(self, x):
         """(N, K) matrix of log N(x_n; mu_k, Sigma_k)."""
         self._check_x(x)
-        xp = get_array_module(x, self.mu)
-        if self.covariance == "diag":
-            return gaussian_log_density(x[:, None, :], self.mu[None], xp.log(self.cov)[None])
-        return xp.stack([mvn_log_density(x, self.mu[k], self.cov[k])
-                         for k in range(self.n_components)], axis=1)
+        return component_log_densities(x, self.mu, self.cov)
 
     def log_joint(self, x):
         """(N, K) matrix of log p(x_n, z_n = k) = log pi_k + log N(x_n; mu_k, Sigma_k)."""
@@ -129,9 +150,9 @@ class GaussianMixture:
         return log_joint - logsumexp(log_joint, axis=1)[:, None]
 
     def responsibilities(self, x):
-        """(N, K) matrix r_nk = p(z_n = k | x_n); each row sums to 1."""
-        xp = get_array_module(x)
-        return xp.exp(self.log_responsibilities(x))
+        """(N, K) matrix r_nk = p(z_n = k | x_n); each row sums to 1 (:func:`e_step`)."""
+        self._check_x(x)
+        return e_step(x, self.pi, self.mu, self.cov)
 
     # -- the decomposition of note 001 ---------------------------------------------------
     def _check_q(self, q, n):
@@ -200,8 +221,10 @@ def m_step(x, q, covariance="full", reg_covar=1e-6):
         N_k = sum_n q_nk,   pi_k = N_k / N,   mu_k = sum_n q_nk x_n / N_k,
         Sigma_k = sum_n q_nk (x_n - mu_k)(x_n - mu_k)^T / N_k  [+ reg_covar I]
 
-    ``reg_covar`` keeps a component that collapses onto one point invertible; with
-    ``reg_covar = 0`` this is the exact maximizer, so ln p(X) never decreases."""
+    ``covariance`` is ``'full'`` (Sigma_k (D, D)) or ``'diag'`` (only the diagonal of each
+    Sigma_k, as (K, D) variances). ``reg_covar`` keeps a component that collapses onto one point
+    invertible; with ``reg_covar = 0`` this is the exact maximizer, so ln p(X) never decreases.
+    Returns the :class:`GaussianMixture` of these parameters."""
     xp = get_array_module(x, q)
     Nk = q.sum(axis=0)
     pi = Nk / x.shape[0]

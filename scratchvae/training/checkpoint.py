@@ -5,9 +5,15 @@ A checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, read with
 
     param/<name>    every model parameter, e.g. ``param/encoder.0.W``
     optim/<key>     every optimizer state array, e.g. ``optim/m/encoder.0.W``
-    meta            one JSON string: the model's configuration, the optimizer's name,
-                    learning rate and step count, the random generators' states,
-                    the training progress and its metrics history
+    meta            one JSON string: the model's registered class name and configuration
+                    (``model_class``, ``model``), the optimizer's name, learning rate and
+                    step count, the random generators' states, the training progress and
+                    its metrics history
+
+Loading runs no code from the file: :func:`load_model` looks the class name up among the
+classes registered with :func:`scratchvae.register_model` and calls
+``cls(**config, device=...)``. A checkpoint without a class name (written before classes
+were recorded) is a VAE's.
 
 It is written atomically: into a temporary file in the same folder, flushed to
 disk (fsync), then renamed over the old one with ``os.replace``. A crash or a
@@ -106,14 +112,28 @@ def optimizer_name(optimizer):
     return type(optimizer).__name__.lower()
 
 
+def model_class_name(model):
+    """The registered name a checkpoint of ``model`` records; :class:`CheckpointError` with
+    the how-to for a class that is not registered (it could be saved, but never rebuilt)."""
+    from ..vae import registered_name, unregistered_hint
+
+    name = registered_name(type(model))
+    if name is None:
+        raise CheckpointError(f"cannot save a checkpoint of a {type(model).__name__}: "
+                              + unregistered_hint(type(model)))
+    return name
+
+
 def save(path, model, optimizer, meta):
     """Write ``model``'s parameters, ``optimizer``'s state and the JSON-ready dict
-    ``meta`` (progress, generator states, ...) atomically to ``path``."""
+    ``meta`` (progress, generator states, ...) atomically to ``path``. The model's class
+    must be registered (:func:`scratchvae.register_model`)."""
+    class_name = model_class_name(model)
     arrays = {f"param/{name}": as_numpy(p) for name, p in model.parameters().items()}
     state = optimizer.state_dict()
     t = state.pop("t")
     arrays.update({f"optim/{key}": a for key, a in state.items()})
-    header = {"format": FORMAT, "version": VERSION, "model": model.config(),
+    header = {"format": FORMAT, "version": VERSION, "model_class": class_name, "model": model.config(),
               "optimizer": {"name": optimizer_name(optimizer), "lr": optimizer.lr, "t": t}}
     arrays["meta"] = np.array(json.dumps({**header, **meta}))
     with atomic_write(path) as f:
@@ -130,6 +150,12 @@ class Checkpoint:
     @property
     def config(self):
         return self.meta["model"]
+
+    @property
+    def model_class(self):
+        """The registered name of the saved model's class (``'VAE'`` for a checkpoint written
+        before class names were recorded)."""
+        return self.meta.get("model_class", "VAE")
 
 
 def load(path):
@@ -168,6 +194,11 @@ def differences(saved, current):
 def check_compatible(ckpt, model, optimizer=None):
     """Raise :class:`CheckpointError` unless ``ckpt`` was written by a model with the same
     configuration (and, if given, the same kind of optimizer), with matching shapes."""
+    from ..vae import registered_name
+
+    if "model_class" in ckpt.meta and ckpt.model_class != registered_name(type(model)):
+        raise CheckpointError(f"the checkpoint {str(ckpt.path)!r} holds a {ckpt.model_class}, "
+                              f"not a {registered_name(type(model)) or type(model).__name__}")
     diff = differences(ckpt.config, model.config())
     if diff:
         raise CheckpointError(f"the checkpoint {str(ckpt.path)!r} is from a different model ("
@@ -200,15 +231,24 @@ def restore(ckpt, model, optimizer=None):
 
 
 def load_model(path, device="cpu"):
-    """Rebuild the trained VAE saved in the checkpoint at ``path`` (on ``device``).
+    """Rebuild the trained model saved in the checkpoint at ``path`` (on ``device``): an
+    instance of the class that was saved, looked up by its registered name
+    (:func:`scratchvae.register_model`; a class of your own must be registered, and its module
+    imported, before loading), built from its ``config()`` and given the saved parameters.
 
     Returns ``(model, checkpoint)``; ``checkpoint.meta`` holds the run's settings
     (dataset, image shape, ...), progress and metrics history."""
-    from ..vae import VAE
+    from .. import models  # noqa: F401  (registers the library's other models)
+    from ..vae import model_class
 
     c = load(path)
     try:
-        model = VAE(**c.config, device=device)
+        cls = model_class(c.model_class)
+    except KeyError as e:
+        raise CheckpointError(f"the checkpoint {str(path)!r} holds a model of class "
+                              f"{c.model_class!r}, which cannot be rebuilt: {e.args[0]}") from None
+    try:
+        model = cls(**c.config, device=device)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"the checkpoint {str(path)!r} holds a model configuration "
                               f"this scratchvae cannot build: {e}") from None

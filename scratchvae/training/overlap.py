@@ -26,21 +26,26 @@ cores of a 2-core machine busy with other programs (load average 7 to 29), the m
 step was 5-10 % slower overlapped than plain (docs/threads.md).
 
 The result is the plain step's, bit for bit. The same products are made, only later and
-on another thread (``Linear.backward(defer=...)``); the update is elementwise, so splitting
-it between the decoder's and the encoder's numbers changes no value (``Optimizer.split``);
-the weight prior's ``lambda theta`` is added to each network's gradient by the same
-elementwise operation; and the loss (with the prior's penalty) is read before any
-parameter changes. ``tests/test_overlap.py`` holds the two paths equal over hundreds of
-steps, for Adam and Adagrad with a weight prior, across a checkpoint and resume.
+on another thread (``Linear.backward(defer=...)``); the optimizer's step is taken in two
+parts, one per network, inside one :meth:`~scratchvae.optim.Optimizer.step_in_parts` (the
+update is elementwise, so splitting it changes no value); the weight prior's
+``lambda theta`` is added to each network's gradient by the same elementwise operation;
+and the loss (with the prior's penalty) is read before any parameter changes.
+``tests/test_overlap.py`` holds the two paths equal over hundreds of steps, for Adam and
+Adagrad with a weight prior, across a checkpoint and resume.
 
-Where it is on (``mode='auto'``, the default of :class:`~scratchvae.training.Trainer` and
-``scratchvae train``): a CPU model whose ``backward(decoder_done=...)`` hands over the rest
-of the decoder's work (a :class:`~scratchvae.VAE`; not wake-sleep, whose sleep phase runs
-the decoder after the wake phase's backward), an optimizer over NumPy arrays, and more CPUs for
-this process than BLAS threads. Off on the GPU (one stream of kernels, nothing to gain),
-on a machine with one core, and when BLAS already has a thread per core (the worker would
-take a core from a BLAS thread, and BLAS threads wait for each other). ``mode='off'``
-(``--overlap off``) runs the plain :func:`~scratchvae.training.step.train_step`.
+It is off by default (``mode='off'``, the default of :class:`~scratchvae.training.Trainer`,
+``scratchvae train`` and ``scratchvae bench``): under the load it was measured at it was
+5-10 % slower, and no quiet run has shown it faster yet; ``scratchvae bench`` times the plain
+and the overlapped step side by side (docs/threads.md). ``mode='on'`` (``--overlap on``)
+runs it wherever it can run: a CPU model whose ``backward(decoder_done=...)`` hands over the
+rest of the decoder's work (a :class:`~scratchvae.VAE` whose decoder's ``backward`` takes
+``defer``, as the built-in ones do; not wake-sleep, whose sleep phase runs the decoder after
+the wake phase's backward), its decoder's parameters named ``decoder.`` in an optimizer over
+NumPy arrays. ``mode='auto'`` turns it on only where a core is idle besides: more CPUs for
+this process than BLAS threads (off on the GPU, one stream of kernels, nothing to gain; on
+a machine with one core; and when BLAS already has a thread per core: the worker would take
+a core from a BLAS thread, and BLAS threads wait for each other).
 """
 import inspect
 import math
@@ -50,6 +55,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 MODES = ("auto", "on", "off")
+DEFAULT = "off"      # see the module docstring: no measurement has shown it pays yet
+DECODER = "decoder."   # the name prefix of the decoder's parameters (VAE.named_parameters)
 
 
 def available_cpus():
@@ -78,10 +85,26 @@ def why_not(model, optimizer):
         return f"{type(model).__name__}.backward does not report when the decoder is done"
     if not all(isinstance(p, np.ndarray) for _, p, _ in optimizer.named):
         return "the optimizer's parameters are not NumPy arrays"
+    decoder_backward = getattr(getattr(model, "decoder", None), "backward", None)
+    if decoder_backward is None or "defer" not in inspect.signature(decoder_backward).parameters:
+        return "the decoder's backward takes no defer (see Linear.backward)"
     decoder = {id(p) for _, p, _ in model.decoder.named_parameters()}
-    if not any(id(p) in decoder for _, p, _ in optimizer.named):
+    named = {id(p): name for name, p, _ in optimizer.named}
+    if not decoder & set(named):
         return "the optimizer holds none of the decoder's parameters"
+    if any((i in decoder) != name.startswith(DECODER) for i, name in named.items()):
+        return f"the optimizer's names of the decoder's parameters do not all start with {DECODER!r}"
+    rest = rest_prefixes(optimizer)
+    if any(name.startswith(rest) for name in named.values() if name.startswith(DECODER)):
+        return f"a name prefix of the other parameters, {rest}, also starts a decoder's name"
     return None
+
+
+def rest_prefixes(optimizer):
+    """The name prefixes of the parameters that are not the decoder's: their top-level names
+    (``('encoder.',)`` for a VAE); a parameter of the model itself is its own full name."""
+    return tuple(dict.fromkeys(name.split(".")[0] + ("." if "." in name else "")
+                               for name, _, _ in optimizer.named if not name.startswith(DECODER)))
 
 
 def why_off(model, optimizer):
@@ -97,10 +120,10 @@ def why_off(model, optimizer):
     return None
 
 
-def make_overlap(model, optimizer, mode="auto"):
+def make_overlap(model, optimizer, mode=DEFAULT):
     """The :class:`Overlap` of ``model`` and ``optimizer``, or None where it is off:
-    ``'off'`` never, ``'on'`` always (ValueError where it cannot run), ``'auto'`` where it
-    pays (see the module docstring)."""
+    ``'off'`` (the default) never, ``'on'`` always (ValueError where it cannot run),
+    ``'auto'`` where a core is idle besides (see the module docstring)."""
     if mode not in MODES:
         raise ValueError(f"overlap must be one of {', '.join(MODES)}; got {mode!r}")
     if mode == "off":
@@ -123,10 +146,7 @@ class Overlap:
         if reason:
             raise ValueError(f"the overlapped step cannot run: {reason}")
         self.model, self.optimizer = model, optimizer
-        decoder = {id(p) for _, p, _ in model.decoder.named_parameters()}
-        self.decoder_part, self.rest = optimizer.split(
-            [name for name, p, _ in optimizer.named if id(p) in decoder],
-            [name for name, p, _ in optimizer.named if id(p) not in decoder])
+        self.rest = rest_prefixes(optimizer)      # ('encoder.',) for a VAE
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratchvae-overlap")
 
     def step(self, x):
@@ -134,28 +154,28 @@ class Overlap:
         NaN or Inf raises ``FloatingPointError`` before any parameter changes."""
         model, optimizer = self.model, self.optimizer
         terms = model.elbo(x, check=False)
-        loss = -float(terms.elbo.mean()) + model.weight_penalty()
+        loss = model.objective(terms) + model.weight_penalty()   # as loss_and_grads
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss}")
-        optimizer.begin_step()
-        decoder_update = []
+        with optimizer.step_in_parts() as update:
+            decoder_update = []
 
-        def decoder_done(finish_decoder):   # the rest of the decoder's work, on the worker
-            decoder_update.append(self.worker.submit(self._decoder, finish_decoder))
+            def decoder_done(finish_decoder):   # the rest of the decoder's work, on the worker
+                decoder_update.append(self.worker.submit(self._decoder, finish_decoder, update))
 
-        try:
-            model.backward(decoder_done=decoder_done)
-            optimizer.update_part(self.rest)            # the encoder's, here
-        finally:
-            for future in decoder_update:               # never leave the worker writing
-                future.result()
-        optimizer.end_step()
+            try:
+                model.backward(decoder_done=decoder_done)
+                if self.rest:
+                    update(*self.rest)                  # the encoder's, here
+            finally:
+                for future in decoder_update:           # never leave the worker writing
+                    future.result()
         return loss
 
-    def _decoder(self, finish_decoder):
+    def _decoder(self, finish_decoder, update):
         """On the worker: the decoder's weight gradients and weight prior, then its update."""
         finish_decoder()
-        self.optimizer.update_part(self.decoder_part)
+        update(DECODER)
 
     def close(self):
         """Stop the worker thread (it also stops when the Overlap is garbage-collected)."""

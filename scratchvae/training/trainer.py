@@ -2,7 +2,7 @@
 
 Each step is :func:`~scratchvae.training.step.train_step` (Algorithm 1 of Kingma & Welling
 2013 on one minibatch), or the same step with the decoder's weight gradients and update on
-a second core where that pays (``overlap``, bit for bit the same). Around it,
+a second core (``overlap``, off by default; bit for bit the same). Around it,
 :class:`Trainer` counts the training samples seen (the x-axis of the paper's Figure 2); at
 every evaluation point (each epoch by default) it measures the ELBO on the held-out images
 and on as many training images and appends a line to ``metrics.jsonl`` (``metrics``); it
@@ -27,7 +27,7 @@ from .folder import CHECKPOINT, RunFolder
 from .images import RunImages, heldout_images, seed_streams   # noqa: F401 (part of this API)
 from .interrupt import deferred_ctrl_c
 from .metrics import METRICS, EvaluationSchedule, measure, non_finite, read_metrics  # noqa: F401
-from .overlap import MODES as OVERLAP_MODES, make_overlap
+from .overlap import DEFAULT as OVERLAP_DEFAULT, MODES as OVERLAP_MODES, make_overlap
 from .step import train_step
 
 
@@ -83,23 +83,26 @@ class Trainer:
     ``'fixed'`` (x_d ~ Bernoulli(pixel), drawn once) or ``'dynamic'`` (drawn every batch);
     held-out images are binarized once unless ``'none'``. ``seed``: the data order, the
     binarizations and the evaluation noise (the model seeds its own eps). ``out``: folder for
-    ``checkpoint.npz`` and ``metrics.jsonl`` (``None``: in memory). ``run_info``: JSON-ready
+    ``checkpoint.npz`` and ``metrics.jsonl`` (``None``: in memory); the model's class must then
+    be registered (:func:`scratchvae.register_model`), so that the checkpoint can rebuild it. ``run_info``: JSON-ready
     facts saved with each checkpoint (dataset, image shape, ...); a resume must match them.
     ``progress``: a tqdm bar on a terminal. ``eval_size``: at most this many held-out images
     per evaluation, and as many training images. ``overwrite``: a fresh run may replace a
     checkpoint in ``out``. ``checkpoint_every``: seconds between checkpoints (0: every
-    evaluation point; the last one always saves). ``overlap``: ``'auto'`` runs the
-    decoder's weight gradients and update on a second core during the encoder's backward
-    where that pays, ``'on'`` always, ``'off'`` never (:mod:`~scratchvae.training.overlap`;
-    the parameters are the same bit for bit)."""
+    evaluation point; the last one always saves). ``overlap``: ``'on'`` runs the
+    decoder's weight gradients and update on a second core during the encoder's backward,
+    ``'auto'`` where a core is idle, ``'off'`` (the default: it has not been shown to pay)
+    never (:mod:`~scratchvae.training.overlap`; the parameters are the same bit for bit)."""
 
     def __init__(self, model, optimizer, train_x, test_x, batch_size=100, binarization="none",
                  seed=0, out=None, run_info=None, progress=True, eval_size=10000,
-                 overwrite=False, checkpoint_every=30.0, overlap="auto"):
+                 overwrite=False, checkpoint_every=30.0, overlap=OVERLAP_DEFAULT):
         self.batch_size = validation.positive_int("batch_size", batch_size)
         eval_size = validation.positive_int("eval_size", eval_size)
         if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
             raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+        if out is not None:
+            ckpt.model_class_name(model)   # a class a checkpoint could not rebuild: say so now
         self.images = RunImages(model, train_x, test_x, binarization, seed, eval_size)
         self.model, self.optimizer, self.binarization, self.seed = model, optimizer, binarization, seed
         self.folder = RunFolder(out)
