@@ -272,18 +272,18 @@ class VAE(Module):
             return 0.0
         return 0.5 * self.weight_decay * sum(float(self.xp.vdot(p, p)) for p, _ in self._prior_arrays())
 
-    def _prior_arrays(self, net=None):
+    def _prior_arrays(self, part="all"):
         """``[(theta, dtheta), ...]`` on which the weight prior acts elementwise: the flat
-        buffers that hold every parameter and gradient of ``net`` (default: the whole model;
-        one pair for a flattened model), so that the prior costs a few array operations per
-        step, not a few per tensor. Found again whenever the tensors are not the same arrays
-        as last time."""
-        net = self if net is None else net
-        named = [a for _, p, g in net.named_parameters() for a in (p, g)]
-        memos = self.__dict__.setdefault("_prior_memos", {})   # id(net) -> _PriorMemo
-        memo = memos.get(id(net))
+        buffers that hold every parameter and gradient (one pair for a flattened model), so
+        that the prior costs a few array operations per step, not a few per tensor. Found
+        again whenever the model's tensors are not the same arrays as last time. ``part``:
+        ``'all'``; the overlapped step's ``'decoder'`` and ``'rest'`` (every other tensor)."""
+        named = [a for name, p, g in self.named_parameters()
+                 if part == "all" or (part == "decoder") == name.startswith("decoder.") for a in (p, g)]
+        memos = self.__dict__.setdefault("_prior_memos", {})   # part -> _PriorMemo
+        memo = memos.get(part)
         if memo is None or len(memo.tensors) != len(named) or not all(map(operator.is_, memo.tensors, named)):
-            memo = memos[id(net)] = _PriorMemo(named, [(p, g) for p, g, _ in flat_segments(
+            memo = memos[part] = _PriorMemo(named, [(p, g) for p, g, _ in flat_segments(
                 (str(i), named[2 * i], named[2 * i + 1]) for i in range(len(named) // 2))])
         return memo.arrays
 
@@ -329,12 +329,13 @@ class VAE(Module):
             dmu += dmu_w
             dlogvar += dlogvar_w
         self.encoder.backward(xp.concatenate([dmu, dlogvar], axis=1), input_grad=False)
-        self._add_weight_decay(self if decoder_done is None else self.encoder)
+        self._add_weight_decay("all" if decoder_done is None else "rest")
 
-    def _add_weight_decay(self, net):
-        """grad += lambda theta for every tensor of ``net``: the gradient of lambda/2 ||theta||^2."""
+    def _add_weight_decay(self, part):
+        """grad += lambda theta for every tensor of ``part`` (see :meth:`_prior_arrays`): the
+        gradient of lambda/2 ||theta||^2."""
         if self.weight_decay:
-            for p, g in self._prior_arrays(net):
+            for p, g in self._prior_arrays(part):
                 g += self.weight_decay * p
 
     def _hand_over_decoder(self, dlogp, decoder_done):
@@ -352,7 +353,7 @@ class VAE(Module):
         def finish_decoder():
             for weight_grad in weight_grads:
                 weight_grad()
-            self._add_weight_decay(self.decoder)
+            self._add_weight_decay("decoder")
         decoder_done(finish_decoder)
         return dz
 

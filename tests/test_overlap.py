@@ -70,6 +70,28 @@ def _as(model, dtype):
     return type(model)(**config, dtype=dtype, seed=model.seed)
 
 
+def test_a_vae_with_parameters_beside_encoder_and_decoder_overlaps_bit_for_bit():
+    """A subclass's tensors outside the encoder and the decoder get the weight prior and their
+    update in the encoder's part, as in the plain step."""
+    from scratchvae.layers import Linear
+
+    class WithExtra(sv.VAE):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.extra = Linear(3, 2, rng=np.random.default_rng(1))   # backward leaves its gradient to the prior
+
+    (m1, o1), (m2, o2) = _pair(lambda: WithExtra(60, 4, (16,), seed=0, weight_decay=1e-2),
+                               lambda m: sv.Adam(m.named_parameters(), lr=1e-2))
+    overlap = ov.Overlap(m2, o2)
+    assert overlap.rest == ("encoder.", "extra.")
+    x = np.random.default_rng(0).random((40, 60)).astype(np.float32)
+    start = m1.extra.params["W"].copy()
+    for step in range(20):
+        assert train_step(m1, o1, x[step % 2::2]) == overlap.step(x[step % 2::2]), step
+    assert _identical(m1.parameters(), m2.parameters()) and not np.array_equal(start, m2.extra.params["W"])
+    overlap.close()
+
+
 def test_a_non_finite_loss_stops_the_overlapped_step_before_anything_changes():
     (model, opt), = _pair(*CASES["adam"])[:1]
     overlap = ov.Overlap(model, opt)
