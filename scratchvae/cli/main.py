@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..backend import DEFAULT_THREADS, set_threads
+from ..backend import DEFAULT_THREADS, available_cores, set_threads
 from ..optim import OPTIMIZERS
 from . import exercises
 
@@ -486,7 +486,13 @@ def main(argv=None):
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    set_threads(args.threads or DEFAULT_THREADS)
+    threads = args.threads or DEFAULT_THREADS
+    if threads > available_cores():       # refused, not capped: a run must use what it says it used
+        print(f"scratchvae {args.command}: error: --threads {threads} is more than the "
+              f"{available_cores()} cores this process may use (BLAS threads beyond the cores only "
+              f"wait for each other); give at most {available_cores()}", file=sys.stderr)
+        return 2
+    set_threads(threads)
     try:
         return args.func(args, argv)
     except TrainingInterrupted as e:

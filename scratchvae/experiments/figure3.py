@@ -55,7 +55,7 @@ def parse_run(name):
 
 def eval_points(stop, start=10**4, per_decade=4):
     """Log-spaced sample counts from ``start`` to ``stop`` (both included), multiples of 100."""
-    from .reproduce import eval_points as points
+    from .runs import eval_points as points
     return points(stop, start, per_decade)
 
 
@@ -349,7 +349,7 @@ def cmd_report(args):
         print(f"no Figure-3 runs under {args.runs_dir}")
         return 1
     path = plot(runs, out / "figure3.png")
-    from .reproduce import _shrink_png
+    from ..training.plots import shrink_png as _shrink_png
     _shrink_png(path)
     (out / "figure3.json").write_text(json.dumps(runs, indent=1))
     print(f"written: {path}\nwritten: {out / 'figure3.json'}\n")

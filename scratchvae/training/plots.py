@@ -207,6 +207,19 @@ def plot_curves(runs, path, labels=None, title="lower bound during training"):
     return _save(fig, path)
 
 
+def shrink_png(path, colors=32):
+    """Re-save a PNG figure with a palette of ``colors`` colours (32 grey levels are plenty to
+    read a picture of decoder means), so that the figures of a results page stay small."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    r, g, b = (np.asarray(c) for c in img.split())
+    if (r == g).all() and (g == b).all():
+        img = img.convert("L")
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return Path(path)
+
+
 FIGURES = ("manifold", "samples", "latents", "reconstructions", "curves")
 
 
