@@ -158,7 +158,7 @@ def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn
         if future.status == "error":
             error = future.exception()
             failures.append((name, f"{type(error).__name__}: {error}"))
-            print_fn(f"[{i}/{len(futures)}] {name}: FAILED: {type(error).__name__}: {error}", flush=True)
+            print_fn(f"[{i}/{len(futures)}] {name}: FAILED: {failures[-1][1].splitlines()[0]}", flush=True)
             continue
         r = future.result()
         results.append(r)
@@ -171,14 +171,15 @@ def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn
 
 
 def local_cluster(workers):
-    """A ``LocalCluster`` of ``workers`` processes, one thread each, on loopback, without a
-    dashboard or a memory limit (a long run must not be stopped for its size)."""
+    """A ``LocalCluster`` of ``workers`` processes, one thread each, on loopback (its dashboard
+    on a free port), without a memory limit (a long run must not be stopped for its size) and
+    quiet: what becomes of each run is printed by :func:`execute`."""
     import logging
 
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR)
+                        dashboard_address=":0", memory_limit=0, silence_logs=logging.CRITICAL)
 
 
 def run_command(args, print_fn=print):
@@ -221,7 +222,7 @@ def run_command(args, print_fn=print):
     if failures:
         print_fn(f"{len(failures)} failed:")
         for name, error in failures:
-            print_fn(f"  {name}: {error}")
+            print_fn(f"  {name}: " + "\n    ".join(error.splitlines()))
         return 1
     return 0
 
