@@ -9,7 +9,7 @@ from .figure2 import PAPER, at, markdown_table, plot_figure2, sci, table_rows
 from .results import (archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
                       log_rows, log_table, merge_commands)
 from .page_text import PAGE
-from .runs import STEP_SIZES, experiment
+from .runs import ADAGRAD_WARMUP, BATCH_SIZE, STEP_SIZES, experiment
 
 RESULTS_DIR, RESULTS_PAGE = "docs/results", "docs/results.md"
 SPREAD = "spread"                        # the spread runs' folder, under the runs and results folders
@@ -75,7 +75,7 @@ def report(runs_dir, results_dir, page=None, log=None, spread_dir=None, print_fn
                            stepsize_seconds=stepsize_seconds(out / "stepsize.json"),
                            splits=splits_table(runs), mnist_train=mnist_train(runs),
                            split_seeds=split_seed_spread(runs), spread=spread_text(spread, runs),
-                           ws_vs_aevb=ws_vs_aevb(runs), ws_collapse=ws_collapse(runs),
+                           ws_vs_aevb=ws_vs_aevb(runs), ws_collapse=ws_collapse(runs), ws_versions=ws_versions(runs),
                            paper_gap=paper_gap(runs), heldout_peaks=heldout_peaks(runs),
                            figures=figure_links(out, Path(page).parent))
         with atomic_write(page, "w") as f:
@@ -160,6 +160,28 @@ def mnist_train(runs):
     sizes = sorted({run["settings"].get("n_train") for run in runs.values()
                     if run["experiment"].dataset == "mnist"})
     return " and ".join(str(n) for n in sizes) if sizes else "(no MNIST run yet)"
+
+
+WS_STEPS = {("decoder-first", "zero"): "the authors' step (the decoder updated first, the dreams "
+                                       "from the updated decoder) and start (zero log-variance outputs)",
+            ("together", "drawn"): "the earlier step (both gradients at the same parameters) and start "
+                                   "(every weight drawn), made before the authors' order was followed"}
+
+
+def ws_versions(runs):
+    """Which wake-sleep step and start each wake-sleep run on the page was made with (its
+    settings; a run without them predates the choice and used the earlier ones)."""
+    groups = {}
+    for name, run in sorted(runs.items()):
+        if run["experiment"].algorithm == "wake-sleep":
+            s = run["settings"]
+            key = (s.get("update_order", "together"), s.get("logvar_init", "drawn"))
+            groups.setdefault(key, []).append(name)
+    if not groups:
+        return ""
+    parts = [f"{', '.join(names)}: {WS_STEPS.get(key, 'update order %s, log-variance start %s' % key)}"
+             for key, names in groups.items()]
+    return " The wake-sleep runs on this page: " + "; ".join(parts) + "."
 
 
 def ws_vs_aevb(runs):
@@ -260,6 +282,10 @@ def _platform_words(platform):
             f"({blas.get('kernel')} kernel)")
 
 
+def _count(items, word):
+    return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
+
+
 def spread_numbers(spread, samples, key="test_elbo"):
     """``{(split seed, seed): bound}`` of the spread runs at ``samples`` (those that reached it)."""
     return {(run["experiment"].split_seed, run["experiment"].seed): r[key]
@@ -276,68 +302,87 @@ def spread_text(spread, runs):
     shuffles = sorted({run["experiment"].split_seed for run in spread.values()})
     seeds = sorted({run["experiment"].seed for run in spread.values()})
     z = sorted({run["experiment"].z_dim for run in spread.values()})
-    text = [f"`scratchvae reproduce run spread` trains Nz = {', '.join(map(str, z))} on {len(shuffles)} "
-            f"shuffles (`-s`, the held-out frames) with {len(seeds)} seeds of the run itself each "
+    text = [f"`scratchvae reproduce run spread` trains Nz = {', '.join(map(str, z))} on {_count(shuffles, 'shuffle')} "
+            f"(`-s`, the held-out frames) with {_count(seeds, 'seed')} of the run itself each "
             "(`-r`: initial weights, minibatch order, noise), on one machine. Held-out bound "
             "(training bound in brackets):"]
+    seed_ranges = {}
     for n in SPREAD_POINTS:
         test, train = spread_numbers(spread, n), spread_numbers(spread, n, "train_elbo")
         if not test:
-            need = f"--samples {n}" if n != 10**7 else ""
-            text.append(f"\n\nAt {sci(n)}: not reached yet (`scratchvae reproduce run spread {need}`"
-                        .rstrip() + ").")
+            command = "scratchvae reproduce run spread" + (f" --samples {n}" if n != 10**7 else "")
+            text.append(f"\n\nAt {sci(n)}: not reached yet (`{command}`).")
             continue
         head = ["shuffle"] + [f"seed {r}" for r in seeds] + ["range over seeds"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in shuffles:
             mine = [test[(s, r)] for r in seeds if (s, r) in test]
             cells = [f"{test[(s, r)]:.0f} ({train[(s, r)]:.0f})" if (s, r) in test else "-" for r in seeds]
-            lines.append(f"| {s} | " + " | ".join(cells) + f" | {max(mine) - min(mine):.0f} |")
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {max(mine) - min(mine):.0f} |" if mine
+                         else f"| {s} | " + " | ".join(cells) + " | - |")
         values = list(test.values())
         by_shuffle = [statistics.mean(v for (s, _), v in test.items() if s == s0) for s0 in shuffles
                       if any(k[0] == s0 for k in test)]
         by_seed = [max(v for (s, _), v in test.items() if s == s0) - min(v for (s, _), v in test.items() if s == s0)
                    for s0 in shuffles if any(k[0] == s0 for k in test)]
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        seed_ranges[n] = (min(by_seed), max(by_seed))
+        seeds_spread = (f"{min(by_seed):.0f}" if f"{min(by_seed):.0f}" == f"{max(by_seed):.0f}"
+                        else f"{min(by_seed):.0f} to {max(by_seed):.0f}")
+        shuffles_spread = ("" if len(by_shuffle) < 2 else
+                           f"; the means of the {len(by_shuffle)} shuffles by {max(by_shuffle) - min(by_shuffle):.0f}")
         text.append(f"\n\nAt {sci(n)} samples ({len(values)} runs):\n\n" + "\n".join(lines)
                     + f"\n\nAll {len(values)}: held-out mean {statistics.mean(values):.0f}, standard "
                     f"deviation {sd:.0f}, from {min(values):.0f} to {max(values):.0f} "
                     f"({max(values) - min(values):.0f} nats). The seeds of one shuffle spread by "
-                    f"{min(by_seed):.0f} to {max(by_seed):.0f} nats; the means of the shuffles by "
-                    f"{max(by_shuffle) - min(by_shuffle):.0f}.")
+                    f"{seeds_spread} nats{shuffles_spread}.")
     where = {w for run in spread.values() if (w := _platform_words(run.get("platform")))}
     if where:
         text.append(f"\n\nThe spread runs ran on {'; '.join(sorted(where))}, one thread each.")
-    text.append(" " + _other_machine(spread, runs))
-    return "".join(text)
+    text.append(" " + _other_machine(spread, runs, seed_ranges))
+    return "".join(text).rstrip()
 
 
-def _other_machine(spread, runs, name="frey-z20"):
+def _other_machine(spread, runs, seed_ranges, name="frey-z20"):
     """The spread's run of ``name`` (shuffle 0, seed 0) beside the archived run of the same
-    command from the results table: bitwise the same, or where they part."""
+    command in the results table: bitwise the same, or how far apart, from where on.
+    ``seed_ranges``: ``{samples: (smallest, largest) range over the seeds of one shuffle}``."""
     mine, theirs = spread.get(name), runs.get(name)
-    if not mine or not theirs:
+    if not mine or not theirs or differing_point(mine["records"], theirs["records"]) is None:
         return ""
     c = differing_point(mine["records"], theirs["records"])
-    if c is None:
-        return ""
     here, there = _platform_words(mine.get("platform")), _platform_words(theirs.get("platform"))
     machine = f"made on {there}" if there else "made before runs recorded their machine"
     if c["first_difference"] is None:
         return (f"Its {name} (shuffle 0, seed 0) repeats the records of the table's {name} "
                 f"({machine}) bit for bit at all {c['points']} evaluation points both reached.")
-    n = max(r["samples"] for r in mine["records"] if at(theirs["records"], r["samples"]))
-    a, b = at(mine["records"], n), at(theirs["records"], n)
-    same_machine = here is not None and here == there
-    return (f"Its {name} (shuffle 0, seed 0) is the command of the table's {name} ({machine}), "
-            f"run again{' on the same kind of machine' if same_machine else ''}: at {sci(n)} samples it "
-            f"reached {a['train_elbo']:.0f} / {a['test_elbo']:.0f} (train / held-out) against "
-            f"{b['train_elbo']:.0f} / {b['test_elbo']:.0f}; {c['identical']} of {c['points']} "
-            f"evaluation points are identical, and the two part from {c['first_difference']} "
-            f"samples on. A run is bitwise reproducible only on one CPU and BLAS kernel: "
-            f"another kernel rounds the matrix products differently, and training carries the "
-            f"difference on; so the table's Frey Face numbers hold to about the spread above, "
-            f"not to the nat.")
+    theirs_at = {r["samples"]: r for r in theirs["records"]}
+    gaps = [(r["samples"], max(abs(r[k] - theirs_at[r["samples"]][k]) for k in ("train_elbo", "test_elbo")))
+            for r in mine["records"] if r["samples"] in theirs_at]
+    (n0, d0), (n_last, _) = gaps[0], gaps[-1]
+    first_big = next(((n, d) for n, d in gaps if d > 0.1), None)
+    a, b = at(mine["records"], n_last), at(theirs["records"], n_last)
+    warm = ", before Adagrad's first update" if n0 <= ADAGRAD_WARMUP * BATCH_SIZE else ""
+    text = (f"Its {name} (shuffle 0, seed 0) is the command of the table's {name} ({machine}) run "
+            f"again{' on the same kind of machine' if here is not None and here == there else ''}: "
+            f"{c['identical']} of the {c['points']} evaluation points both reached are identical. "
+            f"At the first ({n0:.2g} samples{warm}) the bounds differ by {d0:.1g} nats, the "
+            f"rounding of float32 matrix products")
+    if first_big:
+        text += (f"; the training steps carry and grow it: {first_big[1]:.2g} nats at "
+                 f"{first_big[0]:.2g} samples")
+    text += (f", and at {sci(n_last)} {a['train_elbo']:.0f} / {a['test_elbo']:.0f} (train / held-out) "
+             f"against the table's {b['train_elbo']:.0f} / {b['test_elbo']:.0f}.")
+    if n_last in seed_ranges:
+        lo, hi = seed_ranges[n_last]
+        gap = abs(a["test_elbo"] - b["test_elbo"])
+        where = ("within" if gap <= hi else "beyond")
+        span = f"{lo:.0f}" if f"{lo:.0f}" == f"{hi:.0f}" else f"{lo:.0f} to {hi:.0f}"
+        text += (f" That held-out difference, {gap:.0f} nats, is {where} the range of the seeds of "
+                 f"one shuffle here ({span} nats).")
+    return text + (" A result is bitwise reproducible only on one CPU and BLAS kernel: another "
+                   "kernel rounds the matrix products differently, and training carries the "
+                   "difference on.")
 
 
 def contiguous_lesson(folder):

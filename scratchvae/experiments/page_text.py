@@ -59,7 +59,7 @@ is not known.
   updated decoder for the sleep phase, as the authors' `step_wakesleep` does; and the
   encoder's log-variance outputs start with zero weights and biases, as in the authors'
   recognition models (`VAE_Z_X`, `MLBN_Inverse`). `WakeSleep(update_order=..., logvar_init=...)`
-  also offers the earlier step (both gradients at the same parameters) and start.
+  also offers the earlier step (both gradients at the same parameters) and start.{ws_versions}
 
 scratchvae's own choices, where the authors' code differs or says nothing:
 
