@@ -55,7 +55,10 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
              and not line[0].isdigit()]
     expected = [f"{ds}-z{z}{ws}" for ds, zs in (("frey", (2, 5, 10, 20)), ("mnist", (3, 5, 10, 20, 200)))
                 for z in zs for ws in ("", "-ws")]
-    expected += [f"figure3/{m}-{s}" for s in ("small", "large") for m in ("aevb", "wake-sleep", "mcem")]
+    figure3 = runner.figure3_names()                          # as figure3 lists them
+    assert sorted(figure3) == sorted(f"figure3/{m}-{s}" for s in ("small", "large")
+                                     for m in ("aevb", "wake-sleep", "mcem"))
+    expected += figure3
     expected += [f"spread/frey-z20{s}{r}" for s in ("", "-s1", "-s2") for r in ("", "-r1", "-r2")]
     assert names == expected + ["digits-z2"]
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in names}

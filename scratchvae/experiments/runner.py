@@ -12,9 +12,10 @@ Runs are named as their folders under ``--runs-dir``: Figure 2's by the experime
 :mod:`.runs` (``frey-z20``, ``mnist-z3-ws``, ...), Figure 3's ``figure3/<method>-<size>``
 (``figure3/aevb-large``, see :mod:`.figure3`), the spread's ``spread/<experiment>``
 (``spread/frey-z20-s1-r2``). Groups: ``all`` (Figures 2 and 3), ``figure2``, ``figure3``,
-``spread``. Each run goes to its target (Figures 2 and 3: 10^8 training samples, the paper's
-axis; the spread: 10^7; ``--samples`` for all), resuming from its checkpoint what a run has
-done: a finished run costs nothing, an interrupted one continues bit for bit.
+``spread``. Each run goes to its target (Figure 2: 10^8 training samples, the paper's axis;
+Figure 3: what :mod:`.figure3` sets, else 10^8; the spread: 10^7; ``--samples`` for all),
+resuming from its checkpoint what a run has done: a finished run costs nothing, an
+interrupted one continues bit for bit.
 
 The scheduling is Dask's ``distributed`` (``pip install 'scratchvae[cluster]'``; the library
 never imports it): one task per run, the longest first, on a ``LocalCluster`` of ``--workers``
@@ -39,10 +40,12 @@ LOG = "run.log"
 
 
 def figure3_names():
-    """Figure 3's runs, from what :mod:`.figure3` exposes (its methods and training-set sizes)."""
+    """Figure 3's runs, from what :mod:`.figure3` exposes: its ``RUNS``, else each of its
+    ``METHODS`` on each of its ``SIZES`` of training set."""
     from . import figure3
 
-    return [f"{FIGURE3_DIR}/{method}-{size}" for size in figure3.SIZES for method in figure3.METHODS]
+    names = getattr(figure3, "RUNS", None) or [f"{m}-{s}" for s in figure3.SIZES for m in figure3.METHODS]
+    return [f"{FIGURE3_DIR}/{name}" for name in names]
 
 
 GROUPS = {"figure2": figure2_names, "figure3": figure3_names,
@@ -56,7 +59,9 @@ def spec(name, samples=None):
         from . import figure3
 
         figure3.parse_run(name.split("/", 1)[1])
-        kind = "figure3"
+        # its own target where figure3 sets one (TARGETS), else the paper's axis
+        target = getattr(figure3, "TARGETS", {}).get(name.split("/", 1)[1], TARGETS["figure3"])
+        return {"name": name, "kind": "figure3", "folder": name, "samples": samples or target}
     elif name.startswith(f"{SPREAD_DIR}/"):
         exp = experiment(name.split("/", 1)[1])
         if exp.name != name.split("/", 1)[1]:
