@@ -269,8 +269,11 @@ def measured_speeds(results_dir):
                                                             records[-1]["samples"])
     fig3 = Path(results_dir) / "figure3.json"
     if fig3.is_file():
-        for name, run in json.loads(fig3.read_text()).items():
-            history = [h for h in run.get("history", []) if h.get("wall_time")]
+        found = json.loads(fig3.read_text())
+        if isinstance(found.get("runs"), dict):          # the report's later layout: {"runs": ..., ...}
+            found = found["runs"]
+        for name, run in found.items():
+            history = [h for h in run.get("history", []) if isinstance(h, dict) and h.get("wall_time")]
             if history:
                 speeds[f"{FIGURE3_DIR}/{name}"] = (history[-1]["samples"] / history[-1]["wall_time"],
                                                    history[-1]["samples"])
