@@ -213,16 +213,22 @@ def run_command(args, print_fn=print):
     data_dir = None if args.data_dir is None else str(Path(args.data_dir).resolve())
     seconds = {name: e["seconds"] for name, e in estimates.items()}
     t0 = time.time()
-    if args.scheduler:
-        with Client(args.scheduler, timeout="30s") as client:
-            print_fn(f"{len(run_specs)} runs on the cluster at {args.scheduler} "
-                     f"({len(client.scheduler_info()['workers'])} workers), into {runs_dir}")
-            results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn)
-    else:
-        with local_cluster(workers) as cluster, Client(cluster) as client:
-            print_fn(f"{len(run_specs)} runs on a local cluster of {workers} worker processes "
-                     f"(scheduler {cluster.scheduler_address}), into {runs_dir}")
-            results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn)
+    try:
+        if args.scheduler:
+            with Client(args.scheduler, timeout="30s") as client:
+                print_fn(f"{len(run_specs)} runs on the cluster at {args.scheduler} "
+                         f"({len(client.scheduler_info()['workers'])} workers), into {runs_dir}")
+                results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn)
+        else:
+            with local_cluster(workers) as cluster, Client(cluster) as client:
+                print_fn(f"{len(run_specs)} runs on a local cluster of {workers} worker processes "
+                         f"(scheduler {cluster.scheduler_address}), into {runs_dir}")
+                results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn)
+    except KeyboardInterrupt:
+        print_fn("interrupted: each run keeps its last checkpoint; the same command resumes them"
+                 + (" (the cluster at --scheduler may still be running the runs it had begun)"
+                    if args.scheduler else ""))
+        return 130
     print_fn(f"{len(results)} of {len(run_specs)} runs at their target in {(time.time() - t0) / 60:.1f} min")
     if failures:
         print_fn(f"{len(failures)} failed:")
