@@ -36,8 +36,10 @@ def report(runs_dir, results_dir, page=None, log=None, spread_dir=None, print_fn
     out.mkdir(parents=True, exist_ok=True)
     runs = collect_runs(runs_dir, archive=out)
     reruns = compare_reruns(runs_dir, out, out / "reruns.json")
-    for run in collect_runs(spread_dir or Path(runs_dir) / SPREAD).values():
-        archive_run(run, out / SPREAD)
+    kept = archived_runs(out / SPREAD)
+    for name, run in collect_runs(spread_dir or Path(runs_dir) / SPREAD).items():
+        if name not in kept or kept[name]["records"][-1]["samples"] <= run["records"][-1]["samples"]:
+            archive_run(run, out / SPREAD)               # unless the archive got further
     written = []
     for name, run in runs.items():
         if run["folder"] is None:
