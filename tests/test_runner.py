@@ -68,8 +68,8 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
     assert re.search(r"spread/frey-z20-s1-r2\s+0\s+1e\+07\s+\S+\s+\d+ min\s+frey-z20$", rows["spread/frey-z20-s1-r2"])
     assert "unknown" in rows["digits-z2"]                     # no archived digits run to measure
     unknown = sum("unknown" in row for row in rows.values())
-    assert re.search(rf"34 runs: [\d.]+ CPU-hours \(and {unknown} without a measured speed\); on 2 "
-                     r"workers, longest first, about [\d.]+ hours", out)
+    assert re.search(rf"34 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
+                     r"workers, longest first, about [\d.]+ h\.", out)
 
 
 def test_bad_names_and_options_are_refused_before_any_work(tmp_path, capsys):

@@ -357,10 +357,10 @@ def dry_run_table(run_specs, estimates, workers, results_dir):
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     known = [e["seconds"] for e in estimates.values() if e["seconds"] is not None]
     unknown = len(estimates) - len(known)
-    lines.append(f"\n{len(run_specs)} runs: {sum(known) / 3600:.1f} CPU-hours"
+    lines.append(f"\n{len(run_specs)} runs: {_duration(sum(known))} of computing"
                  + (f" (and {unknown} without a measured speed)" if unknown else "")
                  + f"; on {workers} worker{'s' if workers != 1 else ''}, longest first, about "
-                 f"{makespan(known, workers) / 3600:.1f} hours.")
+                 f"{_duration(makespan(known, workers))}.")
     lines.append(f"Speeds: training samples per second of the archived runs in {results_dir} (their "
                  "last record: samples over wall time, evaluations included), measured on the machine "
                  "that made them, two runs at a time; a run is estimated at the speed of its own "
