@@ -13,6 +13,9 @@ instead of silently computing on the wrong device; move arrays explicitly with
 CuPy is optional: ``import scratchvae`` works without it, and asking for the GPU
 without it raises :class:`DeviceError` with the install command.
 """
+import numbers
+import os
+
 import numpy as np
 
 try:  # CuPy is an optional extra (pip install scratchvae[gpu])
@@ -106,13 +109,25 @@ def resolve_dtype(dtype="float32"):
     return dtype
 
 
+def check_seed(name, value):
+    """A seed for a random generator: None (fresh entropy) or an integer >= 0, returned as an
+    int; a TypeError or ValueError naming ``name`` otherwise. (Here, beside the generators it
+    seeds, so that this module imports nothing of the package; ``validation.seed`` is this.)"""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer or None, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer or None, got {value}")
+    return int(value)
+
+
 def make_rng(seed=None, device="cpu"):
     """A seeded random generator living on the device: NumPy's ``Generator``
     (PCG64) on the CPU, ``cupy.random.Generator`` (XORWOW) on the GPU.
 
     Both offer ``standard_normal(size, dtype=...)``, ``random(size, dtype=...)``
     and ``permutation(n)``; the two devices produce different streams."""
-    from .validation import seed as check_seed   # here: validation itself imports this module
     seed = check_seed("seed", seed)
     if resolve_device(device) == "gpu":
         return cupy.random.default_rng(seed)
@@ -125,6 +140,14 @@ def make_rng(seed=None, device="cpu"):
 DEFAULT_THREADS = 1
 
 
+def available_cores():
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def set_threads(n=DEFAULT_THREADS):
     """Let NumPy's BLAS (the library behind ``@``: OpenBLAS, MKL or BLIS) use ``n`` threads,
     in this process, from now on. Returns ``n``.
@@ -133,11 +156,15 @@ def set_threads(n=DEFAULT_THREADS):
     layers of a few hundred units) are too small for a second thread to pay for its
     synchronisation, and when the cores are busy with other work, BLAS threads that wait
     for each other make training many times slower (README, "Threads"). Larger products
-    (wide layers, large batches) may gain from ``n`` = the number of idle cores."""
+    (wide layers, large batches) may gain from ``n`` = the number of idle cores; more than
+    the cores this process may use (:func:`available_cores`) is refused."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"threads must be a positive integer, got {n!r}")
     if n <= 0:
         raise ValueError(f"threads must be a positive integer, got {n}")
+    if n > available_cores():
+        raise ValueError(f"threads must be at most {available_cores()}, the cores this process may "
+                         f"use, got {n}: BLAS threads beyond the cores only wait for each other")
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n, user_api="blas")

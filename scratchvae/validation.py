@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import check_seed, get_array_module
 
 
 def positive_int(name, value):
@@ -50,15 +50,7 @@ def layer_sizes(name, value):
     return tuple(positive_int(f"{name}[{i}]", size) for i, size in enumerate(value))
 
 
-def seed(name, value):
-    """A seed for a random generator: None (fresh entropy) or an integer >= 0."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a non-negative integer or None, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be a non-negative integer or None, got {value}")
-    return int(value)
+seed = check_seed   # a seed: None or an integer >= 0 (defined beside the generators, in backend)
 
 
 def choice(name, value, options):

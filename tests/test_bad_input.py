@@ -123,6 +123,8 @@ def test_vae_empty_batch_is_refused(xp, device, method):
     lambda seed: DeepLVM.random(seed=seed),
     lambda seed: LinearGaussian.random(seed=seed),
     lambda seed: fit_em(np.random.default_rng(0).standard_normal((10, 2)), 2, seed=seed),
+    lambda seed: sv.Trainer(sv.VAE(6, 2, (5,)), sv.Adam(sv.VAE(6, 2, (5,)).named_parameters()),
+                            np.full((4, 6), 0.5, np.float32), np.full((2, 6), 0.5, np.float32), seed=seed),
 ])
 def test_negative_seed_is_named(make):
     """A seed must be a non-negative integer (or None); the message names ``seed``."""

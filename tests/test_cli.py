@@ -323,3 +323,99 @@ def test_readme_commands_parse():
     for words in commands:
         parser.parse_args(words[1:])
     assert 'python3 -m pytest -m "not slow" -q' in README.read_text()
+
+
+# -- bad files and numbers: one line naming what is wrong, a non-zero status, nothing changed ---
+def _trained_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    status, _, err = _run(capsys, "train", "--epochs", 1, "--out", run, "--no-plots", *TINY)
+    assert status == 0, err
+    return run
+
+
+def _rewrite_checkpoint(path, change):
+    """The checkpoint at ``path`` with its arrays and meta passed through ``change(arrays, meta)``."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    change(arrays, meta)
+    np.savez(path, **arrays, meta=np.array(json.dumps(meta)))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda arrays, meta: meta.pop("model"), "does not hold its model's configuration (meta['model'])"),
+    (lambda arrays, meta: meta.update(model="VAE"), "does not hold its model's configuration"),
+    (lambda arrays, meta: meta.pop("optimizer"), "does not hold its optimizer's name and step count"),
+    (lambda arrays, meta: arrays["param/decoder.net.0.W"].__setitem__((0, 0), float("nan")),
+     "holds NaN or Inf in the parameter 'decoder.net.0.W'"),
+])
+def test_a_checkpoint_without_its_model_or_with_nan_weights_is_refused(tmp_path, capsys, damage, words):
+    from scratchvae.training.checkpoint import CheckpointError, load_model
+
+    run = _trained_run(tmp_path, capsys)
+    _rewrite_checkpoint(run / CHECKPOINT, damage)
+    before = (run / CHECKPOINT).read_bytes()
+    for command in (["evaluate", "--k", "5", "--n-images", "5"], ["plot", "samples"], ["plot", "all"]):
+        status, out, err = _run(capsys, *command, "--out", run)
+        assert status == 1 and words in _one_clean_line(err), err
+        assert "nats" not in out
+    with pytest.raises(CheckpointError, match=words.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[").replace("]", r"\]")):
+        load_model(run / CHECKPOINT)
+    assert (run / CHECKPOINT).read_bytes() == before
+    assert not (run / "evaluation.json").exists() and not (run / "samples.png").exists()
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"samples": 200, "train_elbo": -40.0, "test_elbo": -41.0, "wall_time": 1}',
+     None),                                                                # a good one, for contrast
+    ('{"samples": 200, "train_elbo": -40.0, "wall_time": 1}', "line 2: the record has no number 'test_elbo'"),
+    ('{"samples": "200", "train_elbo": -40.0, "test_elbo": -41.0}', "line 2: the record has no number 'samples'"),
+    ('{"samples": 0, "train_elbo": -40.0, "test_elbo": -41.0}', "line 2: samples must be > 0"),
+    ('[200, -40.0, -41.0]', "line 2 is not a record (a JSON object): '[200, -40.0, -41.0]'"),
+    ('{"samples": 200, "train_elbo": -40.0,', "line 2 is not valid JSON"),
+])
+def test_plot_curves_names_a_malformed_record_and_its_line(tmp_path, capsys, line, words):
+    metrics = tmp_path / METRICS
+    good = '{"samples": 100, "train_elbo": -50.0, "test_elbo": -51.0, "wall_time": 0.5}'
+    metrics.write_text(f"{good}\n{line}\n{good.replace('100', '300')}\n")
+    status, _, err = _run(capsys, "plot", "curves", "--runs", metrics, "--output", tmp_path / "c.png")
+    if words is None:
+        assert status == 0 and (tmp_path / "c.png").is_file(), err
+        return
+    message = _one_clean_line(err)
+    assert status == 1 and str(metrics) in message and words in message, message
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_a_last_line_cut_short_by_a_crash_is_not_a_record(tmp_path, capsys):
+    metrics = tmp_path / METRICS
+    metrics.write_text('{"samples": 100, "train_elbo": -50.0, "test_elbo": -51.0}\n{"samples": 2')
+    assert read_metrics(metrics) == [{"samples": 100, "train_elbo": -50.0, "test_elbo": -51.0}]
+    status, _, err = _run(capsys, "plot", "curves", "--runs", metrics, "--output", tmp_path / "c.png")
+    assert status == 0, err
+
+
+def test_threads_above_the_cores_are_refused_before_any_work(tmp_path, capsys):
+    from scratchvae.backend import available_cores
+
+    too_many = available_cores() + 1
+    status, out, err = _run(capsys, "--threads", too_many, "train", "--out", tmp_path / "run", *TINY)
+    line = _one_clean_line(err)
+    assert status == 2 and f"--threads {too_many} is more than the {available_cores()} cores" in line
+    assert f"give at most {available_cores()}" in line and out == ""
+    assert not (tmp_path / "run").exists() and _blas_threads() == {backend.DEFAULT_THREADS}
+    status, _, err = _run(capsys, "data", "verify", "--threads", 10**6, "--data-dir", tmp_path)
+    assert status == 2 and "--threads 1000000" in _one_clean_line(err)
+    with pytest.raises(ValueError, match=f"threads must be at most {available_cores()}"):
+        backend.set_threads(too_many)
+
+
+def test_reproduce_report_on_a_missing_runs_folder_is_an_error(tmp_path, capsys):
+    status, out, err = _run(capsys, "reproduce", "report", "--runs-dir", tmp_path / "no-such-runs",
+                            "--results-dir", tmp_path / "results", "--page", tmp_path / "results.md")
+    line = _one_clean_line(err)
+    assert status == 1 and f"--runs-dir: no such folder: {tmp_path / 'no-such-runs'}" in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "results.md").exists()

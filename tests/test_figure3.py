@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from datafiles import SHARED_DATA, needs_shared
-from scratchvae.experiments import figure3, figure3_report as rep
+from scratchvae.experiments import figure3, figure3_cli, figure3_report as rep
 
 QUIET = dict(print_fn=lambda *a, **k: None)
 TIMING = {"train_seconds", "train_time", "train_cpu_time", "eval_seconds", "wall_time", "final_seconds"}
@@ -102,7 +102,7 @@ def test_the_report_writes_figure_data_and_a_page_from_the_runs(runs, tmp_path):
 def test_the_report_refuses_a_missing_runs_folder_and_writes_a_page_without_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no runs folder"):
         rep.report(tmp_path / "nowhere", tmp_path / "results", None, **QUIET)
-    assert figure3.main(["report", "--runs-dir", str(tmp_path / "nowhere")]) == 1
+    assert figure3_cli.main(["report", "--runs-dir", str(tmp_path / "nowhere")]) == 1
     (tmp_path / "runs").mkdir()
     rep.report(tmp_path / "runs", tmp_path / "results", tmp_path / "page.md", n_replicas=50, **QUIET)
     text = (tmp_path / "page.md").read_text()

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from scratchvae.experiments import reproduce
+from scratchvae.experiments.page import heldout_peaks, paper_gap, ws_collapse
+from scratchvae.experiments.results import compare_reruns, log_rows
 from scratchvae.data.datasets import DataSplits
 from scratchvae.optim import Adagrad
 from scratchvae.training.trainer import read_metrics
@@ -143,7 +145,7 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     records = read_metrics(runs / "digits-z2" / "metrics.jsonl")
     records[-1]["test_elbo"] += 0.5
     (results / "digits-z2.metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    found = reproduce.compare_reruns(runs, results, tmp_path / "reruns.json")
+    found = compare_reruns(runs, results, tmp_path / "reruns.json")
     assert found["digits-z2"] == {"points": 3, "identical": 2, "max_diff": 0.5}
 
 
@@ -299,9 +301,9 @@ def test_the_page_names_a_wake_sleep_run_stuck_at_the_prior():
                 "records": [{"samples": 10**6, "train_kl": kl, "test_elbo": 1.0}]}
     runs = {"frey-z2-ws": run("frey-z2-ws", 0.0004), "frey-z20-ws": run("frey-z20-ws", 12.3),
             "frey-z2": run("frey-z2", 3.0)}
-    text = reproduce._ws_collapse(runs)
+    text = ws_collapse(runs)
     assert "frey Nz = 2 (KL term 0.000 at 1e+06 samples)" in text and "Nz = 20" not in text
-    assert reproduce._ws_collapse({"frey-z20-ws": runs["frey-z20-ws"]}) == ""
+    assert ws_collapse({"frey-z20-ws": runs["frey-z20-ws"]}) == ""
 
 
 def test_the_page_sets_each_reached_point_beside_the_paper():
@@ -310,10 +312,10 @@ def test_the_page_sets_each_reached_point_beside_the_paper():
                 "records": [{"samples": n, "train_elbo": tr, "test_elbo": te} for n, tr, te in points]}
     runs = {"frey-z20": run("frey-z20", (10**7, 1240.4, 1100.0), (10**8, 1490.2, 1301.0)),
             "frey-z2": run("frey-z2", (10**7, 800.0, 790.0))}            # 10^8 not reached
-    text = reproduce._paper_gap(runs)
+    text = paper_gap(runs)
     assert text == ("frey Nz = 20 at 10^7: 1240 / 1100 against 1250 / - (-10 / -); "
                     "frey Nz = 20 at 10^8: 1490 / 1301 against 1485 / 1320 (+5 / -19).")
-    assert reproduce._paper_gap({"frey-z2": runs["frey-z2"]}) == "none yet."
+    assert paper_gap({"frey-z2": runs["frey-z2"]}) == "none yet."
 
 
 def test_the_page_says_where_the_held_out_bound_peaked():
@@ -323,10 +325,10 @@ def test_the_page_says_where_the_held_out_bound_peaked():
     runs = {"frey-z20": run("frey-z20", (10**6, 1000.0), (4 * 10**7, 1300.4), (10**8, 1275.2)),
             "frey-z20-ws": run("frey-z20-ws", (10**6, 700.0), (10**8, 900.0)),   # not AEVB
             "frey-z2": run("frey-z2", (10**6, 700.0), (10**7, 800.0))}           # not past 10^7
-    assert reproduce._heldout_peaks(runs) == "frey Nz = 20 held-out 1300 at 4e+07 samples, 1275 at 1e+08."
-    assert reproduce._heldout_peaks({"frey-z2": runs["frey-z2"]}).startswith("(no run")
+    assert heldout_peaks(runs) == "frey Nz = 20 held-out 1300 at 4e+07 samples, 1275 at 1e+08."
+    assert heldout_peaks({"frey-z2": runs["frey-z2"]}).startswith("(no run")
     rising = {"frey-z5": run("frey-z5", (10**7, 1000.0), (2 * 10**7, 1050.0))}
-    assert reproduce._heldout_peaks(rising) == "frey Nz = 5 held-out 1050 at 2e+07 samples, still rising."
+    assert heldout_peaks(rising) == "frey Nz = 5 held-out 1050 at 2e+07 samples, still rising."
 
 
 def test_log_rows_mark_a_run_started_again_before_its_end_as_interrupted(tmp_path):
@@ -338,11 +340,11 @@ def test_log_rows_mark_a_run_started_again_before_its_end_as_interrupted(tmp_pat
                    f"2026-01-02T10:25:25 w2 END rc=0 wall=2400s {cmd}\n"
                    f"2026-01-02T10:30:00 w1 START {cmd.replace('frey-z2', 'frey-z5')}\n")
     short = "reproduce train frey-z2 --samples 100000000"
-    assert reproduce.log_rows(log) == [
+    assert log_rows(log) == [
         [short, "2026-01-01 09:19", "-", "interrupted, resumed"],
         [short, "2026-01-02 09:45", "40.0 min", "done"],
         [short.replace("frey-z2", "frey-z5"), "2026-01-02 10:30", "-", "running"]]
-    assert reproduce.log_rows(log, names={"frey-z5"})[0][3] == "running"
+    assert log_rows(log, names={"frey-z5"})[0][3] == "running"
 
 
 def test_report_with_a_log_that_is_not_there_says_so(tmp_path, capsys):

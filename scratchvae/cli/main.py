@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..backend import DEFAULT_THREADS, set_threads
+from ..backend import DEFAULT_THREADS, available_cores, set_threads
 from ..optim import OPTIMIZERS
 from . import exercises
 
@@ -253,7 +253,7 @@ def _load_run(args):
 
     out = Path(args.out or DEFAULT_RUN)
     model, c = load_model(out / "checkpoint.npz", device=args.device)
-    settings = c.meta["settings"]
+    settings = c.meta.get("settings", {})
     data = None
     if "dataset" in settings:
         data = _load_data(args, settings["dataset"], settings.get("split_option", "random"),
@@ -287,7 +287,7 @@ def cmd_evaluate(args, argv):
     x = _heldout(model, s, data)
     t0 = time.perf_counter()
     elbo = evaluate_elbo(model, x, batch_size=max(args.batch_size, 1000), seed=args.seed)
-    result = {"run": str(out), "samples_trained": c.meta["progress"]["samples"],
+    result = {"run": str(out), "samples_trained": c.meta.get("progress", {}).get("samples"),
               "n_test": int(x.shape[0]), "test_elbo": elbo.elbo, "test_rec": elbo.rec,
               "test_kl": elbo.kl}
     print(f"held-out ELBO over {x.shape[0]} images: {elbo.elbo:.3f} nats "
@@ -349,7 +349,7 @@ def cmd_plot(args, argv):
         print(f"written: {path}")
         return 0
     out, model, c, data = _load_run(args)
-    s = c.meta["settings"]
+    s = c.meta.get("settings", {})
     if args.kind == "manifold" and model.z_dim != 2:
         raise UsageError(f"the manifold figure needs a 2-D latent space; the run in {str(out)!r} "
                          f"has {model.z_dim}")
@@ -491,7 +491,13 @@ def main(argv=None):
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    set_threads(args.threads or DEFAULT_THREADS)
+    threads = args.threads or DEFAULT_THREADS
+    if threads > available_cores():       # refused, not capped: a run must use what it says it used
+        print(f"scratchvae {args.command}: error: --threads {threads} is more than the "
+              f"{available_cores()} cores this process may use (BLAS threads beyond the cores only "
+              f"wait for each other); give at most {available_cores()}", file=sys.stderr)
+        return 2
+    set_threads(threads)
     try:
         return args.func(args, argv)
     except TrainingInterrupted as e:

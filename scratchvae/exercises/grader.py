@@ -6,7 +6,7 @@ The checks, in order:
 
 (a) outputs: the student's function and the library's on the same seeded float64 inputs (several
     shapes, S > 1 samples where there is a sample axis), every output compared elementwise by
-    relative error against :data:`~.catalog.OUTPUT_TOL`. A result of the wrong kind, shape or
+    relative error against :data:`~.exercise.OUTPUT_TOL`. A result of the wrong kind, shape or
     dtype is named; when the outputs equal a known mistake's on every input, the grader names
     the mistake, otherwise the worst coordinate with its expected and received values.
 (b) gradient: for a gradient exercise, the student's gradient against central differences of
@@ -25,7 +25,7 @@ from importlib import import_module
 import numpy as np
 
 from ..gradcheck import THRESHOLD
-from .catalog import MISTAKE_TOL, OUTPUT_TOL, Case, Malformed, describe
+from .exercise import MISTAKE_TOL, OUTPUT_TOL, Case, Malformed, describe
 
 
 class StudentError(Exception):

@@ -11,7 +11,7 @@ from ..backend import get_array_module
 from ..gradcheck import check_gradients
 from ..layers import MLP, Linear
 from ..models.mixture import GaussianMixture, component_log_densities
-from .catalog import Case, Exercise, Malformed, Mistake
+from .exercise import Case, Exercise, Malformed, Mistake
 
 
 def _away_from_zero(rng, shape, low=0.1, high=2.0):

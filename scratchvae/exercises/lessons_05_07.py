@@ -11,7 +11,7 @@ from ..activations import sigmoid, softplus
 from ..backend import get_array_module
 from ..distributions import bernoulli_log_likelihood, kl_standard_normal, reparameterize
 from ..gradcheck import check_gradients
-from .catalog import Case, Exercise, Mistake
+from .exercise import Case, Exercise, Mistake
 
 VAE_GRADIENT = ("scratchvae.derivations.library:vae_gradient", None)
 

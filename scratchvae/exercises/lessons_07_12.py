@@ -13,7 +13,7 @@ from ..backend import get_array_module
 from ..distributions import LOG_2PI, gaussian_log_density, logsumexp
 from ..gradcheck import check_gradients
 from ..optim import SGD, Adagrad, Adam
-from .catalog import Case, Exercise, Mistake
+from .exercise import Case, Exercise, Mistake
 from .lessons_05_07 import VAE_GRADIENT
 
 

@@ -1,7 +1,7 @@
 """The paper's Figure 3: the marginal likelihood of AEVB, wake-sleep and Monte Carlo EM on MNIST.
 
-    python -m scratchvae.experiments.figure3 train aevb-small mcem-small ...   train (resumes if begun)
-    python -m scratchvae.experiments.figure3 report --page docs/figure3.md     figure, data and page
+    python -m scratchvae.experiments.figure3_cli train aevb-small mcem-small ...   train (resumes if begun)
+    python -m scratchvae.experiments.figure3_cli report --page docs/figure3.md     figure, data and page
 
 (also ``scratchvae reproduce figure3 ...``). A run is named ``<method>-<size>``: method ``aevb``,
 ``wake-sleep`` or ``mcem`` (batch Monte Carlo EM, the paper's), or ``mcem-online`` (a named
@@ -18,10 +18,8 @@ from 10^4), on the first ``--n-eval`` training and held-out images, and writes a
 from which it resumes bitwise; at its last point it also measures ELBO and L_5000 (AEVB,
 wake-sleep) and the estimate with the chains started at the model's own guess of z.
 """
-import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -317,66 +315,3 @@ def train(name, samples, out, data_dir=None, max_minutes=None, seed=0, n_eval=10
         _save(ckpt, method, meta)
     (out / "history.json").write_text(json.dumps(meta, indent=1))
     return meta
-
-
-def cmd_train(args):
-    for name in args.runs:
-        train(name, args.samples, Path(args.runs_dir) / name, args.data_dir, args.max_minutes, args.seed,
-              args.n_eval)
-    return 0
-
-
-def cmd_report(args):
-    from .figure3_report import report
-    return report(args.runs_dir, args.results_dir, args.page, print_fn=print)
-
-
-def add_arguments(parser):
-    sub = parser.add_subparsers(dest="figure3_command", required=True, metavar="COMMAND")
-    p = sub.add_parser("train", help="train Figure-3 runs (resumes a run begun)")
-    p.add_argument("runs", nargs="+", metavar="RUN",
-                   help=f"{', '.join(RUNS)} (or {', '.join(f'{o}-small' for o in OPTIONS)}, ...)")
-    p.add_argument("--samples", type=int, default=10**7, help="training samples to reach (default 10^7)")
-    p.add_argument("--max-minutes", type=float, metavar="M", help="stop before a point M minutes cannot reach")
-    p.add_argument("--n-eval", type=int, default=1000, help="first N training and held-out images estimated")
-    p.add_argument("--data-dir", metavar="DIR", help="folder holding mnist/ (default $SCRATCHVAE_DATA_DIR)")
-    p.add_argument("--runs-dir", default=RUNS_DIR, metavar="DIR")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(figure3_func=cmd_train)
-    p = sub.add_parser("report", help="Figure 3, its data and its page from the runs")
-    p.add_argument("--runs-dir", default=RUNS_DIR, metavar="DIR")
-    p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR")
-    p.add_argument("--page", metavar="FILE", help=f"write the page here (e.g. {PAGE})")
-    p.set_defaults(figure3_func=cmd_report)
-    return parser
-
-
-def run(args):
-    for name in ("samples", "n_eval"):
-        v = getattr(args, name, 1)
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
-    if getattr(args, "max_minutes", None) is not None and not args.max_minutes > 0:
-        raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
-    if getattr(args, "seed", 0) < 0:
-        raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
-    for name in getattr(args, "runs", []):
-        parse_run(name)
-    return args.figure3_func(args)
-
-
-def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m scratchvae.experiments.figure3",
-                                                   description=__doc__.split("\n")[0]))
-    args = parser.parse_args(argv)
-    from ..backend import set_threads
-    set_threads()          # one BLAS thread, the library's rule (as `scratchvae` sets it)
-    try:
-        return run(args)
-    except (ValueError, OSError) as e:
-        print(f"figure3 {args.figure3_command}: error: {e}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

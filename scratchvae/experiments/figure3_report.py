@@ -551,8 +551,8 @@ def report(runs_dir, results_dir, page=None, print_fn=print, n_replicas=2000):
     check = compare_q(n_replicas=n_replicas)
     if runs:
         path = plot(runs, out / "figure3.png")
-        from .reproduce import _shrink_png
-        _shrink_png(path)
+        from ..training.plots import shrink_png
+        shrink_png(path)
         print_fn(f"written: {path}")
     with atomic_write(out / "figure3.json", "w") as f:
         json.dump({"runs": runs, "estimator_check": check}, f, indent=1)

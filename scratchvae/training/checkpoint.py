@@ -161,8 +161,10 @@ class Checkpoint:
 def load(path):
     """Read and verify a checkpoint completely (every array, every CRC) into memory.
 
-    Raises :class:`CheckpointError` for a file that is missing, truncated, corrupted or
-    not a scratchvae checkpoint. Nothing outside the returned object is touched."""
+    Raises :class:`CheckpointError` for a file that is missing, truncated, corrupted, not a
+    scratchvae checkpoint, without its model's configuration or optimizer in its meta, or with
+    NaN or Inf in a parameter or the optimizer's state. Nothing outside the returned object is
+    touched."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {str(path)!r}")
@@ -178,8 +180,21 @@ def load(path):
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{str(path)!r} has checkpoint version {meta.get('version')}, "
                               f"this scratchvae reads version {VERSION}")
+    for key, what in (("model", "model's configuration"), ("optimizer", "optimizer's name and step count")):
+        if not isinstance(meta.get(key), dict):
+            raise CheckpointError(f"the checkpoint {str(path)!r} does not hold its {what} "
+                                  f"(meta[{key!r}]): it cannot be rebuilt or continued")
+    if "t" not in meta["optimizer"]:
+        raise CheckpointError(f"the checkpoint {str(path)!r} does not hold its optimizer's step "
+                              f"count (meta['optimizer']['t']): it cannot be continued")
     params = {k[len("param/"):]: a for k, a in arrays.items() if k.startswith("param/")}
     opt = {k[len("optim/"):]: a for k, a in arrays.items() if k.startswith("optim/")}
+    for kind, group in (("parameter", params), ("optimizer state", opt)):
+        for name, a in group.items():
+            if a.dtype.kind in "fc" and not np.isfinite(a).all():
+                raise CheckpointError(f"the checkpoint {str(path)!r} holds NaN or Inf in the {kind} "
+                                      f"{name!r}: a model with it computes nothing but NaN, so it "
+                                      f"is not loaded (train again from an earlier checkpoint)")
     opt["t"] = meta["optimizer"]["t"]
     return Checkpoint(path, params, opt, meta)
 

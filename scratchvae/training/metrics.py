@@ -16,17 +16,35 @@ METRICS = "metrics.jsonl"
 
 
 def read_metrics(path):
-    """The records of a ``metrics.jsonl`` file, oldest first. A last line cut short by a
-    crash is ignored; any other unreadable line raises ``ValueError`` naming it."""
-    lines = Path(path).read_text().splitlines()
+    """The records of a ``metrics.jsonl`` file, oldest first (see :func:`numbered_records`)."""
+    return [record for _, record in numbered_records(path)]
+
+
+def numbered_records(path):
+    """``[(line number, record)]`` of a ``metrics.jsonl`` file, oldest first. A last line cut
+    short by a crash (no newline at its end: a record is written with its newline at once) is
+    ignored; any other line that is not a JSON object raises ``ValueError`` naming the file,
+    the line and what is on it."""
+    text = Path(path).read_text()
+    lines = text.splitlines()
     records = []
     for i, line in enumerate(lines):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            if i < len(lines) - 1:
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON") from None
+            if i == len(lines) - 1 and not text.endswith("\n"):
+                continue
+            raise ValueError(f"{path}: line {i + 1} is not valid JSON: {shown(line)}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {i + 1} is not a record (a JSON object): {shown(line)}")
+        records.append((i + 1, record))
     return records
+
+
+def shown(line, width=80):
+    """A line as an error message shows it: at most ``width`` characters."""
+    line = line.strip()
+    return repr(line if len(line) <= width else line[:width - 3] + "...")
 
 
 def write_metrics(path, records, append=False):

@@ -11,6 +11,7 @@ through ``pyplot``, so they work on a machine without a display and leave the
 backend of a notebook alone. Each is saved through a temporary file and renamed,
 so a figure on disk is always complete.
 """
+import json
 import math
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 from .. import validation
 from ..backend import as_numpy, to_device
 from .checkpoint import atomic_write, writable_dir
-from .metrics import METRICS, read_metrics
+from .metrics import METRICS, numbered_records, shown
 
 
 def _figure(width, height):
@@ -191,7 +192,7 @@ def plot_curves(runs, path, labels=None, title="lower bound during training"):
         file = run / METRICS if run.is_dir() else run
         if not file.is_file():
             raise FileNotFoundError(f"no metrics file at {str(file)!r}")
-        records = [r for r in read_metrics(file) if r.get("samples", 0) > 0]
+        records = [_curve_record(file, line, r) for line, r in numbered_records(file)]
         if not records:
             raise ValueError(f"{str(file)!r} holds no evaluation yet")
         n = [r["samples"] for r in records]
@@ -205,6 +206,33 @@ def plot_curves(runs, path, labels=None, title="lower bound during training"):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def shrink_png(path, colors=32):
+    """Re-save a PNG figure with a palette of ``colors`` colours (32 grey levels are plenty to
+    read a picture of decoder means), so that the figures of a results page stay small."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    r, g, b = (np.asarray(c) for c in img.split())
+    if (r == g).all() and (g == b).all():
+        img = img.convert("L")
+    img.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return Path(path)
+
+
+def _curve_record(file, line, record):
+    """``record`` if it can be drawn (a number of samples > 0, the two bounds as numbers), else
+    a ValueError naming the file, the line and what is missing: no record is dropped unsaid."""
+    for key in ("samples", "train_elbo", "test_elbo"):
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{file}: line {line}: the record has no number {key!r} "
+                             f"(got {value!r}): {shown(json.dumps(record))}")
+    if not record["samples"] > 0:
+        raise ValueError(f"{file}: line {line}: samples must be > 0 on the curves' log axis, "
+                         f"got {record['samples']!r}")
+    return record
 
 
 FIGURES = ("manifold", "samples", "latents", "reconstructions", "curves")

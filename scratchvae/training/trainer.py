@@ -97,6 +97,7 @@ class Trainer:
     def __init__(self, model, optimizer, train_x, test_x, batch_size=100, binarization="none",
                  seed=0, out=None, run_info=None, progress=True, eval_size=10000,
                  overwrite=False, checkpoint_every=30.0, overlap=OVERLAP_DEFAULT):
+        validation.seed("seed", seed)
         self.batch_size = validation.positive_int("batch_size", batch_size)
         eval_size = validation.positive_int("eval_size", eval_size)
         if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):

@@ -1,0 +1,401 @@
+"""The results page of section 5 (``docs/results.md``): figures, data files, the table and
+every sentence with a number, each computed from the runs (:func:`report`)."""
+import json
+import os
+import statistics
+from pathlib import Path
+
+from .figure2 import PAPER, at, markdown_table, plot_figure2, sci, table_rows
+from .results import (archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
+                      log_rows, log_table, merge_commands)
+from .page_text import PAGE
+from .runs import ADAGRAD_WARMUP, BATCH_SIZE, STEP_SIZES, experiment
+
+RESULTS_DIR, RESULTS_PAGE = "docs/results", "docs/results.md"
+SPREAD = "spread"                        # the spread runs' folder, under the runs and results folders
+SPREAD_POINTS = (10**6, 10**7)
+
+
+def report(runs_dir, results_dir, page=None, log=None, spread_dir=None, print_fn=print):
+    """Figures, data files and the table from the runs in ``runs_dir`` (and those an earlier
+    report archived in ``results_dir``); with ``page``, the results page too. ``spread_dir``
+    (default ``runs_dir/spread``) holds the runs of ``reproduce run spread``, archived in
+    ``results_dir/spread``. A ``runs_dir`` that does not exist is an error unless
+    ``results_dir`` holds archived runs to report from; nothing is written before that check."""
+    from ..training import plots
+    from ..training.checkpoint import atomic_write, load_model
+
+    out = Path(results_dir)
+    if not Path(runs_dir).is_dir():
+        if not archived_runs(out):
+            raise FileNotFoundError(f"--runs-dir: no such folder: {runs_dir} (and no runs archived "
+                                    f"in {out} to report from)")
+        print_fn(f"no runs folder at {runs_dir}: reporting the runs archived in {out}")
+    if spread_dir is not None and not Path(spread_dir).is_dir():
+        raise FileNotFoundError(f"--spread-dir: no such folder: {spread_dir}")
+    out.mkdir(parents=True, exist_ok=True)
+    runs = collect_runs(runs_dir, archive=out)
+    reruns = compare_reruns(runs_dir, out, out / "reruns.json")
+    kept = archived_runs(out / SPREAD)
+    for name, run in collect_runs(spread_dir or Path(runs_dir) / SPREAD).items():
+        if name not in kept or kept[name]["records"][-1]["samples"] <= run["records"][-1]["samples"]:
+            archive_run(run, out / SPREAD)               # unless the archive got further
+    written = []
+    for name, run in runs.items():
+        if run["folder"] is None:
+            continue                                     # archived: its files are in `out`
+        archive_run(run, out)
+        exp = run["experiment"]
+        if exp.algorithm != "aevb" or exp.split != "random" or exp.split_seed or exp.seed:
+            continue                                     # figures 4 and 5: the paper's AEVB models
+        model, c = load_model(run["folder"] / "checkpoint.npz")
+        shape = c.meta["settings"]["image_shape"]
+        if exp.z_dim == 2:
+            written.append(plots.plot_manifold(model, shape, out / f"{name}-manifold.png"))
+        if exp.dataset != "frey":
+            written.append(plots.plot_samples(model, shape, out / f"{name}-samples.png", n=100))
+    for ds in sorted({run["experiment"].dataset for run in runs.values()}):
+        written.append(plot_figure2(runs, ds, out / f"{ds}-figure2.png"))
+    for path in written:
+        plots.shrink_png(path)
+    rows = table_rows(runs)
+    with atomic_write(out / "summary.json", "w") as f:
+        json.dump(rows, f, indent=1)
+    for path in written:
+        print_fn(f"written: {path} ({path.stat().st_size // 1024} KB)")
+    print_fn(f"written: {out / 'summary.json'}\n")
+    table = markdown_table(rows)
+    print_fn(table)
+    if page:
+        Path(page).parent.mkdir(parents=True, exist_ok=True)
+        commands = merge_commands(out / "commands.json", log_rows(log, set(runs)))
+        spread = archived_runs(out / SPREAD)
+        text = PAGE.format(table=table, commands=log_table(commands), reruns=reruns_text(reruns),
+                           results=os.path.relpath(out, Path(page).parent),
+                           contiguous=contiguous_lesson(out / "contiguous"),
+                           stepsize=stepsize_table(out / "stepsize.json"),
+                           stepsize_seconds=stepsize_seconds(out / "stepsize.json"),
+                           splits=splits_table(runs), mnist_train=mnist_train(runs),
+                           split_seeds=split_seed_spread(runs), spread=spread_text(spread, runs),
+                           ws_vs_aevb=ws_vs_aevb(runs), ws_collapse=ws_collapse(runs), ws_versions=ws_versions(runs),
+                           paper_gap=paper_gap(runs), heldout_peaks=heldout_peaks(runs),
+                           figures=figure_links(out, Path(page).parent))
+        with atomic_write(page, "w") as f:
+            f.write(text)
+        print_fn(f"\nwritten: {page}")
+    return runs
+
+
+# ---------------------------------------------------------------------------------------
+# the sentences: each computed from the runs
+# ---------------------------------------------------------------------------------------
+def reruns_text(reruns):
+    if not reruns:
+        return ""
+    parts = [f"{name}: {c['identical']} of {c['points']} evaluation points identical"
+             + ("" if c["identical"] == c["points"] else f", bounds at most {c['max_diff']:.2g} nats apart")
+             for name, c in sorted(reruns.items())]
+    return ("\n\nA run started again from the beginning (its earlier folder lost) can be set beside "
+            "the records the earlier run left, at the sample counts both reached: " + "; ".join(parts)
+            + ' ("identical": every number of the record but its wall time, bit for bit).')
+
+
+def figure_links(out, page_dir):
+    rel = os.path.relpath(out, page_dir)
+    names = sorted(p.name for p in Path(out).glob("*.png"))
+    fig2 = [n for n in names if n.endswith("-figure2.png")]
+    fig4 = [n for n in names if n.endswith("-manifold.png")]
+    fig5 = [n for n in names if n.endswith("-samples.png")]
+    text = "### Figure 2: the lower bound against training samples\n\n"
+    text += "\n\n".join(f"![{n[:-4]}]({rel}/{n})" for n in fig2) or "(no runs yet)"
+    if fig4:
+        text += ("\n\n### Figure 4: the 2-D latent manifold\n\nDecoder means on a 20 x 20 grid of "
+                 "z, equally spaced in probability through the inverse normal CDF.\n\n"
+                 + "\n".join(f"![{n[:-4]}]({rel}/{n})" for n in fig4))
+    if fig5:
+        text += ("\n\n### Figure 5: samples from the prior\n\nDecoder means (pixel probabilities) "
+                 "of 100 draws z ~ N(0, I).\n\n" + "\n".join(f"![{n[:-4]}]({rel}/{n})" for n in fig5))
+    return text
+
+
+def stepsize_table(path):
+    if not path.is_file():
+        return "(`reproduce stepsize` has not been run)"
+    rows = json.loads(path.read_text())
+    lines = ["| model | 0.01 | 0.02 | 0.1 |", "|---|---|---|---|"]
+    for name in dict.fromkeys(r["experiment"] for r in rows):
+        mine = {r["lr"]: r["train_elbo"] for r in rows if r["experiment"] == name}
+        best = max(mine, key=mine.get)
+
+        def show(lr):
+            text = f"{mine[lr]:.1f}" if abs(mine[lr]) < 1e5 else f"{mine[lr]:.1e} (diverged)"
+            return f"**{text}**" if lr == best else text
+        lines.append(f"| {name}: training bound after 10^5 samples | "
+                     + " | ".join(show(lr) if lr in mine else "-" for lr in STEP_SIZES) + " |")
+    return "\n".join(lines)
+
+
+def stepsize_seconds(path):
+    if not path.is_file():
+        return "not run"
+    rows = json.loads(path.read_text())
+    return f"{len(rows)} runs of 10^5 samples, {sum(r['seconds'] for r in rows):.0f} s of training in all"
+
+
+def splits_table(runs):
+    """Which images each run trained and was evaluated on: one row per split (its description,
+    from the run's settings), with the runs that used it."""
+    by_split = {}
+    for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].dataset,
+                                                             item[1]["experiment"].z_dim, item[0])):
+        s = run["settings"]
+        key = (s.get("split", "?"), s.get("n_train"), s.get("n_test"))
+        by_split.setdefault(key, []).append(name)
+    lines = ["| split | training / held-out images | runs |", "|---|---|---|"]
+    lines += [f"| {split} | {n_train} / {n_test} | {', '.join(names)} |"
+              for (split, n_train, n_test), names in by_split.items()]
+    return "\n".join(lines) if by_split else "(no runs yet)"
+
+
+def mnist_train(runs):
+    """The training images of the MNIST runs, in words ('9000', or '9000 and 60000')."""
+    sizes = sorted({run["settings"].get("n_train") for run in runs.values()
+                    if run["experiment"].dataset == "mnist"})
+    return " and ".join(str(n) for n in sizes) if sizes else "(no MNIST run yet)"
+
+
+WS_STEPS = {("decoder-first", "zero"): "the authors' step (the decoder updated first, the dreams "
+                                       "from the updated decoder) and start (zero log-variance outputs)",
+            ("together", "drawn"): "the earlier step (both gradients at the same parameters) and start "
+                                   "(every weight drawn), made before the authors' order was followed"}
+
+
+def ws_versions(runs):
+    """Which wake-sleep step and start each wake-sleep run on the page was made with (its
+    settings; a run without them predates the choice and used the earlier ones)."""
+    groups = {}
+    for name, run in sorted(runs.items()):
+        if run["experiment"].algorithm == "wake-sleep":
+            s = run["settings"]
+            key = (s.get("update_order", "together"), s.get("logvar_init", "drawn"))
+            groups.setdefault(key, []).append(name)
+    if not groups:
+        return ""
+    parts = [f"{', '.join(names)}: {WS_STEPS.get(key, 'update order %s, log-variance start %s' % key)}"
+             for key, names in groups.items()]
+    return " The wake-sleep runs on this page: " + "; ".join(parts) + "."
+
+
+def ws_vs_aevb(runs):
+    """One sentence per model with both algorithms: their held-out bounds at the largest
+    evaluation point both reached."""
+    parts = []
+    for name, run in runs.items():
+        exp = run["experiment"]
+        if exp.algorithm != "wake-sleep":
+            continue
+        other = runs.get(name[:-3] if name.endswith("-ws") else None)
+        if other is None:
+            continue
+        common = sorted({r["samples"] for r in run["records"]} & {r["samples"] for r in other["records"]})
+        if not common:
+            continue
+        n = common[-1]
+        a, w = at(other["records"], n)["test_elbo"], at(run["records"], n)["test_elbo"]
+        parts.append(f"{exp.dataset} Nz = {exp.z_dim} at {n:.2g} samples: AEVB {a:.0f}, "
+                     f"wake-sleep {w:.0f} ({'AEVB higher, as in the paper' if a > w else 'wake-sleep higher, unlike the paper'})")
+    return ("Held-out bounds, " + "; ".join(parts) + ".") if parts else \
+        "(No wake-sleep run has reached an evaluation point of its AEVB counterpart yet.)"
+
+
+def paper_gap(runs):
+    """One clause per point of PAPER that an AEVB run reached: its bounds, the paper's and
+    the difference."""
+    def diff(a, b):
+        return "-" if b is None else f"{a - b:+.0f}"
+
+    parts = []
+    for (ds, z), points in PAPER.items():
+        run = runs.get(f"{ds}-z{z}")
+        for n, paper in sorted(points.items()):
+            r = at(run["records"], n) if run else None
+            if r:
+                parts.append(f"{ds} Nz = {z} at {sci(n)}: {r['train_elbo']:.0f} / {r['test_elbo']:.0f} "
+                             f"against {' / '.join('-' if v is None else str(v) for v in paper)} "
+                             f"({diff(r['train_elbo'], paper[0])} / {diff(r['test_elbo'], paper[1])})")
+    return "; ".join(parts) + "." if parts else "none yet."
+
+
+def heldout_peaks(runs, min_samples=10**7):
+    """One clause per AEVB run trained past ``min_samples``: its best held-out bound, where,
+    and the held-out bound where the run ended (or that it is still rising)."""
+    parts = []
+    for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].dataset,
+                                                             item[1]["experiment"].z_dim)):
+        exp, records = run["experiment"], run["records"]
+        if exp.algorithm != "aevb" or exp.split_seed or exp.seed or records[-1]["samples"] <= min_samples:
+            continue
+        best, last = max(records, key=lambda r: r["test_elbo"]), records[-1]
+        now = "still rising" if best is last else f"{last['test_elbo']:.0f} at {last['samples']:.2g}"
+        parts.append(f"{exp.dataset} Nz = {exp.z_dim} held-out {best['test_elbo']:.0f} at "
+                     f"{best['samples']:.2g} samples, {now}")
+    return "; ".join(parts) + "." if parts else "(no run has gone past 10^7 samples yet)."
+
+
+def ws_collapse(runs, kl_below=0.05):
+    """A paragraph naming the wake-sleep runs whose encoder is still the prior (training KL
+    below ``kl_below`` at their last evaluation), with the reason; empty if there are none."""
+    stuck = [(run["experiment"], run["records"][-1]) for run in runs.values()
+             if run["experiment"].algorithm == "wake-sleep" and run["records"][-1]["train_kl"] < kl_below]
+    if not stuck:
+        return ""
+    names = ", ".join(f"{e.dataset} Nz = {e.z_dim} (KL term {r['train_kl']:.3f} at {r['samples']:.2g} samples)"
+                      for e, r in stuck)
+    return (f"\n\n  Stuck at the start: {names}. Its encoder is the prior, q(z|x) = N(0, I) for every "
+            "x, and its decoder ignores z; its bound is that of one Gaussian per pixel. This is a "
+            "fixed point of both phases: dreams of a decoder that ignores z carry no information "
+            "about z, so the sleep phase fits q(z|x) = p(z); codes z ~ N(0, I) that ignore x give "
+            "the wake phase no reason to use z, and the weight prior pulls the decoder's weights on "
+            "z towards 0. From the paper's small initial weights (N(0, 0.01^2)) the decoder starts "
+            "close to it; AEVB leaves it because its encoder gradient comes from reconstructing "
+            "the data, not from dreams. The authors' order of updates and initialization do not "
+            "change this; whether a wake-sleep run leaves the point depends on its seed, and "
+            "more often at larger Nz (measured in `scratchvae/models/wake_sleep.py`).")
+
+
+def split_seed_spread(runs, samples=10**6):
+    """One sentence: the held-out bound at ``samples`` of frey-z20 on each random split run."""
+    found = {run["experiment"].split_seed: r["test_elbo"] for name, run in runs.items()
+             if name.startswith("frey-z20") and run["experiment"].algorithm == "aevb" and not run["experiment"].seed
+             and run["experiment"].split == "random" and (r := at(run["records"], samples))}
+    if len(found) < 2:
+        return "(Runs of Nz = 20 on other shuffles, `--split-seed`, have not reached 10^6 samples yet.)"
+    values = ", ".join(f"{v:.0f} (seed {k})" for k, v in sorted(found.items()))
+    return (f"On {len(found)} shuffles, the held-out bound of Nz = 20 at 10^6 samples is {values}: "
+            f"a spread of {max(found.values()) - min(found.values()):.0f} nats.")
+
+
+def _platform_words(platform):
+    """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's first session."""
+    if not platform:
+        return None
+    p, blas = platform[0], platform[0].get("blas", {})
+    return (f"{p.get('cpu')}, NumPy {p.get('numpy')}, {blas.get('library')} {blas.get('version')} "
+            f"({blas.get('kernel')} kernel)")
+
+
+def _count(items, word):
+    return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
+
+
+def spread_numbers(spread, samples, key="test_elbo"):
+    """``{(split seed, seed): bound}`` of the spread runs at ``samples`` (those that reached it)."""
+    return {(run["experiment"].split_seed, run["experiment"].seed): r[key]
+            for run in spread.values() if (r := at(run["records"], samples))}
+
+
+def spread_text(spread, runs):
+    """The spread of Frey Face, Nz = 20, over shuffles and seeds (the runs of ``reproduce run
+    spread``, archived), at 10^6 and 10^7 samples, where the runs ran, and how the same command
+    compares on another machine (``runs``' archived frey-z20)."""
+    if not spread:
+        return ("(The spread runs, `scratchvae reproduce run spread`, have not been run: 3 shuffles "
+                "x 3 seeds of Nz = 20.)")
+    shuffles = sorted({run["experiment"].split_seed for run in spread.values()})
+    seeds = sorted({run["experiment"].seed for run in spread.values()})
+    z = sorted({run["experiment"].z_dim for run in spread.values()})
+    text = [f"`scratchvae reproduce run spread` trains Nz = {', '.join(map(str, z))} on {_count(shuffles, 'shuffle')} "
+            f"(`-s`, the held-out frames) with {_count(seeds, 'seed')} of the run itself each "
+            "(`-r`: initial weights, minibatch order, noise), on one machine. Held-out bound "
+            "(training bound in brackets):"]
+    seed_ranges = {}
+    for n in SPREAD_POINTS:
+        test, train = spread_numbers(spread, n), spread_numbers(spread, n, "train_elbo")
+        if not test:
+            command = "scratchvae reproduce run spread" + (f" --samples {n}" if n != 10**7 else "")
+            text.append(f"\n\nAt {sci(n)}: not reached yet (`{command}`).")
+            continue
+        head = ["shuffle"] + [f"seed {r}" for r in seeds] + ["range over seeds"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s in shuffles:
+            mine = [test[(s, r)] for r in seeds if (s, r) in test]
+            cells = [f"{test[(s, r)]:.0f} ({train[(s, r)]:.0f})" if (s, r) in test else "-" for r in seeds]
+            lines.append(f"| {s} | " + " | ".join(cells) + f" | {max(mine) - min(mine):.0f} |" if mine
+                         else f"| {s} | " + " | ".join(cells) + " | - |")
+        values = list(test.values())
+        by_shuffle = [statistics.mean(v for (s, _), v in test.items() if s == s0) for s0 in shuffles
+                      if any(k[0] == s0 for k in test)]
+        by_seed = [max(v for (s, _), v in test.items() if s == s0) - min(v for (s, _), v in test.items() if s == s0)
+                   for s0 in shuffles if any(k[0] == s0 for k in test)]
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        seed_ranges[n] = (min(by_seed), max(by_seed))
+        seeds_spread = (f"{min(by_seed):.0f}" if f"{min(by_seed):.0f}" == f"{max(by_seed):.0f}"
+                        else f"{min(by_seed):.0f} to {max(by_seed):.0f}")
+        shuffles_spread = ("" if len(by_shuffle) < 2 else
+                           f"; the means of the {len(by_shuffle)} shuffles by {max(by_shuffle) - min(by_shuffle):.0f}")
+        text.append(f"\n\nAt {sci(n)} samples ({len(values)} runs):\n\n" + "\n".join(lines)
+                    + f"\n\nAll {len(values)}: held-out mean {statistics.mean(values):.0f}, standard "
+                    f"deviation {sd:.0f}, from {min(values):.0f} to {max(values):.0f} "
+                    f"({max(values) - min(values):.0f} nats). The seeds of one shuffle spread by "
+                    f"{seeds_spread} nats{shuffles_spread}.")
+    where = {w for run in spread.values() if (w := _platform_words(run.get("platform")))}
+    if where:
+        text.append(f"\n\nThe spread runs ran on {'; '.join(sorted(where))}, one thread each.")
+    text.append(" " + _other_machine(spread, runs, seed_ranges))
+    return "".join(text).rstrip()
+
+
+def _other_machine(spread, runs, seed_ranges, name="frey-z20"):
+    """The spread's run of ``name`` (shuffle 0, seed 0) beside the archived run of the same
+    command in the results table: bitwise the same, or how far apart, from where on.
+    ``seed_ranges``: ``{samples: (smallest, largest) range over the seeds of one shuffle}``."""
+    mine, theirs = spread.get(name), runs.get(name)
+    if not mine or not theirs or differing_point(mine["records"], theirs["records"]) is None:
+        return ""
+    c = differing_point(mine["records"], theirs["records"])
+    here, there = _platform_words(mine.get("platform")), _platform_words(theirs.get("platform"))
+    machine = f"made on {there}" if there else "made before runs recorded their machine"
+    if c["first_difference"] is None:
+        return (f"Its {name} (shuffle 0, seed 0) repeats the records of the table's {name} "
+                f"({machine}) bit for bit at all {c['points']} evaluation points both reached.")
+    theirs_at = {r["samples"]: r for r in theirs["records"]}
+    gaps = [(r["samples"], max(abs(r[k] - theirs_at[r["samples"]][k]) for k in ("train_elbo", "test_elbo")))
+            for r in mine["records"] if r["samples"] in theirs_at]
+    (n0, d0), (n_last, _) = gaps[0], gaps[-1]
+    first_big = next(((n, d) for n, d in gaps if d > 0.1), None)
+    a, b = at(mine["records"], n_last), at(theirs["records"], n_last)
+    warm = ", before Adagrad's first update" if n0 <= ADAGRAD_WARMUP * BATCH_SIZE else ""
+    text = (f"Its {name} (shuffle 0, seed 0) is the command of the table's {name} ({machine}) run "
+            f"again{' on the same kind of machine' if here is not None and here == there else ''}: "
+            f"{c['identical']} of the {c['points']} evaluation points both reached are identical. "
+            f"At the first ({n0:.2g} samples{warm}) the bounds differ by {d0:.1g} nats, the "
+            f"rounding of float32 matrix products")
+    if first_big:
+        text += (f"; the training steps carry and grow it: {first_big[1]:.2g} nats at "
+                 f"{first_big[0]:.2g} samples")
+    text += (f", and at {sci(n_last)} {a['train_elbo']:.0f} / {a['test_elbo']:.0f} (train / held-out) "
+             f"against the table's {b['train_elbo']:.0f} / {b['test_elbo']:.0f}.")
+    if n_last in seed_ranges:
+        lo, hi = seed_ranges[n_last]
+        gap = abs(a["test_elbo"] - b["test_elbo"])
+        where = ("within" if gap <= hi else "beyond")
+        span = f"{lo:.0f}" if f"{lo:.0f}" == f"{hi:.0f}" else f"{lo:.0f} to {hi:.0f}"
+        text += (f" That held-out difference, {gap:.0f} nats, is {where} the range of the seeds of "
+                 f"one shuffle here ({span} nats).")
+    return text + (" A result is bitwise reproducible only on one CPU and BLAS kernel: another "
+                   "kernel rounds the matrix products differently, and training carries the "
+                   "difference on.")
+
+
+def contiguous_lesson(folder):
+    """The held-out ELBO of every 100 consecutive frames of the contiguous split's runs
+    (their ``evaluation.json`` files in ``folder``), as markdown lines."""
+    lines = []
+    for path in sorted(Path(folder).glob("*.evaluation.json"), key=lambda p: experiment(p.name.split(".")[0]).z_dim):
+        ev = json.loads(path.read_text())
+        blocks = ", ".join(f"{a}-{b}: {e:.0f}" for (a, b), e in
+                           ((blk["images"], blk["elbo"]) for blk in ev["heldout_elbo_blocks"]))
+        lines.append(f"- {path.name.split('.')[0]}, all held-out frames: ELBO {ev['elbo']:.0f}; "
+                     f"by 100 consecutive held-out frames: {blocks}")
+    return "\n".join(lines) or "(no runs of the contiguous split are kept)"
+

@@ -1,0 +1,113 @@
+"""The results page's statements, each computed from the runs: which images each run used, the
+wake-sleep step each ran, the spread of Frey Face over shuffles and seeds, and the same command
+on another machine."""
+import json
+
+import pytest
+
+from scratchvae.experiments import page, reproduce, runs
+from scratchvae.training.metrics import read_metrics
+
+PLATFORM = [{"from_samples": 0, "cpu": "Some CPU", "numpy": "2.0", "blas": {"library": "openblas",
+            "version": "0.3", "kernel": "Haswell", "threads": 1}}]
+
+
+def _run(name, points, settings=None, platform=None):
+    """A run as the report reads it: ``points`` is ``[(samples, train, held-out)]``."""
+    return {"experiment": runs.experiment(name), "folder": None, "settings": settings or {},
+            "records": [{"samples": n, "train_elbo": tr, "test_elbo": te} for n, tr, te in points],
+            "evaluation": None, "platform": platform}
+
+
+def _spread(values):
+    """Nine Frey Face runs, shuffle s and seed r, held-out ``values[s][r]`` at 10^6."""
+    return {runs.experiment("frey-z20", split_seed=s, seed=r).name:
+            _run(runs.experiment("frey-z20", split_seed=s, seed=r).name,
+                 [(10**4, -526.0, -526.0), (10**6, v + 40, v)], platform=PLATFORM)
+            for s, row in enumerate(values) for r, v in enumerate(row)}
+
+
+def test_the_spread_over_shuffles_and_seeds_is_computed_from_the_runs():
+    spread = _spread([[1050, 1040, 1046], [1010, 1030, 1012], [1001, 1003, 1020]])
+    text = page.spread_text(spread, {})
+    assert "trains Nz = 20 on 3 shuffles (`-s`, the held-out frames) with 3 seeds" in text
+    assert "| 0 | 1050 (1090) | 1040 (1080) | 1046 (1086) | 10 |" in text
+    assert "| 2 | 1001 (1041) | 1003 (1043) | 1020 (1060) | 19 |" in text
+    # mean 1023.6, sample standard deviation 18.6; seeds of a shuffle span 10, 20, 19; shuffle means 1045.3, 1017.3, 1008
+    assert ("All 9: held-out mean 1024, standard deviation 19, from 1001 to 1050 (49 nats). The seeds "
+            "of one shuffle spread by 10 to 20 nats; the means of the 3 shuffles by 37.") in text
+    assert "At 10^7: not reached yet (`scratchvae reproduce run spread`)." in text
+    assert "ran on Some CPU, NumPy 2.0, openblas 0.3 (Haswell kernel), one thread each." in text
+    assert page.spread_text({}, {}).startswith("(The spread runs, `scratchvae reproduce run spread`")
+
+
+def test_the_same_command_on_another_machine_says_where_the_runs_part():
+    spread = _spread([[1049, 1041, 1045]])
+    spread["frey-z20"]["records"] = [{"samples": 10**4, "train_elbo": -526.2334166, "test_elbo": -526.1},
+                                     {"samples": 13300, "train_elbo": 518.75, "test_elbo": 498.3},
+                                     {"samples": 10**6, "train_elbo": 1096.2, "test_elbo": 1049.0}]
+    table = {"frey-z20": _run("frey-z20", [(10**4, -526.2334168, -526.1), (13300, 518.92, 498.38),
+                                           (10**6, 1108.7, 1065.0), (10**7, 1404.0, 1273.0)])}
+    text = page.spread_text(spread, table)
+    assert ("Its frey-z20 (shuffle 0, seed 0) is the command of the table's frey-z20 (made before runs "
+            "recorded their machine) run again: 0 of the 3 evaluation points both reached are identical. "
+            "At the first (1e+04 samples, before Adagrad's first update) the bounds differ by 2e-07 nats, "
+            "the rounding of float32 matrix products; the training steps carry and grow it: 0.17 nats at "
+            "1.3e+04 samples, and at 10^6 1096 / 1049 (train / held-out) against the table's 1109 / 1065. "
+            "That held-out difference, 16 nats, is beyond the range of the seeds of one shuffle here "
+            "(8 nats).") in text
+    same = {"frey-z20": _run("frey-z20", [(n, tr, te) for n, tr, te in
+                                          ((10**4, -526.0, -526.0), (10**6, 1089.0, 1049.0))])}
+    assert "repeats the records of the table's frey-z20 (made before runs recorded their machine) bit " \
+           "for bit at all 2 evaluation points both reached" in page.spread_text(_spread([[1049, 1041, 1045]]), same)
+
+
+def test_the_page_says_which_images_and_which_wake_sleep_step_each_run_used():
+    mnist = {"split": "MNIST test file split 9000/1000", "n_train": 9000, "n_test": 1000}
+    found = {"mnist-z3": _run("mnist-z3", [(10, 0, 0)], mnist),
+             "mnist-z3-ws": _run("mnist-z3-ws", [(10, 0, 0)], mnist),
+             "frey-z2-ws": _run("frey-z2-ws", [(10, 0, 0)], {"split": "Frey", "n_train": 1600, "n_test": 365,
+                                                             "update_order": "decoder-first",
+                                                             "logvar_init": "zero"})}
+    table = page.splits_table(found)
+    assert "| Frey | 1600 / 365 | frey-z2-ws |" in table
+    assert "| MNIST test file split 9000/1000 | 9000 / 1000 | mnist-z3, mnist-z3-ws |" in table
+    assert page.mnist_train(found) == "9000"
+    versions = page.ws_versions(found)
+    assert "frey-z2-ws: the authors' step (the decoder updated first" in versions
+    assert "mnist-z3-ws: the earlier step (both gradients at the same parameters)" in versions
+
+
+def test_report_archives_the_spread_runs_and_writes_their_section(tmp_path, capsys):
+    spread_dir, results = tmp_path / "runs" / "spread", tmp_path / "results"
+    for name in ("digits-z2", "digits-z2-r1"):
+        exp = runs.experiment(name)
+        runs.train(exp, runs.load_data(exp, None), spread_dir / name, 2000, seed=exp.seed,
+                   print_fn=lambda *a: None)
+    (tmp_path / "runs" / "frey-z20").mkdir()                  # not a run yet: ignored
+    assert reproduce.main(["report", "--runs-dir", str(tmp_path / "runs"), "--results-dir", str(results),
+                           "--page", str(tmp_path / "results.md")]) == 0
+    for name in ("digits-z2", "digits-z2-r1"):
+        assert read_metrics(results / "spread" / f"{name}.metrics.jsonl") == \
+            read_metrics(spread_dir / name / "metrics.jsonl")
+        platform = json.loads((results / "spread" / f"{name}.platform.json").read_text())
+        assert platform[0]["blas"]["threads"] >= 1 and platform[0]["from_samples"] == 0
+    assert not (results / "digits-z2.metrics.jsonl").exists()       # not a run of the table
+    text = (tmp_path / "results.md").read_text()
+    assert "## Run to run: the spread of a Frey Face result" in text
+    assert "on 1 shuffle (`-s`, the held-out frames) with 2 seeds" in text
+    assert "At 10^6: not reached yet (`scratchvae reproduce run spread --samples 1000000`)." in text
+    capsys.readouterr()
+    assert reproduce.main(["report", "--runs-dir", str(tmp_path / "runs"), "--spread-dir",
+                           str(tmp_path / "none"), "--results-dir", str(results)]) == 1
+    assert "--spread-dir: no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, seed", [("frey-z20-r2", 2), ("frey-z20-s1-r2", 2), ("frey-z20", 0)])
+def test_a_runs_own_seed_is_in_its_name(name, seed):
+    exp = runs.experiment(name)
+    assert exp.seed == seed and exp.name == name
+    assert runs.experiment("frey-z20", split_seed=1, seed=2).name == "frey-z20-s1-r2"
+    with pytest.raises(ValueError, match="--seed 3 contradicts"):
+        runs.experiment("frey-z20-r2", seed=3)
+    assert runs.spread_names()[:4] == ["frey-z20", "frey-z20-r1", "frey-z20-r2", "frey-z20-s1"]

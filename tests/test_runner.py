@@ -1,0 +1,146 @@
+"""``reproduce run``: every run from one command, on a Dask cluster of two worker processes on
+loopback (no network). Tiny runs on the embedded digits: on the cluster they end bitwise where
+the same runs end one after the other in this process, a run whose worker is killed resumes
+from its checkpoint to the same bits, and a failing run stops no other."""
+import json
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchvae.experiments import reproduce, runner
+from scratchvae.training import checkpoint
+
+ARCHIVE = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def _state(folder):
+    """Everything a run ends with: its checkpoint's arrays and meta (progress, generator
+    states, history) and its metrics, wall times left out."""
+    with np.load(folder / "checkpoint.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+        meta = json.loads(str(z["meta"]))
+    meta["progress"].pop("wall_time")
+    for record in meta["history"]:
+        record.pop("wall_time")
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    for record in metrics:
+        record.pop("wall_time")
+    return arrays, meta, metrics
+
+
+def _assert_same_run(a, b):
+    arrays_a, meta_a, metrics_a = _state(a)
+    arrays_b, meta_b, metrics_b = _state(b)
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)   # bit for bit
+    assert meta_a == meta_b
+    assert metrics_a == metrics_b and metrics_a
+
+
+def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    (runs / "frey-z20").mkdir(parents=True)                  # half done: half the time left
+    (runs / "frey-z20" / "metrics.jsonl").write_text(json.dumps({"samples": 5 * 10**7}) + "\n")
+    status = reproduce.main(["run", "all", "spread", "digits-z2", "--dry-run", "--runs-dir", str(runs),
+                             "--results-dir", str(ARCHIVE), "--workers", "2"])
+    out = capsys.readouterr().out
+    assert status == 0 and not any(p.name != "frey-z20" for p in runs.iterdir())   # nothing run
+    names = [line.split()[0] for line in out.splitlines()[1:] if line and not line[0].isupper()
+             and not line[0].isdigit()]
+    expected = [f"{ds}-z{z}{ws}" for ds, zs in (("frey", (2, 5, 10, 20)), ("mnist", (3, 5, 10, 20, 200)))
+                for z in zs for ws in ("", "-ws")]
+    figure3 = runner.figure3_names()                          # as figure3 lists them
+    assert sorted(figure3) == sorted(f"figure3/{m}-{s}" for s in ("small", "large")
+                                     for m in ("aevb", "wake-sleep", "mcem"))
+    expected += figure3
+    expected += [f"spread/frey-z20{s}{r}" for s in ("", "-s1", "-s2") for r in ("", "-r1", "-r2")]
+    assert names == expected + ["digits-z2"]
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in names}
+    frey = json.loads((ARCHIVE / "frey-z20.metrics.jsonl").read_text().splitlines()[-1])
+    minutes = (10**8 - 5 * 10**7) / (frey["samples"] / frey["wall_time"]) / 60
+    assert re.search(rf"frey-z20\s+5e\+07\s+1e\+08\s+\S+\s+{minutes:.0f} min\s+frey-z20$", rows["frey-z20"])
+    assert re.search(r"spread/frey-z20-s1-r2\s+0\s+1e\+07\s+\S+\s+\d+ min\s+frey-z20$", rows["spread/frey-z20-s1-r2"])
+    assert "unknown" in rows["digits-z2"]                     # no archived digits run to measure
+    unknown = sum("unknown" in row for row in rows.values())
+    assert re.search(rf"34 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
+                     r"workers, longest first, about [\d.]+ h\.", out)
+
+
+def test_bad_names_and_options_are_refused_before_any_work(tmp_path, capsys):
+    for argv, words in ((["frey-z21x"], "experiment must be"), (["figure3/aevb-huge"], "run must be"),
+                        (["frey-z20-r0"], "write 'frey-z20-r0' as frey-z20"),
+                        (["all", "--workers", "0"], "--workers must be a positive integer"),
+                        (["all", "--samples", "0"], "--samples must be a positive integer"),
+                        (["all", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sets")):
+        assert reproduce.main(["run", *argv, "--runs-dir", str(tmp_path / "runs")]) == 1
+        assert words in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("distributed")
+    with runner.local_cluster(2) as c:
+        yield c
+
+
+def _spec(name, samples):
+    return runner.spec(name, samples)
+
+
+def test_two_runs_on_the_cluster_end_as_one_after_the_other_and_a_failure_stops_neither(tmp_path, capsys, cluster):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    status = reproduce.main(["run", "digits-z2", "mnist-z3", "digits-z2-ws", "--samples", "20000",
+                             "--runs-dir", str(tmp_path / "cluster"), "--data-dir", str(empty),
+                             "--scheduler", cluster.scheduler_address])
+    out = capsys.readouterr().out
+    assert status == 1                                        # mnist-z3 has no data here
+    assert re.search(r"\[\d/3\] mnist-z3: FAILED: \w+", out) and "2 of 3 runs at their target" in out
+    summary = out.split("\n1 failed:\n", 1)[1]
+    assert summary.startswith("  mnist-z3: MissingDataError: the mnist files are not in")
+    for name in ("digits-z2", "digits-z2-ws"):
+        assert f"{name}:      20000 samples" in out           # its progress lines, as they came
+        assert re.search(rf"\[\d/3\] {name}: at 20000 samples, ELBO train", out)
+        runner.run_one(_spec(name, 20000), tmp_path / "sequential")
+        _assert_same_run(tmp_path / "cluster" / name, tmp_path / "sequential" / name)
+        log = (tmp_path / "cluster" / name / "run.log").read_text()
+        assert f"{name}: started towards 20000 samples" in log
+
+
+def _checkpoint_samples(folder):
+    """The samples the run's checkpoint has reached (0 before its first one). A metrics record
+    comes before its checkpoint, so under load a kill between the two resumes at the start."""
+    try:
+        return checkpoint.load(folder / "checkpoint.npz").meta["progress"]["samples"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_a_killed_worker_is_retried_and_its_run_resumes_to_the_same_bits(tmp_path, cluster):
+    folder = tmp_path / "cluster" / "digits-z2"
+    argv = ["run", "digits-z2", "--samples", "100000", "--runs-dir", str(tmp_path / "cluster"),
+            "--scheduler", cluster.scheduler_address]
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(status=reproduce.main(argv)))
+    thread.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and _checkpoint_samples(folder) == 0:
+        time.sleep(0.05)                                      # until a checkpoint past the start
+    pid = int(re.search(r"in process (\d+)", (folder / "run.log").read_text()).group(1))
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=300)
+    assert result.get("status") == 0
+    log = (folder / "run.log").read_text()
+    assert len(re.findall("started towards 100000 samples", log)) == 2    # once more, after the kill
+    resumed = int(re.search(r"resuming at (\d+) samples", log).group(1))
+    assert 0 < resumed < 100000
+    runner.run_one(_spec("digits-z2", 100000), tmp_path / "uninterrupted")
+    _assert_same_run(folder, tmp_path / "uninterrupted" / "digits-z2")
