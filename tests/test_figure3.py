@@ -175,3 +175,18 @@ def test_runs_are_named_and_evaluation_points_fall_on_whole_steps():
     assert figure3.eval_points(10**5) == [10000, 17800, 31600, 56200, 100000]
     assert figure3.eval_points(10**5, unit=9000) == [9000, 18000, 36000, 54000, 99000, 108000]
     assert figure3.eval_points(2000) == [2000]
+
+
+def test_a_run_still_training_is_read_from_its_checkpoint_and_marked(tmp_path):
+    """No history.json yet (it is written when a training command ends): the report reads the
+    records from the checkpoint and says the run is still training."""
+    folder = tmp_path / "aevb-large"
+    folder.mkdir()
+    record = {"samples": 1000, "train_log_px": -150.0, "test_log_px": -151.0}
+    np.savez(folder / "checkpoint.npz", meta=np.array(json.dumps({"run": "aevb-large", "samples": 1000,
+                                                                    "history": [record]})))
+    runs = rep.collect(tmp_path)
+    assert list(runs) == ["aevb-large"] and runs["aevb-large"]["training"]
+    assert runs["aevb-large"]["history"] == [record]
+    (folder / "history.json").write_text(json.dumps({"run": "aevb-large", "history": [record]}))
+    assert "training" not in rep.collect(tmp_path)["aevb-large"]   # a finished command's file wins

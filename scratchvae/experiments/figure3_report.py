@@ -21,15 +21,21 @@ START_MATTERS = 1.0  # nats: a start of the chains that changes the estimate by 
 
 
 def collect(runs_dir):
-    """The ``history.json`` of every run found under ``runs_dir``, by run name."""
+    """The records of every run found under ``runs_dir``, by run name: its ``history.json``
+    (written when a training command ends), else, for a run still training, what its last
+    checkpoint holds."""
     found = {}
     for method in f3.METHODS + f3.OPTIONS:
         for size in f3.SIZES:
-            p = Path(runs_dir) / f"{method}-{size}" / "history.json"
-            if p.is_file():
-                r = json.loads(p.read_text())
-                if r.get("history"):
-                    found[f"{method}-{size}"] = r
+            folder = Path(runs_dir) / f"{method}-{size}"
+            r = None
+            if (folder / "history.json").is_file():
+                r = json.loads((folder / "history.json").read_text())
+            elif (folder / "checkpoint.npz").is_file():
+                with np.load(folder / "checkpoint.npz", allow_pickle=False) as z:
+                    r = {**json.loads(str(z["meta"])), "training": True}
+            if r and r.get("history"):
+                found[f"{method}-{size}"] = r
     return found
 
 
@@ -151,8 +157,11 @@ def markdown_table(runs):
     for name, r in runs.items():
         f = final_of(r)
         b = f.get("bounds")
-        elbo = "- (no encoder)" if b is None else f"{b['train_elbo']:.1f} / {b['test_elbo']:.1f}"
-        lk = "- (no encoder)" if b is None else f"{b['train_L_k']:.1f} / {b['test_L_k']:.1f}"
+        if r.get("training"):
+            name = f"{name} (still training)"
+        missing = "- (no encoder)" if name.startswith("mcem") else "- (measured at the run's end)"
+        elbo = missing if b is None else f"{b['train_elbo']:.1f} / {b['test_elbo']:.1f}"
+        lk = missing if b is None else f"{b['train_L_k']:.1f} / {b['test_L_k']:.1f}"
         g = f.get("guided_start")
         guided = "-" if g is None else f"{g['train_log_px']:.1f} / {g['test_log_px']:.1f}"
         se = "".join(f" +- {f[f'{p}_log_px_se']:.1f}" if f.get(f"{p}_log_px_se") is not None else ""
@@ -177,6 +186,8 @@ def bounds_table(runs):
     for name, r in runs.items():
         f = final_of(r)
         b = f.get("bounds")
+        if r.get("training"):
+            name = f"{name} (still training)"
         if b is None:
             continue
         n = f3.FINAL_IMAGES          # the key's name; it holds the first min(500, n_eval) images
