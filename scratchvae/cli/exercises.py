@@ -3,27 +3,8 @@
 Kept apart from :mod:`.main` so that the command line grows by one line there; nothing heavy is
 imported until a subcommand runs.
 """
-import argparse
 
-
-def _timeout(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
-
-
-def _jobs(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from .arguments import positive_float, positive_int
 
 
 def add_parser(sub):
@@ -42,9 +23,9 @@ def add_parser(sub):
     c.add_argument("dir", metavar="DIR")
     c.add_argument("names", nargs="*", metavar="NAME", help="exercises to grade (default: all)")
     c.add_argument("--json", metavar="FILE", help="also write the results in Gradescope's results.json format")
-    c.add_argument("--timeout", type=_timeout, metavar="S", default=None,
+    c.add_argument("--timeout", type=positive_float, metavar="S", default=None,
                    help="time limit of one exercise, in seconds (default: 30)")
-    c.add_argument("--jobs", type=_jobs, metavar="N", default=None,
+    c.add_argument("--jobs", type=positive_int, metavar="N", default=None,
                    help="exercises graded at once, each in its own process (default: 2, or 1 on one core)")
     c.set_defaults(func=cmd_check)
     ls = actions.add_parser("list", help="the exercises: lesson, file, checks and the mistakes they name")

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..backend import DEFAULT_THREADS, available_cores, set_threads
 from ..optim import OPTIMIZERS
 from . import exercises
+from .arguments import positive_float, positive_int
 
 DATASETS = ("digits", "mnist", "frey")
 EPOCHS = {"digits": 200, "mnist": 10, "frey": 100}   # when neither --epochs nor --samples is given
@@ -41,26 +42,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def _common(p, out_help):
@@ -84,20 +65,20 @@ def _add_train(sub):
                        "a 2-D latent space, a few seconds on a laptop.")
     p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="digits (embedded, no download), mnist or frey (default: digits)")
-    p.add_argument("--epochs", type=_positive_int,
+    p.add_argument("--epochs", type=positive_int,
                    help="passes over the training images (default: "
                    + ", ".join(f"{k} {v}" for k, v in EPOCHS.items()) + ")")
-    p.add_argument("--samples", type=_positive_int, metavar="N",
+    p.add_argument("--samples", type=positive_int, metavar="N",
                    help="train on N training images in all instead of --epochs (the x-axis "
                    "of the paper's Figure 2)")
-    p.add_argument("--batch-size", type=_positive_int, default=100, help="images per step (default: 100)")
-    p.add_argument("--lr", type=_positive_float,
+    p.add_argument("--batch-size", type=positive_int, default=100, help="images per step (default: 100)")
+    p.add_argument("--lr", type=positive_float,
                    help="learning rate (default: the optimizer's: adam 1e-3, adagrad 0.01, sgd 0.01)")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam", help="(default: adam)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--latent-dim", type=_positive_int, default=2,
+    p.add_argument("--latent-dim", type=positive_int, default=2,
                    help="size of z (default: 2, which allows the manifold figure)")
-    p.add_argument("--hidden-dim", type=_positive_int, nargs="+", default=[400], metavar="H",
+    p.add_argument("--hidden-dim", type=positive_int, nargs="+", default=[400], metavar="H",
                    help="hidden layer sizes of the encoder; the decoder mirrors them (default: 400)")
     p.add_argument("--likelihood", choices=("bernoulli", "gaussian"),
                    help="p(x|z) (default: gaussian for frey, bernoulli otherwise)")
@@ -113,14 +94,14 @@ def _add_train(sub):
     p.add_argument("--algorithm", choices=("aevb", "wake-sleep"), default="aevb",
                    help="AEVB (the VAE's ELBO gradient) or the wake-sleep algorithm on the same "
                    "encoder and decoder (default: aevb)")
-    p.add_argument("--sleep-batch-size", type=_positive_int, metavar="N",
+    p.add_argument("--sleep-batch-size", type=positive_int, metavar="N",
                    help="wake-sleep only: dreams per sleep phase (default: --batch-size)")
     p.add_argument("--split", choices=("random", "contiguous"), default="random",
                    help="frey only: random 1600/365 frames (the paper's, default) or contiguous "
                    "(the last 465 frames held out)")
     p.add_argument("--split-seed", type=int, default=0, metavar="S",
                    help="seed of the random train/held-out split (default: 0, the documented one)")
-    p.add_argument("--eval-every", type=_positive_int, metavar="N",
+    p.add_argument("--eval-every", type=positive_int, metavar="N",
                    help="evaluate every N training samples (default: every epoch); a "
                    "checkpoint is saved at the first evaluation 30 s after the last, and at the end")
     _common(p, "run folder (default: runs/<dataset>-z<latent-dim>)")
@@ -239,9 +220,9 @@ def _add_evaluate(sub):
     p.add_argument("--k", type=int, default=1000,
                    help="importance samples per image for L_k; 0 skips it (default: 1000; "
                    "the literature uses 5000)")
-    p.add_argument("--n-images", type=_positive_int, default=1000,
+    p.add_argument("--n-images", type=positive_int, default=1000,
                    help="held-out images for L_k (default: 1000)")
-    p.add_argument("--batch-size", type=_positive_int, default=100, help="images at once (default: 100)")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="images at once (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation noise (default: 0)")
     _common(p, f"run folder to evaluate (default: {DEFAULT_RUN})")
     p.set_defaults(func=cmd_evaluate)
@@ -457,7 +438,7 @@ THREADS_HELP = ("threads for NumPy's matrix products (default: %d; see the READM
 def _add_threads(parser, top=True):
     """``--threads N`` on ``parser`` and on every (sub)command under it that has none of its own."""
     if "--threads" not in parser._option_string_actions:
-        parser.add_argument("--threads", type=_positive_int, metavar="N", help=THREADS_HELP,
+        parser.add_argument("--threads", type=positive_int, metavar="N", help=THREADS_HELP,
                             default=None if top else argparse.SUPPRESS)   # keep the top's value
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
