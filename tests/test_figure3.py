@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from datafiles import SHARED_DATA, needs_shared
-from scratchvae.experiments import figure3, figure3_cli, figure3_report as rep
+from scratchvae.experiments import figure3, figure3_cli, figure3_page, figure3_report as rep
 
 QUIET = dict(print_fn=lambda *a, **k: None)
 TIMING = {"train_seconds", "train_time", "train_cpu_time", "eval_seconds", "wall_time", "final_seconds"}
@@ -82,7 +82,7 @@ def test_a_run_records_estimates_and_final_bounds_and_resumes_bitwise(runs, name
 def test_the_report_writes_figure_data_and_a_page_from_the_runs(runs, tmp_path):
     runs_dir = runs["aevb-small"][0].parent
     page = tmp_path / "docs" / "figure3.md"
-    assert rep.report(runs_dir, tmp_path / "docs" / "results", page, n_replicas=100, **QUIET) == 0
+    assert figure3_page.report(runs_dir, tmp_path / "docs" / "results", page, n_replicas=100, **QUIET) == 0
     data = json.loads((tmp_path / "docs" / "results" / "figure3.json").read_text())
     assert set(data["runs"]) == {"aevb-small", "mcem-small"}
     assert (tmp_path / "docs" / "results" / "figure3.png").stat().st_size > 10000
@@ -101,10 +101,10 @@ def test_the_report_writes_figure_data_and_a_page_from_the_runs(runs, tmp_path):
 
 def test_the_report_refuses_a_missing_runs_folder_and_writes_a_page_without_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no runs folder"):
-        rep.report(tmp_path / "nowhere", tmp_path / "results", None, **QUIET)
+        figure3_page.report(tmp_path / "nowhere", tmp_path / "results", None, **QUIET)
     assert figure3_cli.main(["report", "--runs-dir", str(tmp_path / "nowhere")]) == 1
     (tmp_path / "runs").mkdir()
-    rep.report(tmp_path / "runs", tmp_path / "results", tmp_path / "page.md", n_replicas=50, **QUIET)
+    figure3_page.report(tmp_path / "runs", tmp_path / "results", tmp_path / "page.md", n_replicas=50, **QUIET)
     text = (tmp_path / "page.md").read_text()
     assert "No Figure-3 runs made with this code" in text and "figure3.png" not in text
 

@@ -1,12 +1,12 @@
 """The command line of Figure 3 (``scratchvae reproduce figure3 train|report``): the runs of
-:mod:`.figure3`, the report of :mod:`.figure3_report`. Apart from both so that neither imports
+:mod:`.figure3`, the report of :mod:`.figure3_page`. Apart from both so that neither imports
 the other."""
 import argparse
 import sys
 from pathlib import Path
 
 from .figure3 import OPTIONS, PAGE, RESULTS_DIR, RUNS, RUNS_DIR, parse_run, train
-from .figure3_report import report
+from .figure3_page import report
 
 
 def cmd_train(args):

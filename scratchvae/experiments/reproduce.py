@@ -11,7 +11,7 @@
 (also ``scratchvae reproduce ...``). This module is the command line only; the work is done in
 one room per part: ``runs`` (what a named run is, its training and evaluation), ``figure2``
 (Figure 2 and the results table), ``results`` and ``page`` (the runs read back, and the results
-page), ``runner`` (``reproduce run``: every run, scheduled on Dask) and ``figure3`` (with ``figure3_report`` and ``figure3_cli``).
+page), ``runner`` (``reproduce run``: every run, scheduled on Dask) and ``figure3`` (with ``figure3_report``, ``figure3_page`` and ``figure3_cli``).
 An experiment's name says its dataset, latent size, algorithm, split and seed: see
 :mod:`scratchvae.experiments.runs`.
 """
