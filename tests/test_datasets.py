@@ -137,6 +137,22 @@ def test_digits_need_no_download(tmp_path):
     np.testing.assert_array_equal(np.unique(both, axis=0), np.unique(whole, axis=0))
 
 
+def test_digits_are_scikit_learns_rows_and_labels_in_its_order():
+    """The digits are read from scikit-learn's file without importing it: the same pixels and
+    labels as ``sklearn.datasets.load_digits``, row for row, in the documented split."""
+    from sklearn.datasets import load_digits
+
+    from scratchvae.data.datasets import DIGITS_TEST, _random_split
+    oracle = load_digits()
+    d = load_dataset("digits", seed=3)
+    tr, te = _random_split(len(oracle.data), DIGITS_TEST, 3)
+    np.testing.assert_array_equal(d.train, oracle.data[tr].astype(np.float32) / np.float32(16))
+    np.testing.assert_array_equal(d.test, oracle.data[te].astype(np.float32) / np.float32(16))
+    np.testing.assert_array_equal(d.train_labels, oracle.target[tr])
+    np.testing.assert_array_equal(d.test_labels, oracle.target[te])
+    assert d.train.dtype == np.float32 and d.train_labels.dtype == np.int64
+
+
 def test_mnist_standard_split_when_the_train_files_exist(tmp_path, monkeypatch):
     arrays = write_mnist(tmp_path, n_test=20, n_train=30)
     register(monkeypatch, "mnist", tmp_path)
