@@ -1,15 +1,17 @@
-"""Elementwise nonlinearities: each function beside its derivative, then as layers.
+r"""Elementwise nonlinearities: each function beside its derivative, then as layers.
 
 The formulas are written with ``exp`` and ``tanh`` only, which are vectorized in
 NumPy (``scipy.special.expit`` and ``np.logaddexp`` loop per element and are much
 slower), and arranged so that no intermediate overflows:
 
-    sigmoid(a)  = 1 / (1 + exp(-a)) = (1 + tanh(a / 2)) / 2
-    softplus(a) = log(1 + exp(a))   = max(a, 0) + log(1 + exp(-|a|))
+.. math::
+
+    \operatorname{sigmoid}(a) &= \frac{1}{1 + \exp(-a)} = \frac{1 + \tanh(a/2)}{2} \\
+    \operatorname{softplus}(a) &= \log(1 + \exp(a)) = \max(a, 0) + \log(1 + \exp(-|a|))
 
 Each backward takes the upstream gradient ``dy`` and what the layer's forward kept
-(the output y, or the input a for softplus). On CuPy arrays each of these functions
-runs as one CUDA kernel of :mod:`scratchvae.kernels` (activations.cu), as its
+(the output :math:`y`, or the input :math:`a` for softplus). On CuPy arrays each of these functions
+runs as one CUDA kernel of ``scratchvae.kernels`` (activations.cu), as its
 ``@kernels.fused_by`` line says; the formula below it is the kernel's reference.
 """
 from . import kernels
@@ -24,8 +26,9 @@ def tanh(a):
 
 @kernels.fused_by("tanh_backward")
 def tanh_backward(dy, y):
-    """da = dy (1 - y^2) for y = tanh(a): d tanh(a)/da = 1 - tanh(a)^2, written with the output y
-    that the forward kept. ``dy`` is the gradient of the loss with respect to y."""
+    r""":math:`da = dy\, (1 - y^2)` for :math:`y = \tanh(a)`:
+    :math:`\frac{d}{da} \tanh(a) = 1 - \tanh(a)^2`, written with the output :math:`y` that the
+    forward kept. ``dy`` is the gradient of the loss with respect to :math:`y`."""
     return dy * (1 - y * y)
 
 
@@ -37,9 +40,11 @@ def relu(a):
 
 @kernels.fused_by("relu_backward")
 def relu_backward(dy, y):
-    """da = dy relu'(a) for y = relu(a) = max(a, 0): relu'(a) = 1 where a > 0 (that is, where
-    y > 0) and 0 elsewhere (0 at the kink a = 0), read from the output y that the forward kept.
-    ``dy`` is the gradient of the loss with respect to y."""
+    r""":math:`da = dy\, \operatorname{relu}^\prime(a)` for
+    :math:`y = \operatorname{relu}(a) = \max(a, 0)`: :math:`\operatorname{relu}^\prime(a) = 1`
+    where :math:`a > 0` (that is, where :math:`y > 0`) and 0 elsewhere (0 at the kink
+    :math:`a = 0`), read from the output :math:`y` that the forward kept.
+    ``dy`` is the gradient of the loss with respect to :math:`y`."""
     return dy * (y > 0)
 
 
@@ -51,8 +56,10 @@ def sigmoid(a):
 
 @kernels.fused_by("sigmoid_backward")
 def sigmoid_backward(dy, y):
-    """da = dy y (1 - y) for y = sigmoid(a): d sigmoid(a)/da = sigmoid(a) (1 - sigmoid(a)), written
-    with the output y that the forward kept. ``dy`` is the gradient of the loss with respect to y."""
+    r""":math:`da = dy\, y (1 - y)` for :math:`y = \operatorname{sigmoid}(a)`:
+    :math:`\frac{d}{da} \operatorname{sigmoid}(a)
+    = \operatorname{sigmoid}(a) \big(1 - \operatorname{sigmoid}(a)\big)`, written with the output
+    :math:`y` that the forward kept. ``dy`` is the gradient of the loss with respect to :math:`y`."""
     return dy * y * (1 - y)
 
 
@@ -64,14 +71,17 @@ def softplus(a):
 
 @kernels.fused_by("softplus_backward")
 def softplus_backward(dy, a):
-    """da = dy sigmoid(a) for y = softplus(a) = log(1 + exp(a)): d/da log(1 + exp(a)) =
-    exp(a) / (1 + exp(a)) = sigmoid(a). Takes the input a (what the forward keeps); ``dy`` is the
-    gradient of the loss with respect to y."""
+    r""":math:`da = dy\, \operatorname{sigmoid}(a)` for
+    :math:`y = \operatorname{softplus}(a) = \log(1 + \exp(a))`:
+    :math:`\frac{d}{da} \log(1 + \exp(a)) = \frac{\exp(a)}{1 + \exp(a)}
+    = \operatorname{sigmoid}(a)`.
+    Takes the input :math:`a` (what the forward keeps); ``dy`` is the gradient of the loss with
+    respect to :math:`y`."""
     return dy * sigmoid(a)
 
 
 class Identity(Module):
-    """y = a."""
+    """:math:`y = a`."""
 
     def forward(self, a):
         return a
@@ -81,7 +91,7 @@ class Identity(Module):
 
 
 class Tanh(Module):
-    """y = tanh(a);  dy/da = 1 - y^2."""
+    r""":math:`y = \tanh(a)`; :math:`\frac{dy}{da} = 1 - y^2`."""
 
     def forward(self, a):
         y = tanh(a)
@@ -93,7 +103,8 @@ class Tanh(Module):
 
 
 class ReLU(Module):
-    """y = max(a, 0);  dy/da = 1 if a > 0 else 0 (we take 0 at the kink a = 0)."""
+    r""":math:`y = \max(a, 0)`; :math:`\frac{dy}{da} = 1` if :math:`a > 0`, else 0 (we take 0 at
+    the kink :math:`a = 0`)."""
 
     def forward(self, a):
         y = relu(a)
@@ -105,7 +116,7 @@ class ReLU(Module):
 
 
 class Sigmoid(Module):
-    """y = sigmoid(a);  dy/da = y (1 - y)."""
+    r""":math:`y = \operatorname{sigmoid}(a)`; :math:`\frac{dy}{da} = y (1 - y)`."""
 
     def forward(self, a):
         y = sigmoid(a)
@@ -117,7 +128,7 @@ class Sigmoid(Module):
 
 
 class Softplus(Module):
-    """y = log(1 + exp(a));  dy/da = sigmoid(a)."""
+    r""":math:`y = \log(1 + \exp(a))`; :math:`\frac{dy}{da} = \operatorname{sigmoid}(a)`."""
 
     def forward(self, a):
         self.cache = a

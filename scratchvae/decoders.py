@@ -1,20 +1,25 @@
-"""Decoders p(x|z): a network from z to the parameters of a likelihood, and how to add one.
+r"""Decoders :math:`p(x|z)`: a network from :math:`z` to the parameters of a likelihood, and how
+to add one.
 
 The decoder protocol: every decoder (a subclass of :class:`Decoder`) is built from one
-network ``net`` (an MLP from z to ``outputs_per_pixel * x_dim`` numbers, made by the VAE)
-and has
+network ``net`` (an MLP from :math:`z` to ``outputs_per_pixel * x_dim`` numbers, made by the
+VAE) and has
 
-    forward(z)         computes the likelihood's parameters for z (N, Z) and keeps them
-    log_prob(x)        log p(x|z) per row (N,), for the z of the last forward, keeping what
-                       backward needs
-    backward(dlogp)    the gradient of sum_n dlogp_n * log p(x_n|z_n) with respect to z (N, Z),
-                       filling the net's gradients on the way (like every module's backward)
-    mean(z)            E[x|z] (N, D), what a picture of the decoder shows
+``forward(z)``
+    computes the likelihood's parameters for ``z`` (N, Z) and keeps them;
+``log_prob(x)``
+    :math:`\log p(x|z)` per row (N,), for the ``z`` of the last forward, keeping what
+    backward needs;
+``backward(dlogp)``
+    the gradient of :math:`\sum_n \text{dlogp}_n \log p(x_n|z_n)` with respect to ``z``
+    (N, Z), filling the net's gradients on the way (like every module's backward);
+``mean(z)``
+    :math:`\mathbb{E}[x|z]` (N, D), what a picture of the decoder shows.
 
 The VAE calls them in that order in a training step: forward, log_prob, then backward with
-dlogp = -1/(S B) per row (see :meth:`scratchvae.VAE.backward`). A decoder of your own is
-registered under a name, which a VAE's ``likelihood`` then names, so ``config()`` and
-checkpoints record it and :func:`~scratchvae.load_model` rebuilds it::
+:math:`\text{dlogp} = -1/(S B)` per row (see :meth:`scratchvae.vae.VAE.backward`). A decoder of
+your own is registered under a name, which a VAE's ``likelihood`` then names, so ``config()``
+and checkpoints record it and ``scratchvae.load_model`` rebuilds it::
 
     @register_decoder("fixed-gaussian")
     class FixedGaussianDecoder(Decoder):
@@ -27,7 +32,7 @@ registered class per setting) or learned as a parameter.
 
 The built-in decoders' ``backward`` also takes ``defer``, passed on to ``self.net.backward``
 (see :meth:`~scratchvae.layers.Linear.backward`): only the overlapped training step
-(:mod:`scratchvae.training.overlap`, off by default) uses it, and it stays off for a decoder
+(``scratchvae.training.overlap``, off by default) uses it, and it stays off for a decoder
 without it.
 """
 from . import validation
@@ -78,7 +83,7 @@ class Decoder(Module):
 
     Class attributes: ``outputs_per_pixel``, how many numbers per pixel the network outputs
     (1 for Bernoulli logits, 2 for a Gaussian's mean and log-variance); ``x_in_unit_interval``,
-    whether the data must lie in [0, 1] (the VAE then checks it)."""
+    whether the data must lie in :math:`[0, 1]` (the VAE then checks it)."""
     outputs_per_pixel = 1
     x_in_unit_interval = False
 
@@ -87,26 +92,28 @@ class Decoder(Module):
         self.net = net
 
     def forward(self, z):
-        """Compute (and keep) the likelihood's parameters for z (N, Z); return them."""
+        """Compute (and keep) the likelihood's parameters for ``z`` (N, Z); return them."""
         raise NotImplementedError(f"{type(self).__name__}.forward(z) is not written yet")
 
     def log_prob(self, x):
-        """log p(x|z) per row (N,), for the z of the last forward; keep what backward needs."""
+        r""":math:`\log p(x|z)` per row (N,), for the ``z`` of the last forward; keep what backward
+        needs."""
         raise NotImplementedError(f"{type(self).__name__}.log_prob(x) is not written yet")
 
     def backward(self, dlogp):
-        """dz (N, Z): the gradient of sum_n dlogp_n log p(x_n|z_n) with respect to z, through
-        ``self.net.backward`` (which fills the network's gradients)."""
+        r"""``dz`` (N, Z): the gradient of :math:`\sum_n \text{dlogp}_n \log p(x_n|z_n)` with
+        respect to ``z``, through ``self.net.backward`` (which fills the network's gradients)."""
         raise NotImplementedError(f"{type(self).__name__}.backward(dlogp) is not written yet")
 
     def mean(self, z):
-        """E[x|z] (N, D)."""
+        r""":math:`\mathbb{E}[x|z]` (N, D)."""
         raise NotImplementedError(f"{type(self).__name__}.mean(z) is not written yet")
 
 
 @register_decoder("bernoulli")
 class BernoulliDecoder(Decoder):
-    """p(x|z) = prod_d Bernoulli(x_d; sigmoid(l_d)),  l = net(z)  (binary or grey MNIST)."""
+    r""":math:`p(x|z) = \prod_d \operatorname{Bernoulli}(x_d; \operatorname{sigmoid}(l_d))` with
+    logits :math:`l = \operatorname{net}(z)` (binary or grey MNIST)."""
     x_in_unit_interval = True
 
     def __init__(self, net):
@@ -119,15 +126,17 @@ class BernoulliDecoder(Decoder):
         return self.logits
 
     def log_prob(self, x):
-        """log p(x|z) per row. Its gradient with respect to the logits, x - sigmoid(l), comes
-        out of the same work, so it is kept for :meth:`backward`."""
+        r""":math:`\log p(x|z)` per row. Its gradient with respect to the logits,
+        :math:`x - \operatorname{sigmoid}(l)`, comes out of the same work, so it is kept for
+        :meth:`backward`."""
         logp, dlogits = bernoulli_log_likelihood_and_grad(x, self.logits)
         self.cache = dlogits
         return logp
 
     def backward(self, dlogp, defer=None):
-        """dz for the upstream gradient ``dlogp`` (one value per row): the net's backward of
-        dlogits = dlogp_n (x - sigmoid(l)). (``defer``: see :meth:`MLP.backward`.)"""
+        r"""``dz`` for the upstream gradient ``dlogp`` (one value per row): the net's backward of
+        :math:`\text{dlogits}_n = \text{dlogp}_n \big(x_n - \operatorname{sigmoid}(l_n)\big)`.
+        (``defer``: see :meth:`scratchvae.layers.MLP.backward`.)"""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding log_prob()")
         dlogits, self.cache = self.cache, None     # used once: scaled in place
@@ -140,7 +149,9 @@ class BernoulliDecoder(Decoder):
 
 @register_decoder("gaussian")
 class GaussianDecoder(Decoder):
-    """p(x|z) = N(x; mu_x, diag(exp(logvar_x))) with [a, logvar_x] = net(z), mu_x = sigmoid(a).
+    r""":math:`p(x|z) = \mathcal{N}(x; \mu_x, \operatorname{diag}(\exp(\text{logvar}_x)))` with
+    :math:`[a, \text{logvar}_x] = \operatorname{net}(z)` and
+    :math:`\mu_x = \operatorname{sigmoid}(a)`.
 
     The sigmoid keeps the mean in (0, 1) like the pixels; the log-variance is
     learned per pixel and per z, as for Frey Face in Kingma & Welling (2013).
@@ -160,14 +171,17 @@ class GaussianDecoder(Decoder):
         return self.mu_x, self.logvar_x
 
     def log_prob(self, x):
-        """log p(x|z) per row; keeps x for :meth:`backward`."""
+        r""":math:`\log p(x|z)` per row; keeps ``x`` for :meth:`backward`."""
         self.cache = x
         return gaussian_log_density(x, self.mu_x, self.logvar_x)
 
     def backward(self, dlogp, defer=None):
-        """dz for the upstream gradient ``dlogp`` (one value per row): the net's backward of
-        [d/da, d/dlogvar_x] log p, each row scaled by dlogp_n, with da = dmu_x mu_x (1 - mu_x).
-        (``defer``: see :meth:`MLP.backward`.)"""
+        r"""``dz`` for the upstream gradient ``dlogp`` (one value per row): the net's backward of
+        :math:`\big[\partial/\partial a,\ \partial/\partial\, \text{logvar}_x\big] \log p(x_n|z_n)`,
+        each row scaled by :math:`\text{dlogp}_n`, with
+        :math:`\partial \log p / \partial a
+        = \partial \log p / \partial \mu_x \cdot \mu_x (1 - \mu_x)`.
+        (``defer``: see :meth:`scratchvae.layers.MLP.backward`.)"""
         if self.cache is None:
             raise RuntimeError("backward() needs a preceding log_prob()")
         x, self.cache = self.cache, None

@@ -1,16 +1,16 @@
-"""Log-densities, the closed-form KL and the reparameterization, with their gradients.
+r"""Log-densities, the closed-form KL and the reparameterization, with their gradients.
 
 Every function works on the last axis as the event axis and returns one value
 per row (summing over dimensions), in nats. Gradients are those of the *sum over
 rows*; multiply by the upstream gradient of each row to chain them.
 
-Notation: a diagonal Gaussian is given by its mean ``mu`` and log-variance
-``logvar`` (so sigma = exp(logvar / 2)); a Bernoulli by its ``logits``
-(p = sigmoid(logits)).
+Notation: a diagonal Gaussian is given by its mean ``mu`` (:math:`\mu`) and log-variance
+``logvar`` (so :math:`\sigma = \exp(\text{logvar}/2)`); a Bernoulli by its ``logits``
+:math:`l` (so :math:`p = \operatorname{sigmoid}(l)`).
 
 Each function is only its formula, on NumPy or CuPy arrays. ``@kernels.fused_by(name)``
 above a function says that on CuPy arrays the fused CUDA kernel of the same name in
-:mod:`scratchvae.kernels` computes the same formula in one launch, and is called
+``scratchvae.kernels`` computes the same formula in one launch, and is called
 instead (the formula below it is the kernel's reference; see that package's docstring
 for the rule).
 """
@@ -29,18 +29,28 @@ LOG_2 = math.log(2.0)
 # ---------------------------------------------------------------------------------------
 @kernels.fused_by("gaussian_log_density")
 def gaussian_log_density(x, mu, logvar):
-    """log N(x; mu, diag(exp(logvar))) = -1/2 sum_d [log 2pi + logvar_d + (x_d - mu_d)^2 / exp(logvar_d)]."""
+    r"""The log-density of a diagonal Gaussian, one value per row:
+
+    .. math::
+
+        \log \mathcal{N}(x; \mu, \operatorname{diag}(\exp(\text{logvar})))
+        = -\frac{1}{2} \sum_d \Big[\log 2\pi + \text{logvar}_d
+        + \frac{(x_d - \mu_d)^2}{\exp(\text{logvar}_d)}\Big]
+    """
     xp = get_array_module(x, mu, logvar)
     return -0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * xp.exp(-logvar)).sum(axis=-1)
 
 
 @kernels.fused_by("gaussian_log_density_grad")
 def gaussian_log_density_grad(x, mu, logvar):
-    """Gradients of the summed log-density:
+    r"""Gradients of the summed log-density :math:`\log p` (:func:`gaussian_log_density`):
 
-        d/dmu     = (x - mu) / exp(logvar)
-        d/dlogvar = 1/2 [(x - mu)^2 / exp(logvar) - 1]
-        d/dx      = -(x - mu) / exp(logvar)
+    .. math::
+
+        \frac{\partial \log p}{\partial \mu} &= \frac{x - \mu}{\exp(\text{logvar})} \\
+        \frac{\partial \log p}{\partial\, \text{logvar}}
+            &= \frac{1}{2} \Big[\frac{(x - \mu)^2}{\exp(\text{logvar})} - 1\Big] \\
+        \frac{\partial \log p}{\partial x} &= -\frac{x - \mu}{\exp(\text{logvar})}
 
     Returns ``(dmu, dlogvar, dx)``.
     """
@@ -52,7 +62,8 @@ def gaussian_log_density_grad(x, mu, logvar):
 
 
 def standard_normal_log_density(z):
-    """log N(z; 0, I) = -1/2 sum_d [log 2pi + z_d^2]."""
+    r""":math:`\log \mathcal{N}(z; 0, I) = -\frac{1}{2} \sum_d \big[\log 2\pi + z_d^2\big]`,
+    one value per row."""
     return -0.5 * (LOG_2PI + z * z).sum(axis=-1)
 
 
@@ -61,34 +72,47 @@ def standard_normal_log_density(z):
 # ---------------------------------------------------------------------------------------
 @kernels.fused_by("bernoulli_log_likelihood")
 def bernoulli_log_likelihood(x, logits):
-    """log Bernoulli(x; sigmoid(l)) = sum_d [x_d log p_d + (1 - x_d) log(1 - p_d)]
-                                    = sum_d [x_d l_d - softplus(l_d)].
+    r"""The log-likelihood of ``x`` under Bernoulli distributions with logits :math:`l`, one
+    value per row, with :math:`p = \operatorname{sigmoid}(l)`:
+
+    .. math::
+
+        \log \operatorname{Bernoulli}(x; \operatorname{sigmoid}(l))
+        &= \sum_d \big[x_d \log p_d + (1 - x_d) \log(1 - p_d)\big] \\
+        &= \sum_d \big[x_d l_d - \operatorname{softplus}(l_d)\big]
 
     The second form never takes the log of a probability that rounded to 0 or 1,
-    so it stays finite and exact for logits as large as +-1e4 in float32. It also
-    accepts grey values x in [0, 1] (the cross-entropy form)."""
+    so it stays finite and exact for logits as large as :math:`\pm 10^4` in float32. It also
+    accepts grey values :math:`x \in [0, 1]` (the cross-entropy form)."""
     return (x * logits - softplus(logits)).sum(axis=-1)
 
 
 @kernels.fused_by("bernoulli_log_likelihood_grad")
 def bernoulli_log_likelihood_grad(x, logits):
-    """d/dl_d of the summed log-likelihood = x_d - sigmoid(l_d)."""
+    r"""The gradient of the summed log-likelihood (:func:`bernoulli_log_likelihood`) with
+    respect to the logits:
+    :math:`\partial \log p / \partial l_d = x_d - \operatorname{sigmoid}(l_d)`."""
     return x - sigmoid(logits)
 
 
 @kernels.fused_by("bernoulli_log_likelihood_and_grad")
 def bernoulli_log_likelihood_and_grad(x, logits):
-    """Both functions above at once: they are the reference, this is how a training step
+    r"""Both functions above at once: they are the reference, this is how a training step
     computes them, with one tanh and one log per pixel instead of an exp, a log1p and a
-    tanh, in 13 array operations. With t = tanh(l / 2):
+    tanh, in 13 array operations. With :math:`t = \tanh(l/2)`:
 
-        sigmoid(l)       = (1 + t) / 2,  so  x - sigmoid(l) = (x - 1/2) - t / 2
-        x l - softplus(l) = x l - max(l, 0) + log sigmoid(|l|)
-                          = (x - 1/2) l - |l| / 2 + log(1 + |t|) - log 2
+    .. math::
 
-    because max(l, 0) = (l + |l|) / 2 and sigmoid(|l|) = (1 + |t|) / 2, a number in
-    [1/2, 1] whose log is accurate to rounding (and nothing can overflow); the D terms
-    -log 2 are subtracted once per row. Returns ``(log p per row, d log p / d logits)``."""
+        \operatorname{sigmoid}(l) &= \frac{1 + t}{2}, \quad\text{so}\quad
+            x - \operatorname{sigmoid}(l) = \Big(x - \frac{1}{2}\Big) - \frac{t}{2} \\
+        x l - \operatorname{softplus}(l)
+            &= x l - \max(l, 0) + \log \operatorname{sigmoid}(|l|) \\
+            &= \Big(x - \frac{1}{2}\Big) l - \frac{|l|}{2} + \log(1 + |t|) - \log 2
+
+    because :math:`\max(l, 0) = (l + |l|)/2` and :math:`\operatorname{sigmoid}(|l|) = (1 + |t|)/2`,
+    a number in :math:`[1/2, 1]` whose log is accurate to rounding (and nothing can overflow);
+    the :math:`D` terms :math:`-\log 2` are subtracted once per row.
+    Returns ``(log p per row, d log p / d logits)``."""
     xp = get_array_module(x, logits)
     half_l = 0.5 * logits
     t = xp.tanh(half_l)
@@ -108,18 +132,32 @@ def bernoulli_log_likelihood_and_grad(x, logits):
 # ---------------------------------------------------------------------------------------
 @kernels.fused_by("kl_standard_normal")
 def kl_standard_normal(mu, logvar):
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) = 1/2 sum_j [mu_j^2 + exp(logvar_j) - 1 - logvar_j].
+    r"""The KL divergence of a diagonal Gaussian from the standard normal prior, in closed
+    form, one value per row:
 
-    (Kingma & Welling 2013, Appendix B, with sigma^2 = exp(logvar).)"""
+    .. math::
+
+        \mathrm{KL}\big(\mathcal{N}(\mu, \operatorname{diag}(\exp(\text{logvar})))
+        \,\|\, \mathcal{N}(0, I)\big)
+        = \frac{1}{2} \sum_j \big[\mu_j^2 + \exp(\text{logvar}_j) - 1 - \text{logvar}_j\big]
+
+    (Kingma & Welling 2013, Appendix B, with :math:`\sigma^2 = \exp(\text{logvar})`.)"""
     xp = get_array_module(mu, logvar)
     return 0.5 * (mu * mu + xp.exp(logvar) - 1.0 - logvar).sum(axis=-1)
 
 
 @kernels.fused_by("kl_standard_normal_grad")
 def kl_standard_normal_grad(mu, logvar):
-    """d KL / d mu = mu,   d KL / d logvar = 1/2 (exp(logvar) - 1).  Returns ``(dmu, dlogvar)``,
-    both of the shape mu and logvar broadcast to (one row per row of the KL), like the
-    other gradients of this module."""
+    r"""The gradients of the summed KL (:func:`kl_standard_normal`):
+
+    .. math::
+
+        \frac{\partial\, \mathrm{KL}}{\partial \mu} = \mu, \qquad
+        \frac{\partial\, \mathrm{KL}}{\partial\, \text{logvar}}
+        = \frac{1}{2} \big(\exp(\text{logvar}) - 1\big)
+
+    Returns ``(dmu, dlogvar)``, both of the shape ``mu`` and ``logvar`` broadcast to (one
+    row per row of the KL), like the other gradients of this module."""
     xp = get_array_module(mu, logvar)
     if mu.shape != logvar.shape:
         mu, logvar = xp.broadcast_arrays(mu, logvar)
@@ -131,20 +169,26 @@ def kl_standard_normal_grad(mu, logvar):
 # ---------------------------------------------------------------------------------------
 @kernels.fused_by("reparameterize")
 def reparameterize(mu, logvar, eps):
-    """z = mu + sigma * eps with sigma = exp(logvar / 2) and eps ~ N(0, I).
+    r""":math:`z = \mu + \sigma \epsilon` with :math:`\sigma = \exp(\text{logvar}/2)` and
+    :math:`\epsilon \sim \mathcal{N}(0, I)`.
 
-    z is then distributed N(mu, diag(exp(logvar))): the *standard deviation*
-    multiplies eps, not the variance. ``eps`` may carry leading sample axes,
-    e.g. ``(S, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
+    :math:`z` is then distributed as
+    :math:`\mathcal{N}(\mu, \operatorname{diag}(\exp(\text{logvar})))`: the *standard deviation*
+    multiplies :math:`\epsilon`, not the variance. ``eps`` may carry
+    leading sample axes, e.g. ``(S, B, Z)`` against ``mu`` of shape ``(B, Z)``."""
     xp = get_array_module(mu, logvar, eps)
     return mu + xp.exp(0.5 * logvar) * eps
 
 
 @kernels.fused_by("reparameterize_backward")
 def reparameterize_backward(dz, logvar, eps):
-    """Chain rule through z = mu + exp(logvar / 2) * eps:
+    r"""The chain rule through :math:`z = \mu + \exp(\text{logvar}/2)\, \epsilon`, for the
+    gradient ``dz`` of the loss with respect to :math:`z`:
 
-        dmu = dz,   dlogvar = dz * eps * exp(logvar / 2) / 2
+    .. math::
+
+        d\mu = dz, \qquad
+        d\,\text{logvar} = dz \, \epsilon \, \frac{\exp(\text{logvar}/2)}{2}
 
     summed over any leading sample axes of ``dz``. Returns ``(dmu, dlogvar)``."""
     xp = get_array_module(dz, logvar, eps)
@@ -159,7 +203,8 @@ def reparameterize_backward(dz, logvar, eps):
 # Stable reductions in log space
 # ---------------------------------------------------------------------------------------
 def logsumexp(a, axis=-1):
-    """log sum_i exp(a_i), computed as m + log sum_i exp(a_i - m) with m = max_i a_i."""
+    r""":math:`\log \sum_i \exp(a_i)` along ``axis``, computed as
+    :math:`m + \log \sum_i \exp(a_i - m)` with :math:`m = \max_i a_i`."""
     xp = get_array_module(a)
     m = a.max(axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)  # an all -inf row stays -inf instead of NaN
@@ -167,5 +212,6 @@ def logsumexp(a, axis=-1):
 
 
 def log_mean_exp(a, axis=-1):
-    """log (1/k) sum_i exp(a_i): the stable average of likelihood ratios in L_k."""
+    r""":math:`\log \frac{1}{k} \sum_{i=1}^k \exp(a_i)` along ``axis``: the stable average of
+    likelihood ratios in :math:`\mathcal{L}_k`."""
     return logsumexp(a, axis) - math.log(a.shape[axis])

@@ -1,27 +1,38 @@
-"""Finite-difference gradient checks, for scratchvae and for your own code.
+r"""Finite-difference gradient checks, for scratchvae and for your own code.
 
-The numerical gradient uses central differences, accurate to O(delta^2):
+The numerical gradient uses central differences, accurate to :math:`O(\delta^2)`:
 
-    df/dtheta_i ~ [f(theta + delta e_i) - f(theta - delta e_i)] / (2 delta)
+.. math::
 
-and is compared with the analytic gradient through the relative error
+    \frac{\partial f}{\partial \theta_i} \approx
+    \frac{f(\theta + \delta e_i) - f(\theta - \delta e_i)}{2 \delta}
 
-    rel(a, n) = |a - n| / max(|a| + |n|, tiny)
+and is compared with the analytic gradient through the relative error of an analytic
+derivative :math:`a` and a numerical one :math:`n`:
 
-Thresholds, in float64 with delta = 1e-5 (it balances the O(delta^2) truncation error against
-round-off of order 1e-16 |f| / delta) and a loss of order one: below about 1e-7
-the gradient is right; 1e-5 to 1e-7 look closer (a kink such as ReLU's at 0
-nearby, or a loss so large that round-off dominates); above 1e-4 it is almost
-certainly wrong. Checks need float64: in float32 the round-off of f alone is
-about 1e-7 / delta, which swamps any real error.
+.. math::
+
+    \operatorname{rel}(a, n) = \frac{|a - n|}{\max(|a| + |n|, \text{tiny})}
+
+Thresholds, in float64 with :math:`\delta = 10^{-5}` (it balances the :math:`O(\delta^2)`
+truncation error against round-off of order :math:`10^{-16} |f| / \delta`) and a loss of order
+one: below about :math:`10^{-7}` the gradient is right; :math:`10^{-7}` to :math:`10^{-5}` look
+closer (a kink such as ReLU's at 0 nearby, or a loss so large that round-off dominates); above
+:math:`10^{-4}` it is almost certainly wrong. Checks need float64: in float32 the round-off of
+:math:`f` alone is about :math:`10^{-7} / \delta`, which swamps any real error.
 
 A derivative smaller than what central differences can resolve has no meaningful
-relative error: f(theta +- delta) are each known to a few units in the last place, so
-their difference over 2 delta is uncertain by about ``resolution = 4 eps_mach |f| / (2 delta)``
-(eps_mach = 2.2e-16; 3.5e-10 for a loss of 8 and delta = 1e-5). :func:`check_gradients`
-therefore uses ``tiny = resolution / THRESHOLD`` by default: derivatives above the
-resolution are judged by relative error as usual, those below it by an absolute
-error within the resolution.
+relative error: :math:`f(\theta \pm \delta)` are each known to a few units in the last place, so
+their difference over :math:`2\delta` is uncertain by about
+
+.. math::
+
+    \text{resolution} = \frac{4\, \epsilon_\text{mach} |f|}{2 \delta}
+
+(:math:`\epsilon_\text{mach} = 2.2 \times 10^{-16}`; :math:`3.5 \times 10^{-10}` for a loss of 8
+and :math:`\delta = 10^{-5}`). :func:`check_gradients` therefore uses
+``tiny = resolution / THRESHOLD`` by default: derivatives above the resolution are judged by
+relative error as usual, those below it by an absolute error within the resolution.
 
 Usage::
 
@@ -70,7 +81,7 @@ def require_deterministic(f):
 
 
 def rel_error(a, b, tiny=DEFAULT_TINY):
-    """Elementwise |a - b| / max(|a| + |b|, tiny), on the host."""
+    r"""Elementwise :math:`|a - b| / \max(|a| + |b|, \text{tiny})`, on the host."""
     a, b = as_numpy(a).astype(np.float64), as_numpy(b).astype(np.float64)
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), tiny)
 
@@ -120,8 +131,9 @@ class TensorReport:
 
 
 def resolution(f_value, delta=DEFAULT_DELTA):
-    """How finely a central difference of a float64 function of size ``f_value`` can
-    resolve a derivative: about 4 eps_mach |f| / (2 delta) (see the module docstring)."""
+    r"""How finely a central difference of a float64 function of size ``f_value`` can
+    resolve a derivative: about :math:`4\, \epsilon_\text{mach} |f| / (2 \delta)` (see the
+    module docstring)."""
     return 4 * np.finfo(np.float64).eps * abs(f_value) / (2 * delta)
 
 
@@ -154,12 +166,17 @@ def check_gradients(f, params, grads, delta=DEFAULT_DELTA, max_coords=100, seed=
 
 
 def check_directional(f, params, grads, delta=DEFAULT_DELTA, seed=0, tiny=DEFAULT_TINY):
-    """One check over all parameters at once: along a random unit direction u,
+    r"""One check over all parameters at once: along a random unit direction :math:`u`, it
+    compares
 
-        [f(theta + delta u) - f(theta - delta u)] / (2 delta)   vs   sum_i grad_i . u_i
+    .. math::
 
-    Returns ``(relative_error, analytic, numeric)``. A loss that is not deterministic raises
-    :class:`NondeterministicLoss`."""
+        \frac{f(\theta + \delta u) - f(\theta - \delta u)}{2 \delta}
+        \quad\text{with}\quad \sum_i \nabla_i f \cdot u_i
+
+    over the tensors :math:`i`, with :math:`\nabla_i f` the analytic gradient of tensor :math:`i`
+    and :math:`u_i` its part of the direction. Returns ``(relative_error, analytic, numeric)``.
+    A loss that is not deterministic raises :class:`NondeterministicLoss`."""
     require_deterministic(f)
     rng = np.random.default_rng(seed)
     dirs = {n: rng.standard_normal(x.shape) for n, x in params.items()}

@@ -1,7 +1,7 @@
 """Linear layers and the MLP container, each ``forward`` beside its ``backward``.
 
 Shapes follow the row convention: a batch ``x`` is ``(B, in_dim)``, ``W`` is
-``(in_dim, out_dim)`` and ``y = x W + b`` is ``(B, out_dim)``.
+``(in_dim, out_dim)`` and :math:`y = x W + b` is ``(B, out_dim)``.
 """
 import functools
 import math
@@ -17,12 +17,16 @@ INITS = ("paper", "glorot", "he", "pytorch")
 
 
 def init_weights(in_dim, out_dim, init, rng):
-    """Initial ``(W, b)`` on the host, in float64, drawn from ``rng``:
+    r"""Initial ``(W, b)`` on the host, in float64, drawn from ``rng``, with :math:`n_\text{in}`
+    = ``in_dim`` and :math:`n_\text{out}` = ``out_dim``:
 
-    - ``paper``:   W, b ~ N(0, 0.01^2)                       (Kingma & Welling 2013)
-    - ``glorot``:  W ~ U(-r, r), r = sqrt(6 / (in + out)); b = 0  (Glorot & Bengio 2010)
-    - ``he``:      W ~ N(0, 2 / in); b = 0                        (He et al. 2015, for ReLU)
-    - ``pytorch``: W, b ~ U(-r, r), r = 1 / sqrt(in)              (torch.nn.Linear's default)
+    - ``paper``: :math:`W, b \sim \mathcal{N}(0, 0.01^2)` (Kingma & Welling 2013)
+    - ``glorot``: :math:`W \sim \mathcal{U}(-r, r)` with
+      :math:`r = \sqrt{6 / (n_\text{in} + n_\text{out})}`; :math:`b = 0` (Glorot & Bengio 2010)
+    - ``he``: :math:`W \sim \mathcal{N}(0, 2 / n_\text{in})`; :math:`b = 0`
+      (He et al. 2015, for ReLU)
+    - ``pytorch``: :math:`W, b \sim \mathcal{U}(-r, r)` with :math:`r = 1 / \sqrt{n_\text{in}}`
+      (``torch.nn.Linear``'s default)
     """
     validation.choice("init", init, INITS)
     shape = (in_dim, out_dim)
@@ -38,25 +42,35 @@ def init_weights(in_dim, out_dim, init, rng):
 
 
 def linear_backward(dy, x, W):
-    """The backward of y = x W + b, for the gradient ``dy`` (B, out) of the loss with respect
-    to y, the input ``x`` (B, in) and the weights ``W`` (in, out):
+    r"""The backward of :math:`y = x W + b`, for the gradient ``dy`` (B, out) of the loss with
+    respect to :math:`y`, the input ``x`` (B, in) and the weights ``W`` (in, out):
 
-        dx = dy W^T        (B, in):   y_bj = sum_i x_bi W_ij + b_j, so dy_bj reaches x_bi through W_ij
-        dW = x^T dy        (in, out): sum over the batch of x_bi dy_bj
-        db = sum_b dy_b    (out,):    b is added to every row
+    .. math::
 
-    Returns ``(dx, dW, db)``. (``Linear.backward`` computes the same numbers, writing dW and db
-    into the model's gradient buffer in place and skipping dx for the first layer.)"""
+        dx &= dy\, W^\top \\
+        dW &= x^\top dy \\
+        db &= \sum_b dy_b
+
+    ``dx`` is (B, in): :math:`y_{bj} = \sum_i x_{bi} W_{ij} + b_j`, so :math:`dy_{bj}` reaches
+    :math:`x_{bi}` through :math:`W_{ij}`. ``dW`` is (in, out), the sum over the batch of
+    :math:`x_{bi}\, dy_{bj}`. ``db`` is (out,): :math:`b` is added to every row.
+
+    Returns ``(dx, dW, db)``. (``Linear.backward`` computes the same numbers, writing ``dW`` and
+    ``db`` into the model's gradient buffer in place and skipping ``dx`` for the first layer.)"""
     return dy @ W.T, x.T @ dy, dy.sum(axis=0)
 
 
 def mlp_backward(layers, dy):
-    """The chain rule over a list of layers (an MLP's ``layers``, forward already run): the
+    r"""The chain rule over a list of layers (an MLP's ``layers``, forward already run): the
     gradient ``dy`` of the loss with respect to the last layer's output goes back through
     every layer, last to first, each ``layer.backward(dy)`` filling that layer's parameter
-    gradients and returning the gradient with respect to its input:
+    gradients and returning the gradient with respect to its input. With :math:`J_k` the
+    Jacobian of layer :math:`f_k` at its input:
 
-        y = f_n(... f_2(f_1(x))),   dx = J_1^T (J_2^T (... J_n^T dy))
+    .. math::
+
+        y = f_n(\cdots f_2(f_1(x))), \qquad
+        dx = J_1^\top \big(J_2^\top (\cdots J_n^\top dy)\big)
 
     Returns ``dx``, the gradient with respect to the first layer's input."""
     for layer in reversed(layers):
@@ -65,10 +79,11 @@ def mlp_backward(layers, dy):
 
 
 class Linear(Module):
-    """y = x W + b.
+    r""":math:`y = x W + b`.
 
-    Backward, for the gradient ``dy`` of the loss with respect to ``y``:
-        dW = x^T dy,   db = sum over the batch of dy,   dx = dy W^T.
+    Backward, for the gradient ``dy`` of the loss with respect to :math:`y`:
+    :math:`dW = x^\top dy`, :math:`db = \sum_b dy_b` (a sum over the batch),
+    :math:`dx = dy\, W^\top`.
 
     Initial values are drawn on the host with NumPy (so CPU and GPU models built
     with the same seed start identical) and then moved to ``device``.
@@ -93,14 +108,15 @@ class Linear(Module):
 
     def backward(self, dy, input_grad=True, defer=None):
         """Fill ``grads`` and return ``dx`` (None when ``input_grad`` is False: the
-        first layer's input is the data, and dx would cost as much as the forward).
+        first layer's input is the data, and ``dx`` would cost as much as the forward).
 
         The formulas of :func:`linear_backward`, written into the gradient buffer in place
         (the tests hold the two equal).
 
         ``defer`` (a list) is for the overlapped training step only (training/overlap.py):
-        dx needs W, not dW, so dW and db may wait. This call then appends the function that
-        computes them (this method with ``input_grad=False``) to ``defer`` and returns dx."""
+        ``dx`` needs ``W``, not ``dW``, so ``dW`` and ``db`` may wait. This call then appends the
+        function that computes them (this method with ``input_grad=False``) to ``defer`` and
+        returns ``dx``."""
         if defer is not None:
             defer.append(functools.partial(self.backward, dy, input_grad=False))
             return dy @ self.params["W"].T if input_grad else None
@@ -115,9 +131,13 @@ class Linear(Module):
 
 
 class MLP(Module):
-    """Linear layers with an activation between them:
+    r"""Linear layers with an activation between them (``activation``, and ``out_activation``
+    after the last):
 
-        h_1 = act(x W_1 + b_1), ..., y = out_act(h_{n-1} W_n + b_n)
+    .. math::
+
+        h_1 = \operatorname{act}(x W_1 + b_1), \quad \ldots, \quad
+        y = \operatorname{act}_\text{out}(h_{n-1} W_n + b_n)
 
     ``sizes = [in_dim, hidden..., out_dim]``. Parameters are named like PyTorch's
     ``Sequential``: ``'0.W'``, ``'0.b'``, ``'2.W'``, ... (odd indices are activations).

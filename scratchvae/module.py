@@ -71,6 +71,9 @@ class ModuleError(TypeError):
 
 
 class Module:
+    """The base of every layer and model: ``forward``, ``backward``, and the parameters and
+    gradients of the module and of every submodule under dotted names (see the module
+    docstring)."""
     borrowed = ()   # attributes holding modules this one uses but does not own (see above)
 
     def __init__(self):

@@ -1,13 +1,23 @@
-"""Optimizers that update parameters in place from the gradients backward left.
+r"""Optimizers that update parameters in place from the gradients backward left.
 
 Each takes ``module.named_parameters()`` (or any list of ``(name, param, grad)``),
 keeps its state in arrays allocated once, and can export and restore that state
-by parameter name (checkpoints need it). With g the gradient and t the step:
+by parameter name (checkpoints need it). With :math:`g` the gradient, :math:`t` the step and
+:math:`\beta_1, \beta_2` = ``betas`` (everything elementwise, the square root too):
 
-    SGD:      v = momentum v + g;          theta -= lr v
-    Adagrad:  h = h + g^2;                 theta -= lr g / (sqrt(h) + eps)   (after `warmup` steps)
-    Adam:     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-              theta -= lr m_hat / (sqrt(v_hat) + eps),  m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)
+- SGD: :math:`v \leftarrow \text{momentum}\; v + g`, then
+  :math:`\theta \leftarrow \theta - \text{lr}\; v`;
+- Adagrad: :math:`h \leftarrow h + g^2`, then
+  :math:`\theta \leftarrow \theta - \text{lr}\; g / (\sqrt{h} + \text{eps})`
+  (after ``warmup`` steps);
+- Adam:
+
+  .. math::
+
+      m &\leftarrow \beta_1 m + (1 - \beta_1)\, g,
+          \qquad v \leftarrow \beta_2 v + (1 - \beta_2)\, g^2 \\
+      \theta &\leftarrow \theta - \text{lr}\, \frac{\hat m}{\sqrt{\hat v} + \text{eps}}, \qquad
+          \hat m = \frac{m}{1 - \beta_1^t}, \quad \hat v = \frac{v}{1 - \beta_2^t}
 
 Two forms of each update
 ------------------------
@@ -16,7 +26,7 @@ Two forms of each update
 It is the reference: ``textbook_step()`` applies it to every tensor, and the tests hold
 ``step()`` to it (float64, to rounding, after hundreds of steps).
 
-``step()`` computes the same numbers faster, for three reasons:
+``step()`` computes the same numbers faster, for four reasons:
 
 1. *One buffer.* A model keeps all its parameters in one contiguous array and all its
    gradients in another (:mod:`scratchvae.module`), and the optimizer keeps each state
@@ -31,26 +41,26 @@ It is the reference: ``textbook_step()`` applies it to every tensor, and the tes
    five arrays) while it sits in the core's cache, then moves on: the arrays cross the
    memory bus once per step instead of once per pass.
 3. *Few passes.* The update is rearranged to use as few array operations as NumPy
-   allows (it has no fused multiply-add): ``m += (1 - b1)(g - m)`` is the same as
-   ``m = b1 m + (1 - b1) g`` in three operations, and Adam's bias corrections are
-   folded into two scalars per step. That leaves Adam twelve operations per block and
-   Adagrad seven: each state update needs its products and its sum, and the step its
-   square root, its eps, its division, its scale and its subtraction. The constants
-   go in as 0-d arrays of the parameters' dtype (:func:`constants`), which NumPy takes
-   as they are, instead of converting a Python float in every operation. The floor
-   below that is the memory traffic: theta, g and the states read once and written
-   once (28 bytes per parameter for Adam, 20 for Adagrad); benchmarks/optim_step.py
-   ``--passes`` times every operation against it.
-
+   allows (it has no fused multiply-add): :math:`m \leftarrow m + (1 - \beta_1)(g - m)` is
+   the same as :math:`m \leftarrow \beta_1 m + (1 - \beta_1)\, g` in three operations, and
+   Adam's bias corrections are folded into two scalars per step. That leaves Adam twelve
+   operations per block and Adagrad seven: each state update needs its products and its sum,
+   and the step its square root, its eps, its division, its scale and its subtraction. The
+   constants go in as 0-d arrays of the parameters' dtype (:func:`constants`), which NumPy
+   takes as they are, instead of converting a Python float in every operation. The floor
+   below that is the memory traffic: theta, g and the states read once, theta and the states
+   written once (28 bytes per parameter for Adam, 20 for Adagrad, in float32);
+   ``benchmarks/optim_step.py --passes`` times every operation against it.
 4. *No subnormal numbers.* A state that decays geometrically (Adam's m and v, SGD's
    momentum) shrinks towards zero wherever the gradient is zero, as it is for a dead
-   ReLU unit: after a few hundred steps m falls below the smallest normal float
-   (1.2e-38 in float32). x86 CPUs handle such subnormal numbers in microcode, about a
-   hundred times slower, and one Adam step takes two to six times as long (measured in
-   benchmarks/README.md). Every :data:`FLUSH_EVERY` steps ``step()`` therefore rounds
-   every decaying state value below :func:`flush_threshold` (2^-100 in float32) to zero,
-   long before it could reach the subnormal range. Such a value moves a parameter by
-   less than lr 2^-100 / eps per step: nothing. GPUs have no such penalty.
+   ReLU unit: after a few hundred steps :math:`m` falls below the smallest normal float
+   (:math:`1.2 \times 10^{-38}` in float32). x86 CPUs handle such subnormal numbers in
+   microcode, about a hundred times slower, and one Adam step takes two to six times as long
+   (measured in benchmarks/README.md). Every :data:`FLUSH_EVERY` steps ``step()`` therefore
+   rounds every decaying state value below :func:`flush_threshold` (:math:`2^{-100}` in
+   float32) to zero, long before it could reach the subnormal range. Such a value moves a
+   parameter by less than about :math:`\text{lr}\; 2^{-100} / \text{eps}` per step: nothing. GPUs
+   have no such penalty.
 
 A step in parts
 ---------------
@@ -62,14 +72,14 @@ it, and it has two users:
 
 - wake-sleep in its authors' order updates the decoder, then computes the encoder's
   gradient on dreams of the *updated* decoder, then updates the encoder, all in one step
-  (:func:`scratchvae.training.step.train_step`);
-- the overlapped training step (:mod:`scratchvae.training.overlap`, off by default)
+  (``scratchvae.training.step.train_step``);
+- the overlapped training step (``scratchvae.training.overlap``, off by default)
   updates the decoder's parameters on a second thread while the encoder's backward pass
   runs on the first, then the encoder's. Each part walks its own blocks with a scratch
   array of its own, so two parts may run at the same time.
 
 On CuPy arrays, Adagrad and Adam hand the whole flat buffer to one fused CUDA kernel
-of :mod:`scratchvae.kernels` (optim.cu), as the ``@kernels.fused_by`` line above their
+of ``scratchvae.kernels`` (optim.cu), as the ``@kernels.fused_by`` line above their
 ``update`` says: one launch per step for a whole model.
 """
 import contextlib
@@ -82,34 +92,35 @@ from . import kernels, validation
 from .backend import as_numpy, device_of, get_array_module, to_device
 from .module import flat_segments
 
-# Elements per block of step()'s walk. 32K float32 is 128 KB per array: Adam's five arrays
-# (theta, g, m, v, one scratch) fit a core's 2 MB L2 cache, and a block is long enough that
-# the ~1 us overhead of a NumPy call stays small beside its work. Measured on the Adam
-# update of 652,824 parameters right after a step's matrix products (benchmarks/optim_step.py,
-# table in benchmarks/README.md): 4K 0.82x, 8K 0.75x, 16K 0.69x, 32K 0.63x, 64K 0.64x,
-# 128K 0.68x of the time of whole-tensor passes.
+# Measured on the Adam update of 652,824 parameters right after a step's matrix products
+# (benchmarks/optim_step.py, table in benchmarks/README.md): 4K 0.82x, 8K 0.75x, 16K 0.69x,
+# 32K 0.63x, 64K 0.64x, 128K 0.68x of the time of whole-tensor passes.
+#: Elements per block of ``step()``'s walk. 32K float32 is 128 KB per array: Adam's five arrays
+#: (theta, g, m, v, one scratch) fit a core's 2 MB L2 cache, and a block is long enough that
+#: the ~1 us overhead of a NumPy call stays small beside its work.
 BLOCK = 32768
 
-# How often step() flushes tiny values of the decaying states to zero (see the docstring).
-# A value just above the threshold needs > 170 steps of Adam's b1 = 0.9 decay to become
-# subnormal, so every 100 steps catches every value in time.
+#: How often ``step()`` flushes tiny values of the decaying states to zero (see the module
+#: docstring). A value just above the threshold needs more than 170 steps of Adam's
+#: :math:`\beta_1 = 0.9` decay to become subnormal, so every 100 steps catches every value in time.
 FLUSH_EVERY = 100
 
 
 def flush_threshold(dtype):
-    """2^26 times the smallest normal number of ``dtype`` (2^-100 in float32): below it a
-    decaying state is set to zero. The margin of 2^26 keeps the products the update forms
-    from a state value, such as (1 - b2) v, normal too."""
+    r""":math:`2^{26}` times the smallest normal number of ``dtype`` (:math:`2^{-100}` in float32):
+    below it a decaying state is set to zero. The margin of :math:`2^{26}` keeps the products the
+    update forms from a state value, such as :math:`(1 - \beta_2) v`, normal too."""
     return float(np.finfo(dtype).tiny) * 2.0 ** 26
 
 
 def flush_to_zero(a, threshold):
-    """Round the values of ``a`` with |a| <= threshold to zero, in place, in two passes:
-    (a + c) - c with c = 1.5 threshold 2^(mantissa bits + 1). Near c the floats are
-    2 threshold apart, so a small ``a`` lands on the nearest multiple of 2 threshold
-    (zero for |a| <= threshold); for |a| > 2c 2^(mantissa bits) c is below half a unit
-    in the last place of a, and a comes back exactly. (The 1.5 keeps c + a and c - a
-    within one binade, so both signs round alike.)"""
+    r"""Round the values of ``a`` with :math:`|a| \le T` (:math:`T` = ``threshold``) to zero,
+    in place, in two passes: :math:`(a + c) - c` with :math:`c = 1.5\, T\, 2^{p + 1}`, where
+    :math:`p` is the number of mantissa bits of the dtype (23 in float32). Near :math:`c` the
+    floats are :math:`2T` apart, so a small ``a`` lands on the nearest multiple of :math:`2T`
+    (zero for :math:`|a| \le T`); for :math:`|a| \ge 2^{p + 2} c`, :math:`c` is below half a
+    unit in the last place of ``a``, and ``a`` comes back exactly. (The 1.5 keeps
+    :math:`c + a` and :math:`c - a` within one binade, so both signs round alike.)"""
     c = 1.5 * threshold * 2.0 ** (np.finfo(a.dtype).nmant + 1)
     a += c
     a -= c
@@ -133,22 +144,27 @@ def _constants(p, *values):
 # The textbook updates, one tensor at a time (the classes' ``textbook_update`` calls them)
 # ---------------------------------------------------------------------------------------
 def sgd_momentum_update(p, g, v, lr, momentum):
-    """One step of SGD with (heavy-ball) momentum on the parameter ``p`` with gradient ``g``,
-    updating ``p`` and the velocity ``v`` in place:
+    r"""One step of SGD with (heavy-ball) momentum on the parameter ``p`` (:math:`\theta`)
+    with gradient ``g``, updating ``p`` and the velocity ``v`` in place:
 
-        v = momentum v + g
-        theta = theta - lr v
+    .. math::
+
+        v &\leftarrow \text{momentum}\; v + g \\
+        \theta &\leftarrow \theta - \text{lr}\; v
     """
     v[...] = momentum * v + g
     p -= lr * v
 
 
 def adagrad_update(p, g, h, lr, eps=1e-8):
-    """One step of Adagrad (Duchi et al. 2011) on the parameter ``p`` with gradient ``g``,
-    updating ``p`` and the running sum of squared gradients ``h`` in place:
+    r"""One step of Adagrad (Duchi et al. 2011) on the parameter ``p`` (:math:`\theta`) with
+    gradient ``g``, updating ``p`` and the running sum of squared gradients ``h`` in place
+    (elementwise):
 
-        h = h + g^2
-        theta = theta - lr g / (sqrt(h) + eps)
+    .. math::
+
+        h &\leftarrow h + g^2 \\
+        \theta &\leftarrow \theta - \text{lr}\, \frac{g}{\sqrt{h} + \text{eps}}
     """
     xp = get_array_module(p)
     h += g * g
@@ -156,13 +172,19 @@ def adagrad_update(p, g, h, lr, eps=1e-8):
 
 
 def adam_update(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
-    """Step ``t`` (1 for the first) of Adam (Kingma & Ba 2015) on the parameter ``p`` with
-    gradient ``g``, updating ``p`` and the moment estimates ``m`` and ``v`` in place:
+    r"""Step ``t`` (1 for the first) of Adam (Kingma & Ba 2015) on the parameter ``p``
+    (:math:`\theta`) with gradient ``g``, updating ``p`` and the moment estimates ``m`` and ``v``
+    in place (elementwise; :math:`\beta_1, \beta_2` = ``b1, b2``):
 
-        m = b1 m + (1 - b1) g             (mean of the gradients)
-        v = b2 v + (1 - b2) g^2           (mean of their squares)
-        m_hat = m / (1 - b1^t),  v_hat = v / (1 - b2^t)     (bias corrections: m, v start at 0)
-        theta = theta - lr m_hat / (sqrt(v_hat) + eps)
+    .. math::
+
+        m &\leftarrow \beta_1 m + (1 - \beta_1)\, g
+            \qquad \text{(mean of the gradients)} \\
+        v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2
+            \qquad \text{(mean of their squares)} \\
+        \hat m &= \frac{m}{1 - \beta_1^t}, \quad \hat v = \frac{v}{1 - \beta_2^t}
+            \qquad \text{(bias corrections: } m, v \text{ start at 0)} \\
+        \theta &\leftarrow \theta - \text{lr}\, \frac{\hat m}{\sqrt{\hat v} + \text{eps}}
     """
     xp = get_array_module(p)
     m[...] = b1 * m + (1 - b1) * g
@@ -187,6 +209,9 @@ def _view(flat, start, shape):
 
 
 class Optimizer:
+    """The base of the optimizers: the flat runs of parameters and state, the step (whole or
+    in parts), and the state's export and import. A subclass names its ``state_names`` and
+    writes :meth:`update` (the fast form) and ``textbook_update`` (the reference)."""
     state_names = ()  # per-parameter state arrays, e.g. ("m", "v") for Adam
     decaying = ()     # those that shrink geometrically without a gradient (flushed, see FLUSH_EVERY)
 
@@ -225,7 +250,7 @@ class Optimizer:
         self.t += 1
 
     def _apply(self, part):
-        """The update of the windows of ``part`` (see :meth:`_part`)."""
+        """The update of the windows of ``part`` (see :meth:`Optimizer._part`)."""
         for p, g, state, blocks in part:
             self.update(p, g, *state, blocks=blocks)
 
@@ -438,11 +463,20 @@ class Adagrad(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015).
+    r"""Adam (Kingma & Ba 2015).
 
     ``step()`` folds the bias corrections into the step size, which is algebraically
-    the same update: lr m_hat / (sqrt(v_hat) + eps) = lr_t m / (sqrt(v) + eps_t) with
-    lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) and eps_t = eps sqrt(1 - b2^t)."""
+    the same update:
+
+    .. math::
+
+        \text{lr}\, \frac{\hat m}{\sqrt{\hat v} + \text{eps}}
+            = \text{lr}_t\, \frac{m}{\sqrt{v} + \text{eps}_t}
+        \quad\text{with}\quad
+        \text{lr}_t = \text{lr}\, \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t},
+        \quad \text{eps}_t = \text{eps} \sqrt{1 - \beta_2^t}
+
+    (:math:`\beta_1, \beta_2` = ``betas``)."""
     state_names = decaying = ("m", "v")
 
     def __init__(self, named_parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):

@@ -1,14 +1,21 @@
-"""The Variational Autoencoder: from an image x to the ELBO, and back to every gradient.
+r"""The Variational Autoencoder: from an image :math:`x` to the ELBO, and back to every gradient.
 
-Forward, for a batch x of shape (B, D) and S samples per image:
+Forward, for a batch ``x`` of shape (B, D) and S samples per image:
 
-    [mu, logvar] = encoder(x)                          q(z|x) = N(mu, diag(exp(logvar)))
-    z_s = mu + exp(logvar / 2) * eps_s,  eps_s ~ N(0, I)   (reparameterization)
-    rec = 1/S sum_s log p(x | z_s)                     decoder likelihood (Bernoulli or Gaussian)
-    kl  = KL(q(z|x) || N(0, I))                        closed form
-    elbo = rec - kl                                    one value per image
-    loss = mean over the batch of -(rec - kl_weight * kl)  [+ weight_decay / 2 * ||theta||^2]
+.. math::
 
+    [\mu, \text{logvar}] &= \operatorname{encoder}(x),
+        \qquad q(z|x) = \mathcal{N}(\mu, \operatorname{diag}(\exp(\text{logvar}))) \\
+    z_s &= \mu + \exp(\text{logvar}/2)\, \epsilon_s, \qquad \epsilon_s \sim \mathcal{N}(0, I)
+        \qquad \text{(reparameterization)} \\
+    \text{rec} &= \frac{1}{S} \sum_s \log p(x|z_s)
+        \qquad \text{(the decoder's likelihood: Bernoulli or Gaussian)} \\
+    \text{kl} &= \mathrm{KL}\big(q(z|x) \,\|\, \mathcal{N}(0, I)\big) \qquad \text{(closed form)} \\
+    \text{elbo} &= \text{rec} - \text{kl} \qquad \text{(one value per image)} \\
+    \text{loss} &= -\frac{1}{B} \sum_b \big(\text{rec}_b - w\, \text{kl}_b\big)
+        \;\big[+\, \tfrac{\lambda}{2} \|\theta\|^2\big]
+
+with :math:`w` = ``kl_weight`` and :math:`\lambda` = ``weight_decay``.
 Backward runs the same path in reverse (see :meth:`VAE.backward`).
 
 Extending it
@@ -17,8 +24,9 @@ Extending it
   :func:`~scratchvae.decoders.register_decoder`, named by ``VAE(likelihood=...)``;
 - a weighted KL (a beta-VAE, a KL warm-up): set :attr:`VAE.kl_weight`; ``backward`` follows;
 - a subclass with constructor arguments of its own puts them in :meth:`VAE.config`, and is
-  registered with :func:`register_model` so that :func:`~scratchvae.load_model` rebuilds it;
-- submodules assigned as attributes are found by :meth:`Module.children` (no list to keep).
+  registered with :func:`register_model` so that ``scratchvae.load_model`` rebuilds it;
+- submodules assigned as attributes are found by :meth:`Module.children
+  <scratchvae.module.Module.children>` (no list to keep).
 """
 import operator
 from collections import namedtuple
@@ -40,7 +48,7 @@ _SAVED_AS = {}     # class -> the registered name its checkpoints record
 
 
 def register_model(cls=None, name=None, *, rebuild_as=None):
-    """Register a model class so that checkpoints record it and :func:`~scratchvae.load_model`
+    """Register a model class so that checkpoints record it and ``scratchvae.load_model``
     rebuilds it as ``cls(**config(), device=...)``, without pickle. A class decorator::
 
         @register_model                    # under its class name, 'BetaVAE'
@@ -100,15 +108,22 @@ def unregistered_hint(cls):
 
 
 def encoder_output_grad(dz, mu, logvar, eps):
-    """The gradient of the loss -1/B sum_b elbo_b with respect to the encoder's outputs.
+    r"""The gradient of the loss :math:`-\frac{1}{B} \sum_b \text{elbo}_b` with respect to the
+    encoder's outputs.
 
-    ``dz`` (S, B, Z) is what the decoder's backward sends back to z (it already carries the
-    loss's -1/(S B)). Both routes from (mu, logvar) to the loss add up: through every sample
-    z_s = mu + exp(logvar / 2) eps_s, and through the closed-form KL of each image, which
-    enters the batch mean with weight 1/B:
+    ``dz`` (S, B, Z) is what the decoder's backward sends back to :math:`z` (it already carries
+    the loss's :math:`-1/(S B)`). Both routes from :math:`(\mu, \text{logvar})` to the loss add
+    up: through every sample :math:`z_s = \mu + \exp(\text{logvar}/2)\, \epsilon_s`, and through
+    the closed-form KL of each image, which enters the batch mean with weight :math:`1/B`:
 
-        dmu     = sum_s dz_s                           + 1/B dKL/dmu        (dKL/dmu = mu)
-        dlogvar = sum_s dz_s eps_s exp(logvar / 2) / 2 + 1/B dKL/dlogvar    (= (exp(logvar) - 1) / 2)
+    .. math::
+
+        d\mu &= \sum_s dz_s + \frac{1}{B} \frac{\partial\, \mathrm{KL}}{\partial \mu},
+            \qquad \frac{\partial\, \mathrm{KL}}{\partial \mu} = \mu \\
+        d\,\text{logvar} &= \sum_s dz_s\, \epsilon_s \frac{\exp(\text{logvar}/2)}{2}
+            + \frac{1}{B} \frac{\partial\, \mathrm{KL}}{\partial\, \text{logvar}},
+            \qquad \frac{\partial\, \mathrm{KL}}{\partial\, \text{logvar}}
+            = \frac{\exp(\text{logvar}) - 1}{2}
 
     Returns ``(dmu, dlogvar)``, each (B, Z).
     """
@@ -119,10 +134,12 @@ def encoder_output_grad(dz, mu, logvar, eps):
 
 
 def kl_weight_grad(mu, logvar, weight):
-    """What a KL weight w changes in :func:`encoder_output_grad`, which assembles the gradient
-    of -1/B sum_b (rec_b - KL_b): for -1/B sum_b (rec_b - w KL_b) the KL's share is w times
-    larger, so ``(w - 1) / B`` times dKL/d(mu, logvar) is added. Returns ``(dmu, dlogvar)``,
-    each (B, Z)."""
+    r"""What a KL weight :math:`w` changes in :func:`encoder_output_grad`, which assembles the
+    gradient of :math:`-\frac{1}{B} \sum_b (\text{rec}_b - \mathrm{KL}_b)`: for
+    :math:`-\frac{1}{B} \sum_b (\text{rec}_b - w\, \mathrm{KL}_b)` the KL's share is :math:`w`
+    times larger, so :math:`\frac{w - 1}{B}` times
+    :math:`\partial\, \mathrm{KL} / \partial (\mu, \text{logvar})` is added.
+    Returns ``(dmu, dlogvar)``, each (B, Z)."""
     dmu_kl, dlogvar_kl = kl_standard_normal_grad(mu, logvar)
     scale = (weight - 1.0) / mu.shape[0]
     return scale * dmu_kl, scale * dlogvar_kl
@@ -130,29 +147,31 @@ def kl_weight_grad(mu, logvar, weight):
 
 @register_model
 class VAE(Module):
-    """An MLP encoder and decoder with a N(0, I) prior on z.
+    r"""An MLP encoder and decoder with a :math:`\mathcal{N}(0, I)` prior on :math:`z`.
 
-    Args:
-        x_dim: pixels per image (D).
-        z_dim: latent size (Z).
-        hidden_dims: hidden layer sizes of the encoder; the decoder mirrors them.
-        likelihood: the name of a registered decoder: ``'bernoulli'`` (logits; MNIST),
-            ``'gaussian'`` (sigmoid mean and learned log-variance; Frey Face), or one of
-            your own (:func:`~scratchvae.decoders.register_decoder`).
-        activation: hidden nonlinearity, ``'relu' | 'tanh' | 'sigmoid' | 'softplus'``.
-        init: ``'paper' | 'glorot' | 'he' | 'pytorch'`` (see :func:`layers.init_weights`).
-        weight_decay: lambda of an isotropic Gaussian prior on the weights, adding
-            lambda/2 ||theta||^2 to the loss. The paper's N(0, I) prior spread over N
-            training points is ``weight_decay = 1 / N``.
-        dtype: float32 (default) or float64.
-        device: ``'cpu' | 'gpu' | 'auto'``.
-        seed: seeds both the initial weights and the generator that draws eps.
+    :param x_dim: pixels per image (D).
+    :param z_dim: latent size (Z).
+    :param hidden_dims: hidden layer sizes of the encoder; the decoder mirrors them.
+    :param likelihood: the name of a registered decoder: ``'bernoulli'`` (logits; MNIST),
+        ``'gaussian'`` (sigmoid mean and learned log-variance; Frey Face), or one of
+        your own (:func:`~scratchvae.decoders.register_decoder`).
+    :param activation: hidden nonlinearity, ``'relu' | 'tanh' | 'sigmoid' | 'softplus'``.
+    :param init: ``'paper' | 'glorot' | 'he' | 'pytorch'`` (see
+        :func:`~scratchvae.layers.init_weights`).
+    :param weight_decay: :math:`\lambda` of an isotropic Gaussian prior on the weights, adding
+        :math:`\frac{\lambda}{2} \|\theta\|^2` to the loss. The paper's :math:`\mathcal{N}(0, I)`
+        prior spread over :math:`N` training points is ``weight_decay = 1 / N``.
+    :param dtype: float32 (default) or float64.
+    :param device: ``'cpu' | 'gpu' | 'auto'``.
+    :param seed: seeds both the initial weights and the generator that draws ``eps``.
 
-    ``kl_weight`` (class attribute, 1.0): the weight w of the KL in the training objective,
-    loss = -1/B sum_b (rec_b - w KL_b). w = 1 is the ELBO; a beta-VAE sets it to beta in its
-    constructor, a KL warm-up changes it between steps. :meth:`elbo` always reports the true
-    ELBO (rec - kl); :meth:`loss` and :meth:`backward` use the weight.
+    ``kl_weight`` (class attribute, 1.0): the weight :math:`w` of the KL in the training
+    objective, :math:`\text{loss} = -\frac{1}{B} \sum_b (\text{rec}_b - w\, \mathrm{KL}_b)`.
+    :math:`w = 1` is the ELBO; a beta-VAE sets it to :math:`\beta` in its constructor, a KL
+    warm-up changes it between steps. :meth:`elbo` always reports the true ELBO
+    (rec - kl); :meth:`loss` and :meth:`backward` use the weight.
     """
+    #: The weight :math:`w` of the KL in the training objective (1: the ELBO; see above).
     kl_weight = 1.0
 
     def __init__(self, x_dim, z_dim=20, hidden_dims=(400,), likelihood="bernoulli",
@@ -188,7 +207,7 @@ class VAE(Module):
 
     def config(self):
         """The constructor arguments, enough to rebuild this model (checkpoints store it, and
-        :func:`~scratchvae.load_model` calls ``cls(**config())``). A subclass with constructor
+        ``scratchvae.load_model`` calls ``cls(**config())``). A subclass with constructor
         arguments of its own adds them: ``return {**super().config(), "beta": self.beta}``."""
         return dict(x_dim=self.x_dim, z_dim=self.z_dim, hidden_dims=list(self.hidden_dims),
                     likelihood=self.likelihood, activation=self.activation, init=self.init,
@@ -196,35 +215,37 @@ class VAE(Module):
 
     # -- the pieces ------------------------------------------------------------------
     def encode(self, x):
-        """q(z|x) = N(mu, diag(exp(logvar))): returns ``(mu, logvar)``, each (B, Z)."""
+        r""":math:`q(z|x) = \mathcal{N}(\mu, \operatorname{diag}(\exp(\text{logvar})))`: returns
+        ``(mu, logvar)``, each (B, Z)."""
         self.check_x(x)
         out = self.encoder.forward(x)
         return out[:, : self.z_dim], out[:, self.z_dim:]
 
     def decode(self, z):
-        """E[x|z]: pixel probabilities (Bernoulli) or means (Gaussian), shape (B, D)."""
+        r""":math:`\mathbb{E}[x|z]`: pixel probabilities (Bernoulli) or means (Gaussian), shape
+        (B, D)."""
         validation.float_array("z", z, shape=(None, self.z_dim))
         self._check_device("z", z)
         validation.same_dtype("z", z, self.dtype)
         return self.decoder.mean(z)
 
     def sample(self, n, rng=None):
-        """Decoder means for ``n`` draws z ~ N(0, I) from the prior."""
+        r"""Decoder means for ``n`` draws :math:`z \sim \mathcal{N}(0, I)` from the prior."""
         n = validation.positive_int("n", n)
         rng = self.rng if rng is None else rng
         return self.decoder.mean(rng.standard_normal((n, self.z_dim), dtype=self.dtype))
 
     def reconstruct(self, x):
-        """E[x | z = mu(x)]: the decoder's picture of the encoder's mean."""
+        r""":math:`\mathbb{E}[x \mid z = \mu(x)]`: the decoder's picture of the encoder's mean."""
         mu, _ = self.encode(x)
         return self.decoder.mean(mu)
 
     # -- the objective -----------------------------------------------------------------
     def forward(self, x, eps):
-        """The path of a batch x (B, D) with noise eps (S, B, Z), without input checks
+        r"""The path of a batch ``x`` (B, D) with noise ``eps`` (S, B, Z), without input checks
         (:meth:`elbo` checks first): returns ``(mu, logvar, z, log_lik)`` with
-        z = mu + exp(logvar / 2) eps of shape (S, B, Z) and log_lik = log p(x|z) of shape (S, B).
-        Keeps what :meth:`backward` needs."""
+        :math:`z = \mu + \exp(\text{logvar}/2)\, \epsilon` of shape (S, B, Z) and
+        ``log_lik`` :math:`= \log p(x|z)` of shape (S, B). Keeps what :meth:`backward` needs."""
         S, B = eps.shape[:2]
         out = self.encoder.forward(x)
         mu, logvar = out[:, : self.z_dim], out[:, self.z_dim:]
@@ -242,7 +263,7 @@ class VAE(Module):
         deterministic checks; otherwise S = ``n_samples`` draws come from ``self.rng``.
         Keeps what :meth:`backward` needs.
 
-        ``check=False`` skips the checks of the *values* of x and eps (finite, in [0, 1]),
+        ``check=False`` skips the checks of the *values* of ``x`` and ``eps`` (finite, in [0, 1]),
         not those of their shape, dtype and device. On the GPU each value check copies a
         flag to the host and waits for the device, so a training loop that checked its
         data once passes ``check=False`` to keep its step free of host/device transfers."""
@@ -253,21 +274,24 @@ class VAE(Module):
         return ELBO(rec - kl, rec, kl)
 
     def loss(self, x, eps=None, n_samples=1):
-        """The training objective (a float): the mean over the batch of -(rec - kl_weight * kl),
-        the negative ELBO for the default kl_weight = 1, plus the weight prior's penalty.
+        """The training objective (a float): the mean over the batch of
+        ``-(rec - kl_weight * kl)``, the negative ELBO for the default ``kl_weight = 1``, plus the
+        weight prior's penalty (:meth:`weight_penalty`).
         Without ``eps`` it draws fresh noise at every call; pass ``eps`` to freeze it (a
         gradient check needs the same function at every evaluation)."""
         return self.objective(self.elbo(x, eps, n_samples)) + self.weight_penalty()
 
     def objective(self, terms):
-        """-1/B sum_b (rec_b - kl_weight KL_b) for the :class:`ELBO` ``terms`` (a float)."""
+        r""":math:`-\frac{1}{B} \sum_b (\text{rec}_b - w\, \mathrm{KL}_b)` with :math:`w` =
+        ``kl_weight``, for the :class:`ELBO` ``terms`` (a float)."""
         if self.kl_weight == 1.0:
             return -float(terms.elbo.mean())
         return -float((terms.rec - self.kl_weight * terms.kl).mean())
 
     def weight_penalty(self):
-        """lambda/2 ||theta||^2: minus the log of the Gaussian weight prior, up to a constant.
-        (||W||^2 as the dot product of W with itself: one pass, and no array of squares.)"""
+        r""":math:`\frac{\lambda}{2} \|\theta\|^2` with :math:`\lambda` = ``weight_decay``: minus
+        the log of the Gaussian weight prior, up to a constant. (:math:`\|W\|^2` as the dot
+        product of :math:`W` with itself: one pass, and no array of squares.)"""
         if not self.weight_decay:
             return 0.0
         return 0.5 * self.weight_decay * sum(float(self.xp.vdot(p, p)) for p, _ in self._prior_arrays())
@@ -288,18 +312,27 @@ class VAE(Module):
         return memo.arrays
 
     def backward(self, decoder_done=None):
-        """Fill ``grads`` with the gradient of :meth:`loss` for the last :meth:`elbo` call.
+        r"""Fill ``grads`` with the gradient of :meth:`loss` for the last :meth:`elbo` call.
 
-        With loss = -1/B sum_b (rec_b - w KL_b), rec_b = 1/S sum_s log p(x_b|z_sb) and
-        w = :attr:`kl_weight` (1: the ELBO):
+        With :math:`\text{loss} = -\frac{1}{B} \sum_b (\text{rec}_b - w\, \mathrm{KL}_b)`,
+        :math:`\text{rec}_b = \frac{1}{S} \sum_s \log p(x_b|z_{sb})` and :math:`w` =
+        :attr:`kl_weight` (1: the ELBO), in this order:
 
-            dlogp     = d loss / d log p(x_b|z_sb) = -1/(S B)
-            dz        = decoder backward of dlogp        (fills the decoder's gradients)
-            dmu       = sum_s dz_s                         + 1/B dKL/dmu      } encoder_output_grad
-            dlogvar   = sum_s dz_s eps_s exp(logvar/2)/2   + 1/B dKL/dlogvar  }
-                        [+ (w - 1)/B dKL/d(mu, logvar) when w != 1: kl_weight_grad]
-            encoder backward of [dmu, dlogvar]             (fills the encoder's gradients)
-            [+ weight_decay * theta on every tensor]
+        1. :math:`\text{dlogp} = \partial\, \text{loss} / \partial \log p(x_b|z_{sb}) = -1/(S B)`;
+        2. ``dz``: the decoder's backward of ``dlogp`` (it fills the decoder's gradients);
+        3. ``dmu`` and ``dlogvar`` (:func:`encoder_output_grad`):
+
+           .. math::
+
+               d\mu &= \sum_s dz_s + \frac{1}{B} \frac{\partial\, \mathrm{KL}}{\partial \mu} \\
+               d\,\text{logvar} &= \sum_s dz_s\, \epsilon_s \frac{\exp(\text{logvar}/2)}{2}
+                   + \frac{1}{B} \frac{\partial\, \mathrm{KL}}{\partial\, \text{logvar}}
+
+           plus :math:`\frac{w - 1}{B} \partial\, \mathrm{KL} / \partial (\mu, \text{logvar})`
+           when :math:`w \ne 1` (:func:`kl_weight_grad`);
+        4. the encoder's backward of ``[dmu, dlogvar]`` (it fills the encoder's gradients);
+        5. :math:`\lambda \theta` (:math:`\lambda` = ``weight_decay``) added to the gradient of
+           every tensor.
 
         What it reads: ``self.cache = (mu, logvar, eps)``, kept by :meth:`forward` (eps of shape
         (S, B, Z)); the decoder's own cache, kept by its ``log_prob`` (used once); each layer's
@@ -309,7 +342,7 @@ class VAE(Module):
         ``super().forward`` (``self.cache`` is the VAE's).
 
         ``decoder_done`` is for the overlapped training step only
-        (:mod:`scratchvae.training.overlap`; see :meth:`_hand_over_decoder`): the same numbers,
+        (``scratchvae.training.overlap``; see ``_hand_over_decoder``): the same numbers,
         with the end of the decoder's work handed to the caller.
         """
         if self.cache is None:
@@ -332,20 +365,21 @@ class VAE(Module):
         self._add_weight_decay("all" if decoder_done is None else "rest")
 
     def _add_weight_decay(self, part):
-        """grad += lambda theta for every tensor of ``part`` (see :meth:`_prior_arrays`): the
-        gradient of lambda/2 ||theta||^2."""
+        r"""``grad += weight_decay * theta`` for every tensor of ``part`` (see
+        :meth:`_prior_arrays`): the gradient of :math:`\frac{\lambda}{2} \|\theta\|^2`."""
         if self.weight_decay:
             for p, g in self._prior_arrays(part):
                 g += self.weight_decay * p
 
     def _hand_over_decoder(self, dlogp, decoder_done):
-        """The decoder's backward for the overlapped training step: returns dz as
+        r"""The decoder's backward for the overlapped training step: returns dz as
         ``self.decoder.backward(dlogp)`` does, but leaves its layers' weight gradients
-        x^T dy for later (dx needs W, not dW: ``defer`` in :meth:`Linear.backward`) and calls
+        :math:`x^\top dy` for later (``dx`` needs ``W``, not ``dW``: ``defer`` in
+        :meth:`~scratchvae.layers.Linear.backward`) and calls
         ``decoder_done(finish_decoder)`` with the function that computes them and adds the
         decoder's weight prior. From then on :meth:`backward` reads neither the decoder's
         parameters nor its gradients, so the caller may finish and update the decoder while
-        the encoder's backward runs (on a second core: :mod:`scratchvae.training.overlap`).
+        the encoder's backward runs (on a second core: ``scratchvae.training.overlap``).
         Every number comes out as in the plain backward, bit for bit (tests/test_overlap.py)."""
         weight_grads = []
         dz = self.decoder.backward(dlogp, defer=weight_grads)
@@ -367,8 +401,9 @@ class VAE(Module):
 
     # -- input checks ------------------------------------------------------------------
     def _checked_noise(self, x, eps, n_samples, values=True):
-        """Check x and the noise before anything changes, and return eps of shape (S, B, Z):
-        the given one (a (B, Z) eps gains a leading axis), or S = n_samples fresh draws."""
+        """Check ``x`` and the noise before anything changes, and return ``eps`` of shape
+        (S, B, Z): the given one (a (B, Z) ``eps`` gains a leading axis), or S = ``n_samples``
+        fresh draws."""
         self.check_x(x, values=values, nonempty=True)
         B = x.shape[0]
         if eps is None:
@@ -389,7 +424,7 @@ class VAE(Module):
                             f"move it with scratchvae.to_device({name}, {self.device!r})")
 
     def check_x(self, x, values=True, nonempty=False):
-        """Raise unless x is a (B, D) array of the model's dtype on its device (with
+        """Raise unless ``x`` is a (B, D) array of the model's dtype on its device (with
         ``values``: finite, and in [0, 1] for a Bernoulli likelihood; with ``nonempty``: B > 0)."""
         validation.float_array("x", x, shape=(None, self.x_dim), finite=values)
         self._check_device("x", x)

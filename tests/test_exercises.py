@@ -3,6 +3,7 @@ project's checks on a student's versions, names known mistakes, and survives hos
 
 Workbooks are real files and grading runs the real command in a subprocess (as a student would);
 the catalogue's own consistency and the tolerances are tested in this process."""
+import ast
 import contextlib
 import hashlib
 import inspect
@@ -109,6 +110,29 @@ def test_start_writes_the_library_functions_without_their_bodies(tmp_path):
         with pytest.raises(NotImplementedError, match=e.name):
             e.call(stub, e.cases()[0])
     assert not list((tmp_path / "w").glob("__pycache__"))
+
+
+def test_start_writes_docstrings_with_backslashes_as_raw_strings(tmp_path):
+    """The library's docstrings write their math as LaTeX (``\\frac``, ``\\log``): a stub keeps
+    them raw, so every workbook file compiles without an invalid-escape warning and no
+    ``\\f`` or ``\\t`` turns into a control character."""
+    import warnings
+
+    workbook.start(tmp_path)
+    raw = 0
+    for path in sorted(tmp_path.glob("*.py")):
+        text = path.read_text()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")          # an invalid escape warns (SyntaxWarning in 3.12)
+            tree = compile(text, str(path), "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and ast.get_docstring(node, clean=False):
+                source = ast.get_source_segment(text, node.body[0].value)
+                if "\\" in source:
+                    assert source.startswith(("r\"", "r'")), f"{path.name}: {node.name}"
+                    raw += 1
+                assert not re.search(r"[\x00-\x09\x0b-\x1f]", ast.get_docstring(node) or "")
+    assert raw >= 10                                # the formulas of lessons 00 to 08
 
 
 def test_start_never_overwrites_a_workbook(tmp_path, capsys):

@@ -132,3 +132,25 @@ def test_the_library_and_its_command_line_load_without_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=PACKAGE.parent, check=True).stdout
     assert out.strip() == "[]"
+
+
+# The modules whose docstrings make the API reference (formulas as reST math: LaTeX in raw strings).
+REFERENCE = ("backend", "module", "activations", "layers", "distributions", "decoders", "vae", "optim",
+             "gradcheck", "validation")
+
+
+def test_the_reference_modules_docstrings_with_a_backslash_are_raw_strings():
+    """A docstring that writes ``\\frac`` or ``\\tanh`` in a plain string holds a form feed or a
+    tab instead (and ``\\log`` an invalid-escape warning): every docstring of these modules that
+    holds a backslash is a raw string."""
+    found = 0
+    for name in REFERENCE:
+        path = PACKAGE / f"{name}.py"
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(node):
+                source = ast.get_source_segment(text, node.body[0].value)
+                if "\\" in source:
+                    assert source.startswith(("r\"", "r'")), f"{path.name}:{node.body[0].lineno}"
+                    found += 1
+    assert found >= 30
