@@ -60,7 +60,8 @@ N = run.pick(fast=20_000, full=400_000)
 #
 # $$
 # \mathbb{E}[x] = \sum_k \pi_k \mu_k, \qquad
-# \operatorname{Cov}[x] = \sum_k \pi_k \left(\Sigma_k + \mu_k \mu_k^\top\right) - \mathbb{E}[x] \, \mathbb{E}[x]^\top
+# \operatorname{Cov}[x]
+# = \sum_k \pi_k \left(\Sigma_k + \mu_k \mu_k^\top\right) - \mathbb{E}[x] \, \mathbb{E}[x]^\top
 # $$
 #
 # (the laws of total expectation and total covariance, `mean()` and `covariance_matrix()`).
@@ -131,7 +132,8 @@ assert np.all(a.max(axis=1) <= lse) and np.all(lse <= a.max(axis=1) + np.log(3))
 #
 # $$
 # \mathbb{E}[x] = \mathbb{E}_z[\mu(z)], \qquad
-# \operatorname{tr} \operatorname{Cov}[x] = \mathbb{E}_z\Big[\sum_j \Sigma_{jj}(z)\Big] + \operatorname{tr} \operatorname{Cov}_z[\mu(z)]
+# \operatorname{tr} \operatorname{Cov}[x]
+# = \mathbb{E}_z\Big[\sum_j \Sigma_{jj}(z)\Big] + \operatorname{tr} \operatorname{Cov}_z[\mu(z)]
 # $$
 
 # %%
@@ -225,9 +227,10 @@ run.save(fig, "ancestral_sampling")
 #    $a = (-800, -801, -802)$, and what is the right value, to five decimals, from the shifted
 #    formula?
 # 3. **Where the total variance comes from** (question). Derive
-#    $\operatorname{Cov}[x] = \sum_k \pi_k (\Sigma_k + \mu_k \mu_k^\top) - \mathbb{E}[x] \, \mathbb{E}[x]^\top$
+#    $\operatorname{Cov}[x] = \sum_k \pi_k (\Sigma_k + \mu_k \mu_k^\top) - \mathbb{E}[x] \mathbb{E}[x]^\top$
 #    from the law of total covariance,
-#    $\operatorname{Cov}[x] = \mathbb{E}_z[\operatorname{Cov}[x \mid z]] + \operatorname{Cov}_z[\mathbb{E}[x \mid z]]$,
+#    $\operatorname{Cov}[x] = \mathbb{E}_z[\operatorname{Cov}[x \mid z]] +
+#    \operatorname{Cov}_z[\mathbb{E}[x \mid z]]$,
 #    and compute both parts of $\operatorname{tr} \operatorname{Cov}[x]$ for the lesson's mixture.
 #    Which part is larger?
 # 4. **How loose is the tolerance?** (question). The label frequencies are checked with a tolerance
