@@ -51,7 +51,7 @@ rng = np.random.default_rng(run.seed)
 N = run.pick(fast=20_000, full=400_000)
 
 # %% [markdown]
-# ## A discrete z: the mixture of Gaussians
+# ## A discrete $z$: the mixture of Gaussians
 #
 # `GaussianMixture.sample` draws $z$ from $\operatorname{Categorical}(\pi)$ (through its inverse
 # CDF), then $x$ from the chosen Gaussian. Two identities check the draws, each with an error that

@@ -149,7 +149,7 @@ for name, m, lo, hi, n in [("the notes' model", model, -9.0, 10.0, 191),
     run.check(f"∫ p(x) dx = 1, {name}", mass, 1.0, tol=1e-3)
 
 # %% [markdown]
-# ## The picture: S Gaussians become a continuum
+# ## The picture: $S$ Gaussians become a continuum
 #
 # Each row shows the Monte Carlo $p(x)$ with $S = 1$, 10 and many draws of $z$, the curve $\mu(z)$
 # in white. Top: the model as the notes give it. Bottom: the same $\theta$ with smaller variances,
