@@ -297,7 +297,7 @@ run.save(fig, "elbo_decomposition")
 # * The ELBO's second form, $\mathbb{E}_q \log p(x \mid z)$ **minus** $\mathrm{KL}(q \,\|\, p(z))$,
 #   is what a VAE computes; the KL has a closed form for Gaussians, with gradients $\mu$ and
 #   $(\sigma^2 - 1) / 2$ (with respect to $\mu$ and $\log\sigma^2$).
-# * The best q within a family still leaves a gap when the posterior is outside the family
+# * The best $q$ within a family still leaves a gap when the posterior is outside the family
 #   (lesson 9 measures it for a trained VAE).
 #
 # ## Exercises

@@ -32,7 +32,7 @@
 #
 # This lesson shows why a sample gives no gradient by itself, that both estimators are unbiased,
 # that the pathwise one has a far smaller variance (which does not grow with the latent size),
-# and that the version of the trick in the lecture notes this course follows draws z with the
+# and that the version of the trick in the lecture notes this course follows draws $z$ with the
 # wrong spread.
 
 # %%
@@ -106,8 +106,8 @@ run.check("d/dlogvar E_q[f], closed form vs central differences", dlogvar_exact[
 # %% [markdown]
 # ## Why a sample blocks the gradient
 #
-# A generic sampler turns uniform random numbers into a draw from q by a table look-up (here:
-# `rng.choice` over a grid of z values, weighted by q). With the random numbers fixed, the draw
+# A generic sampler turns uniform random numbers into a draw from $q$ by a table look-up (here:
+# `rng.choice` over a grid of $z$ values, weighted by $q$). With the random numbers fixed, the draw
 # does not move when $\mu$ moves a little: it stays on its grid value, then jumps to the next. Its
 # derivative with respect to $\mu$ is 0 almost everywhere (and undefined at the jumps), yet
 # $\mathbb{E}_q[f]$ does change with $\mu$: nothing useful can be back-propagated through the act of
@@ -312,7 +312,7 @@ run.save(fig, "note002_spread")
 #   does.
 # * Score function and pathwise estimators have the same mean, the exact gradient; the pathwise
 #   one has a much smaller variance here, and its variance does not grow with the latent size.
-#   The score function needs no derivative of f, which is why it survives for discrete z.
+#   The score function needs no derivative of $f$, which is why it survives for discrete z.
 # * Scale $\epsilon$ by the standard deviation $\sigma = \exp(\log\sigma^2 / 2)$, never by the
 #   variance.
 #
