@@ -29,9 +29,7 @@
 #
 # (The lecture notes, note 000, write this prior as
 #
-# $$
-# \mathbf{z} \sim \mathcal{N}(0, l)
-# $$
+# $$\mathbf{z} \sim \mathcal{N}(0, l)$$
 #
 # a normal with mean 0 and covariance "$l$". The $l$ stands where the identity matrix $I$ belongs;
 # the prior is $\mathcal{N}(0, I)$, independent standard normal coordinates.)

@@ -156,9 +156,7 @@ run.check("linear-Gaussian: elbo(q = p(z|x)) vs log p(x)", lg.elbo(x_lg, m, logv
 # **1. The second term is not $\mathrm{KL}(q \,\|\, q)$.** The notes (note 001) state the
 # decomposition as
 #
-# $$
-# \ln p(X|\theta) = \mathcal{L}(q, \theta)  + KL(q\|q)
-# $$
+# $$\ln p(X|\theta) = \mathcal{L}(q, \theta)  + KL(q\|q)$$
 #
 # But $\mathrm{KL}(q \,\|\, q) = 0$ for every $q$, so this would make
 # $\mathcal{L}(q, \theta) = \ln p(X \mid \theta)$ for *every* $q$: the bound would always be tight,
@@ -228,9 +226,7 @@ assert note001_objective(mu_star, logvar_star) > log_px        # no lower bound
 # **5. A constant dropped from the Gaussian likelihood.** The notes (note 003) give the negative
 # log-likelihood of a Gaussian decoder with mean $\mu_x$ and variances $\sigma_x^2$ as
 #
-# $$
-# -\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}
-# $$
+# $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
 #
 # which leaves out the constant $\frac{D}{2} \log 2\pi$. The gradients do not change, but the
 # numbers are then not nats: an ELBO computed this way is $\frac{D}{2} \log 2\pi$ too high (514.6

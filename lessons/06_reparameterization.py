@@ -256,9 +256,7 @@ run.save(fig, "estimators")
 #
 # The lecture notes (note 002) give the trick as: draw $z_0$ from $\mathcal{N}(0, 1)$, then set
 #
-# $$
-# z = \mu_{x | z} + z_0 \Sigma_{x | z} \sim \mathcal{N}(\mu_{x | z}, \Sigma_{x | z})
-# $$
+# $$z = \mu_{x | z} + z_0 \Sigma_{x | z} \sim \mathcal{N}(\mu_{x | z}, \Sigma_{x | z})$$
 #
 # that is, $z$ = (decoder's mean) + $z_0$ times (decoder's covariance), claimed to be distributed
 # $\mathcal{N}(\text{mean}, \text{covariance})$. Two things are wrong. The mean and covariance are
