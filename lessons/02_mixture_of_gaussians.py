@@ -122,8 +122,8 @@ print("  final ln p(X) of EM from each start: " + ", ".join(f"{v:.1f}" for v in 
 #   (computed in log space, as in section 1). Then $\mathrm{KL}(q \,\|\, p(Z \mid X, \theta)) = 0$
 #   and $\mathcal{L} = \ln p$.
 # * **M-step**: with $q$ fixed,
-#   $\mathcal{L}(q, \theta) = \sum_n \sum_k q_{nk} \left[\log \pi_k + \log \mathcal{N}(x_n; \mu_k, \Sigma_k)\right]$
-#   + (a term without $\theta$) is a weighted Gaussian log-likelihood, maximized in closed form by
+#   $\mathcal{L}(q, \theta) = \sum_n \sum_k q_{nk} \left[\log \pi_k + \log \mathcal{N}(x_n; \mu_k, \Sigma_k)\right] +$
+#   (a term without $\theta$) is a weighted Gaussian log-likelihood, maximized in closed form by
 #   weighted counts, means and covariances:
 #
 #   $$

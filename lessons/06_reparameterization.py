@@ -310,7 +310,7 @@ run.save(fig, "note002_spread")
 #   does.
 # * Score function and pathwise estimators have the same mean, the exact gradient; the pathwise
 #   one has a much smaller variance here, and its variance does not grow with the latent size.
-#   The score function needs no derivative of $f$, which is why it survives for discrete z.
+#   The score function needs no derivative of $f$, which is why it survives for discrete $z$.
 # * Scale $\epsilon$ by the standard deviation $\sigma = \exp(\log\sigma^2 / 2)$, never by the
 #   variance.
 #
