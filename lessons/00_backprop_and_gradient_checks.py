@@ -7,15 +7,17 @@
 # a two-layer MLP) and shows how to check each one with finite differences, the check every
 # later lesson prints.
 #
-# **Notation.** L is a scalar loss. For any array v in the computation, dv means dL/dv: an array
-# of v's shape whose entry i says how fast L changes when v_i moves. A module's `backward` receives
-# dy for its output y and returns dx for its input (and fills dW, db for its parameters). For
-# y = f(x) the chain rule reads
+# **Notation.** $L$ is a scalar loss. For any array $v$ in the computation, $dv$ means
+# $\partial L / \partial v$: an array of $v$'s shape whose entry $i$ says how fast $L$ changes when
+# $v_i$ moves. A module's `backward` receives $dy$ for its output $y$ and returns $dx$ for its input
+# (and fills $dW$, $db$ for its parameters). For $y = f(x)$ the chain rule reads
 #
-#     dx_i = sum_j dy_j * (d y_j / d x_i)
+# $$
+# dx_i = \sum_j dy_j \, \frac{\partial y_j}{\partial x_i}
+# $$
 #
 # and backpropagation applies it module by module, from the loss back to the input, without ever
-# building the matrix d y_j / d x_i.
+# building the matrix $\partial y_j / \partial x_i$.
 #
 # Plan: (1) central differences and their error; (2) the relative error and the 1e-7 threshold;
 # (3) activations; (4) kinks; (5) a linear layer; (6) a two-layer MLP; (7) why checks run in float64.
@@ -35,34 +37,46 @@ run = Lesson("00_backprop_and_gradient_checks")
 rng = np.random.default_rng(run.seed)
 
 # %% [markdown]
-# ## 1. Central differences, and why their error is O(delta^2)
+# ## 1. Central differences, and why their error is $O(\delta^2)$
 #
-# A derivative can be estimated from values of f alone. Taylor's theorem around a point a gives
+# A derivative can be estimated from values of $f$ alone. Taylor's theorem around a point $a$ gives
 #
-#     f(a + delta) = f(a) + delta f'(a) + delta^2/2 f''(a) + delta^3/6 f'''(a) + O(delta^4)
-#     f(a - delta) = f(a) - delta f'(a) + delta^2/2 f''(a) - delta^3/6 f'''(a) + O(delta^4)
+# $$
+# \begin{aligned}
+# f(a + \delta) &= f(a) + \delta f'(a) + \frac{\delta^2}{2} f''(a) + \frac{\delta^3}{6} f'''(a) + O(\delta^4) \\
+# f(a - \delta) &= f(a) - \delta f'(a) + \frac{\delta^2}{2} f''(a) - \frac{\delta^3}{6} f'''(a) + O(\delta^4)
+# \end{aligned}
+# $$
 #
-# The **forward difference** [f(a + delta) - f(a)] / delta = f'(a) + delta/2 f''(a) + ... is off by
-# a term proportional to delta. Subtracting the two lines cancels every even power:
+# The **forward difference** $[f(a + \delta) - f(a)] / \delta = f'(a) + \frac{\delta}{2} f''(a) + \dots$
+# is off by a term proportional to $\delta$. Subtracting the two lines cancels every even power:
 #
-#     [f(a + delta) - f(a - delta)] / (2 delta) = f'(a) + delta^2/6 f'''(a) + O(delta^4)
+# $$
+# \frac{f(a + \delta) - f(a - \delta)}{2\delta} = f'(a) + \frac{\delta^2}{6} f'''(a) + O(\delta^4)
+# $$
 #
-# so the **central difference** has a truncation error of order delta^2: a ten times smaller delta,
-# a hundred times smaller error. This is the formula of `scratchvae.gradcheck.numerical_gradient`.
+# so the **central difference** has a truncation error of order $\delta^2$: a ten times smaller
+# $\delta$, a hundred times smaller error. This is the formula of
+# `scratchvae.gradcheck.numerical_gradient`.
 #
-# Smaller is not better without end. The computer holds f(a +- delta) rounded to a relative
-# precision eps_mach (2.2e-16 in float64, 1.2e-7 in float32), so their difference is uncertain by
-# about eps_mach |f|, and dividing by 2 delta magnifies that. Altogether, roughly,
+# Smaller is not better without end. The computer holds $f(a \pm \delta)$ rounded to a relative
+# precision $\varepsilon_{\mathrm{mach}}$ (2.2e-16 in float64, 1.2e-7 in float32), so their difference
+# is uncertain by about $\varepsilon_{\mathrm{mach}} |f|$, and dividing by $2\delta$ magnifies that.
+# Altogether, roughly,
 #
-#     error(delta) ~ |f'''| delta^2 / 6   +   eps_mach |f| / delta
-#                    truncation: slope 2      round-off: slope -1      (on a log-log plot)
+# $$
+# \operatorname{error}(\delta) \approx
+# \underbrace{\frac{|f'''| \, \delta^2}{6}}_{\text{truncation: slope } 2}
+# + \underbrace{\frac{\varepsilon_{\mathrm{mach}} |f|}{\delta}}_{\text{round-off: slope } -1}
+# \qquad \text{(slopes on a log-log plot)}
+# $$
 #
-# The sum is smallest near delta* = (3 eps_mach |f| / |f'''|)^(1/3): about 1e-5 in float64 (the
-# library's `DEFAULT_DELTA`), about 5e-3 in float32.
+# The sum is smallest near $\delta^* = (3 \varepsilon_{\mathrm{mach}} |f| / |f'''|)^{1/3}$: about 1e-5
+# in float64 (the library's `DEFAULT_DELTA`), about 5e-3 in float32.
 #
-# Below, f = tanh, whose derivatives we know exactly: with t = tanh(a), f' = 1 - t^2 and
-# f''' = (1 - t^2)(6 t^2 - 2). The relative error is taken at many points a near 0.5 and averaged
-# (root mean square), because round-off jumps from one point to the next.
+# Below, $f = \tanh$, whose derivatives we know exactly: with $t = \tanh(a)$, $f' = 1 - t^2$ and
+# $f''' = (1 - t^2)(6 t^2 - 2)$. The relative error is taken at many points $a$ near 0.5 and
+# averaged (root mean square), because round-off jumps from one point to the next.
 
 # %%
 points = rng.uniform(0.45, 0.55, run.pick(fast=200, full=2_000))
@@ -123,20 +137,24 @@ run.check("numerical_gradient(sum tanh) vs the central difference written out",
 # %% [markdown]
 # ## 2. The relative error, and the 1e-7 threshold
 #
-# A gradient check compares, coordinate by coordinate, the analytic derivative g_a (from
-# `backward`) with the numerical one g_n (from central differences), through
+# A gradient check compares, coordinate by coordinate, the analytic derivative $g_a$ (from
+# `backward`) with the numerical one $g_n$ (from central differences), through
+# `gradcheck.rel_error`:
 #
-#     rel(g_a, g_n) = |g_a - g_n| / max(|g_a| + |g_n|, tiny)          (`gradcheck.rel_error`)
+# $$
+# \operatorname{rel}(g_a, g_n) = \frac{|g_a - g_n|}{\max(|g_a| + |g_n|, \ \text{tiny})}
+# $$
 #
 # Relative, because derivatives range over many orders of magnitude: an absolute error of 1e-6 is
 # excellent for a derivative of 1000 and a total failure for one of 1e-6. (`tiny` only keeps the
 # division finite when both are zero; `check_gradients` sets it from the smallest derivative that
 # central differences can resolve, as its docstring explains.)
 #
-# Section 1 says what a *correct* gradient scores in float64 at delta = 1e-5: about 1e-11 for a
-# derivative as large as f itself. The round-off, about eps_mach |f| / delta = 2e-11 |f|, is the
-# same for every coordinate, so a derivative a hundred times smaller than |f| scores a hundred
-# times worse (the MLP below has derivatives of 1e-3 on a loss of 2: errors up to 1e-8). A *wrong*
+# Section 1 says what a *correct* gradient scores in float64 at $\delta = 10^{-5}$: about 1e-11 for
+# a derivative as large as $f$ itself. The round-off, about
+# $\varepsilon_{\mathrm{mach}} |f| / \delta = 2 \times 10^{-11} |f|$, is the same for every
+# coordinate, so a derivative a hundred times smaller than $|f|$ scores a hundred times worse (the
+# MLP below has derivatives of 1e-3 on a loss of 2: errors up to 1e-8). A *wrong*
 # gradient (a missing factor, a flipped sign, a derivative left out) is off by 1e-2 to 1. The library's
 # `THRESHOLD` = 1e-7 sits in between with room on both sides: below it the gradient is right; from
 # 1e-7 to 1e-4 look closer (a kink nearby, section 4, or a loss with a large value); above 1e-4
@@ -145,25 +163,30 @@ run.check("numerical_gradient(sum tanh) vs the central difference written out",
 # %% [markdown]
 # ## 3. An activation: elementwise, so its backward is elementwise
 #
-# An activation applies one function g to every entry, y_i = g(a_i). Entry y_i depends on a_i
-# alone, so the chain rule's sum over j has the single term j = i:
+# An activation applies one function $g$ to every entry, $y_i = g(a_i)$. Entry $y_i$ depends on
+# $a_i$ alone, so the chain rule's sum over $j$ has the single term $j = i$:
 #
-#     da = dy * g'(a)          (an elementwise product, no matrix)
+# $$
+# da = dy \odot g'(a)
+# $$
 #
-# and g' is best written through what the forward already computed:
+# ($\odot$: an elementwise product, no matrix) and $g'$ is best written through what the forward
+# already computed:
 #
-# * tanh: y = tanh(a), g'(a) = 1 - tanh(a)^2 = 1 - y^2, so **da = dy * (1 - y^2)**;
-# * sigmoid: y = 1 / (1 + exp(-a)), g'(a) = exp(-a) / (1 + exp(-a))^2 = y (1 - y), so
-#   **da = dy * y * (1 - y)**;
-# * softplus: y = log(1 + exp(a)), g'(a) = exp(a) / (1 + exp(a)) = sigmoid(a), so
-#   **da = dy * sigmoid(a)** (this one keeps its input a rather than y);
-# * ReLU: y = max(a, 0), g'(a) = 1 for a > 0 and 0 for a < 0, so **da = dy * (y > 0)** (at a = 0
-#   there is no derivative; the library takes 0, section 4).
+# * tanh: $y = \tanh(a)$, $g'(a) = 1 - \tanh(a)^2 = 1 - y^2$, so **$da = dy \odot (1 - y^2)$**;
+# * sigmoid: $y = 1 / (1 + e^{-a})$, $g'(a) = e^{-a} / (1 + e^{-a})^2 = y (1 - y)$, so
+#   **$da = dy \odot y \odot (1 - y)$**;
+# * softplus: $y = \log(1 + e^{a})$, $g'(a) = e^{a} / (1 + e^{a}) = \operatorname{sigmoid}(a)$, so
+#   **$da = dy \odot \operatorname{sigmoid}(a)$** (this one keeps its input $a$ rather than $y$);
+# * ReLU: $y = \max(a, 0)$, $g'(a) = 1$ for $a > 0$ and $0$ for $a < 0$, so
+#   **$da = dy \odot (y > 0)$**, the comparison counting as 1 or 0 (at $a = 0$ there is no
+#   derivative; the library takes 0, section 4).
 #
 # These are `tanh_backward(dy, y)`, `sigmoid_backward(dy, y)`, `softplus_backward(dy, a)` and
-# `relu_backward(dy, y)` in `scratchvae.activations`. To check one, build a scalar loss whose dy we
-# know: L = sum(dy * act(a)) with a fixed random array dy has dL/dy = dy, so the backward must turn
-# dy into dL/da, which central differences estimate.
+# `relu_backward(dy, y)` in `scratchvae.activations`. To check one, build a scalar loss whose $dy$
+# we know: $L = \sum_i dy_i \operatorname{act}(a)_i$ with a fixed random array $dy$ has
+# $\partial L / \partial y = dy$, so the backward must turn $dy$ into $\partial L / \partial a$,
+# which central differences estimate.
 
 # %%
 a = rng.standard_normal((4, 5))
@@ -177,10 +200,11 @@ for name, (act, act_backward, keeps) in activations.items():
               numerical_gradient(lambda: (dy * act(a)).sum(), a), tol=THRESHOLD)
 
 # %% [markdown]
-# Two mistakes, for contrast: tanh's derivative left out (da = dy, as if tanh were the identity),
-# and a sigmoid backward written for the input, dy * sigmoid(a) (1 - sigmoid(a)), but called, as
-# the layer does, with the output y: it computes sigmoid(y) (1 - sigmoid(y)), the sigmoid applied
-# twice. Both score far above the threshold:
+# Two mistakes, for contrast: tanh's derivative left out ($da = dy$, as if tanh were the
+# identity), and a sigmoid backward written for the input,
+# $dy \odot \operatorname{sigmoid}(a) (1 - \operatorname{sigmoid}(a))$, but called, as the layer
+# does, with the output $y$: it computes $\operatorname{sigmoid}(y) (1 - \operatorname{sigmoid}(y))$,
+# the sigmoid applied twice. Both score far above the threshold:
 
 # %%
 numeric_tanh = numerical_gradient(lambda: (dy * tanh(a)).sum(), a)
@@ -195,13 +219,16 @@ for what, err in wrong.items():
 # %% [markdown]
 # ## 4. Kinks: ReLU near 0
 #
-# ReLU has no derivative at a = 0: its slope is 0 on the left, 1 on the right. A central
-# difference at a point with |a| < delta straddles the kink and sees part of each:
+# ReLU has no derivative at $a = 0$: its slope is 0 on the left, 1 on the right. A central
+# difference at a point with $|a| < \delta$ straddles the kink and sees part of each:
 #
-#     [relu(a + delta) - relu(a - delta)] / (2 delta) = (a + delta) / (2 delta)     for |a| < delta
+# $$
+# \frac{\operatorname{relu}(a + \delta) - \operatorname{relu}(a - \delta)}{2\delta}
+# = \frac{a + \delta}{2\delta} \qquad \text{for } |a| < \delta
+# $$
 #
-# a ramp from 0 to 1 across [-delta, delta], 1/2 at a = 0. A correct backward then *fails* its
-# check there: at a = 3e-6 it says 1 and central differences say 0.65.
+# a ramp from 0 to 1 across $[-\delta, \delta]$, $1/2$ at $a = 0$. A correct backward then *fails*
+# its check there: at $a = 3 \times 10^{-6}$ it says 1 and central differences say 0.65.
 
 # %%
 a_kink = np.array([-2e-5, -3e-6, 0.0, 3e-6, 2e-5])
@@ -216,35 +243,39 @@ run.check("central difference of relu for |a| < delta vs (a + delta) / (2 delta)
 
 # %% [markdown]
 # How often does a check land on a kink? A pre-activation drawn from a smooth distribution falls
-# within delta of 0 with probability about 2 delta p(0), 8e-6 for a standard normal: rare, but a
-# check over a large network, or inputs that are exactly 0 (a zero bias on an all-zero input),
-# can hit one. So: check at points away from kinks, and when a single coordinate of a ReLU network
-# fails, look at whether its pre-activation is within delta of 0 before hunting for a bug. Other
-# kinks behave the same: |a|, max, a clip.
+# within $\delta$ of 0 with probability about $2 \delta \, p(0)$, 8e-6 for a standard normal: rare,
+# but a check over a large network, or inputs that are exactly 0 (a zero bias on an all-zero
+# input), can hit one. So: check at points away from kinks, and when a single coordinate of a ReLU
+# network fails, look at whether its pre-activation is within $\delta$ of 0 before hunting for a
+# bug. Other kinks behave the same: $|a|$, $\max$, a clip.
 #
 # ## 5. A linear layer
 #
-# `Linear` computes y = x W + b for a batch: x is (B, n), one example per row, W is (n, m), b is
-# (m,), y is (B, m). Entry by entry,
+# `Linear` computes $y = x W + b$ for a batch: $x$ is $(B, n)$, one example per row, $W$ is
+# $(n, m)$, $b$ is $(m,)$, $y$ is $(B, m)$. Entry by entry,
 #
-#     y_bj = sum_i x_bi W_ij + b_j
+# $$
+# y_{bj} = \sum_i x_{bi} W_{ij} + b_j
+# $$
 #
-# Each backward line is the chain rule's sum over the entries y_bj in which the variable appears:
+# Each backward line is the chain rule's sum over the entries $y_{bj}$ in which the variable
+# appears:
 #
-# * W_ij appears in y_bj for every example b, with coefficient x_bi:
-#   dW_ij = sum_b x_bi dy_bj, that is **dW = x^T dy** (n, m);
-# * b_j appears in y_bj for every b, with coefficient 1:
-#   db_j = sum_b dy_bj, that is **db = dy summed over the batch** (m,);
-# * x_bi appears in y_bj for every output j, with coefficient W_ij:
-#   dx_bi = sum_j dy_bj W_ij, that is **dx = dy W^T** (B, n).
+# * $W_{ij}$ appears in $y_{bj}$ for every example $b$, with coefficient $x_{bi}$:
+#   $dW_{ij} = \sum_b x_{bi} \, dy_{bj}$, that is **$dW = x^\top dy$** $(n, m)$;
+# * $b_j$ appears in $y_{bj}$ for every $b$, with coefficient 1:
+#   $db_j = \sum_b dy_{bj}$, that is **$db$ = $dy$ summed over the batch** $(m,)$;
+# * $x_{bi}$ appears in $y_{bj}$ for every output $j$, with coefficient $W_{ij}$:
+#   $dx_{bi} = \sum_j dy_{bj} W_{ij}$, that is **$dx = dy \, W^\top$** $(B, n)$.
 #
 # A quick test of such formulas: each gradient has its variable's shape, and only one product of
-# x (B, n) and dy (B, m) gives an (n, m) array. Shapes do not catch everything, though: for a square
-# W, dy^T x has the right shape too, and is the transpose of the right answer.
+# $x$ $(B, n)$ and $dy$ $(B, m)$ gives an $(n, m)$ array. Shapes do not catch everything, though:
+# for a square $W$, $dy^\top x$ has the right shape too, and is the transpose of the right answer.
 #
-# The sums over the batch are where a mean in the loss shows up: with L = 1/B sum_b loss_b the
-# factor 1/B is already in dy, and the layer never needs to know B. `Linear.backward(dy)` computes
-# these three lines (W, b and the cached x are the layer's own).
+# The sums over the batch are where a mean in the loss shows up: with
+# $L = \frac{1}{B} \sum_b \text{loss}_b$ the factor $1/B$ is already in $dy$, and the layer never
+# needs to know $B$. `Linear.backward(dy)` computes these three lines ($W$, $b$ and the cached $x$
+# are the layer's own).
 
 # %%
 B, n, m = 5, 4, 4
@@ -271,16 +302,25 @@ print(f"  the transposed mistake dW = dy^T x (same shape here): worst relative e
 #
 # `MLP([n, h, m], activation="tanh")` is a Linear, a tanh and a second Linear:
 #
-#     a1 = x W1 + b1,   h = tanh(a1),   y = h W2 + b2
+# $$
+# a_1 = x W_1 + b_1, \qquad h = \tanh(a_1), \qquad y = h W_2 + b_2
+# $$
 #
-# trained here on the mean squared error against targets t, L = 1/(2B) sum_b |y_b - t_b|^2, whose
-# gradient is dy = (y - t) / B. Backward runs the same steps in reverse, each a line derived above:
+# trained here on the mean squared error against targets $t$,
+# $L = \frac{1}{2B} \sum_b \lVert y_b - t_b \rVert^2$, whose gradient is $dy = (y - t) / B$.
+# Backward runs the same steps in reverse, each a line derived above:
 #
-#     dW2 = h^T dy,    db2 = sum_b dy,    dh = dy W2^T          (the second Linear, section 5)
-#     da1 = dh * (1 - h^2)                                       (the tanh, section 3)
-#     dW1 = x^T da1,   db1 = sum_b da1,   dx = da1 W1^T         (the first Linear)
+# $$
+# \begin{aligned}
+# & dW_2 = h^\top dy, \quad db_2 = \textstyle\sum_b dy, \quad dh = dy \, W_2^\top
+#   && \text{(the second Linear, section 5)} \\
+# & da_1 = dh \odot (1 - h^2) && \text{(the tanh, section 3)} \\
+# & dW_1 = x^\top da_1, \quad db_1 = \textstyle\sum_b da_1, \quad dx = da_1 W_1^\top
+#   && \text{(the first Linear)}
+# \end{aligned}
+# $$
 #
-# Each module needs only what its own forward kept (x for a Linear, h for the tanh) and the
+# Each module needs only what its own forward kept ($x$ for a Linear, $h$ for the tanh) and the
 # gradient handed down by the module after it. `MLP.backward(dy)` calls each module's backward,
 # last module first: that loop over the list of modules is the whole chain rule.
 
@@ -320,9 +360,10 @@ assert all(r.passed for r in reports)
 
 # %% [markdown]
 # Every coordinate at once, for the picture: the relative error of each parameter's derivative,
-# for the library's gradient and for two classic mistakes, the mean's 1/B left out (dy = y - t)
-# and tanh's derivative left out (da1 = dh). The first scales every derivative by B, so each is
-# off by the same relative (B - 1) / (B + 1); the second is off everywhere in the first layer.
+# for the library's gradient and for two classic mistakes, the mean's $1/B$ left out
+# ($dy = y - t$) and tanh's derivative left out ($da_1 = dh$). The first scales every derivative by
+# $B$, so each is off by the same relative $(B - 1) / (B + 1)$; the second is off everywhere in the
+# first layer.
 
 # %%
 numeric = {name: numerical_gradient(mse, p) for name, p in mlp.parameters().items()}
@@ -342,9 +383,10 @@ for label, errs in per_coordinate.items():
 # %% [markdown]
 # ## 7. Why the check runs in float64
 #
-# Section 1 measured it: in float32 (eps_mach = 1.2e-7) the central difference of tanh is off by
-# about 1e-3 at delta = 1e-5, where round-off dominates, and by a few times 1e-6 even at its best
-# delta (a few times 1e-3): some fifty times the threshold, whatever delta is chosen. A float32
+# Section 1 measured it: in float32 ($\varepsilon_{\mathrm{mach}} = 1.2 \times 10^{-7}$) the central
+# difference of tanh is off by about 1e-3 at $\delta = 10^{-5}$, where round-off dominates, and by a
+# few times 1e-6 even at its best $\delta$ (a few times 1e-3): some fifty times the threshold,
+# whatever $\delta$ is chosen. A float32
 # check cannot tell a right gradient from one that is wrong in the sixth digit, so
 # `check_gradients` refuses float32 arrays. Build the model with `dtype="float64"` to check it:
 # that changes the precision, not the formulas, and what passes in float64 is the same code that
@@ -364,11 +406,12 @@ assert best32 > 10 * THRESHOLD
 # %% [markdown]
 # ## The picture
 #
-# (a) the relative error of the derivative of tanh against delta: the central difference falls
-# with slope 2 (dashed: the truncation term delta^2 f'''/6) until round-off takes over and it rises
-# with slope -1; the forward difference falls with slope 1 only; float32's round-off rises 10^9
-# times higher, so its best error stays above the 1e-7 threshold. (b) ReLU's kink: the central
-# difference is a ramp across [-delta, delta] where the derivative jumps. (c) the relative error
+# (a) the relative error of the derivative of tanh against $\delta$: the central difference falls
+# with slope 2 (dashed: the truncation term $\delta^2 f'''/6$, relative to $f'$) until round-off
+# takes over and it rises with slope $-1$; the forward difference falls with slope 1 only;
+# float32's round-off rises about $10^9$ times higher, so its best error stays above the 1e-7
+# threshold. (b) ReLU's kink: the central difference is a ramp across $[-\delta, \delta]$ where the
+# derivative jumps. (c) the relative error
 # of every derivative of the MLP, for the library's backward and two mistakes: the threshold
 # separates them by orders of magnitude. (The second layer's derivatives do not pass through the
 # tanh, so they stay right when its derivative is left out: a check per tensor also says where
@@ -416,10 +459,10 @@ run.save(fig, "gradient_checks")
 #
 # * Backward is the chain rule, one module at a time in reverse: each module turns the gradient of
 #   its output into that of its input (and of its parameters), using only what its forward kept.
-# * Activations: da = dy * g'(a), elementwise. Linear: dW = x^T dy, db = dy summed over the batch,
-#   dx = dy W^T. Each gradient has its variable's shape.
-# * Central differences are accurate to O(delta^2) until round-off, which grows like eps_mach / delta,
-#   takes over; delta = 1e-5 in float64 balances the two.
+# * Activations: $da = dy \odot g'(a)$, elementwise. Linear: $dW = x^\top dy$, $db$ = $dy$ summed
+#   over the batch, $dx = dy \, W^\top$. Each gradient has its variable's shape.
+# * Central differences are accurate to $O(\delta^2)$ until round-off, which grows like
+#   $\varepsilon_{\mathrm{mach}} / \delta$, takes over; $\delta = 10^{-5}$ in float64 balances the two.
 # * Judge a gradient by its relative error: below 1e-7 in float64 it is right, above 1e-4 it is
 #   wrong. Check in float64 (float32 cannot resolve 1e-7) and away from kinks.
 #
@@ -440,15 +483,16 @@ run.save(fig, "gradient_checks")
 #
 # 1. **The activations' backward** (code): `relu_backward(dy, y)`, `tanh_backward(dy, y)`,
 #    `sigmoid_backward(dy, y)` and `softplus_backward(dy, a)`, from section 3. Mind what each one
-#    receives: the activation's output y, except softplus, which gets its input a.
+#    receives: the activation's output $y$, except softplus, which gets its input $a$.
 #    `scratchvae exercises check my-workbook relu_backward tanh_backward sigmoid_backward softplus_backward`
 # 2. **A linear layer** (code): `linear_backward(dy, x, W)`, returning `(dx, dW, db)`, the three
 #    lines of section 5. `scratchvae exercises check my-workbook linear_backward`
 # 3. **The chain rule** (code): `mlp_backward(layers, dy)`: given the MLP's list of modules (Linear,
-#    activation, Linear, ...) after a forward pass, send dy back through every one of them and
-#    return dx. `scratchvae exercises check my-workbook mlp_backward`
-# 4. **The limits of a check** (question). (a) For f = tanh at a = 0.5, use the error formula of
-#    section 1 to predict the best delta and the smallest relative error of a central difference,
-#    in float64 and in float32. Which of the two can pass a 1e-7 check, and how do the predictions
-#    compare with figure (a)? (b) A correct ReLU backward is checked at a = +3e-6 and at a = -3e-6
-#    with delta = 1e-5. Which relative errors does the check report, and what would you do about it?
+#    activation, Linear, ...) after a forward pass, send $dy$ back through every one of them and
+#    return $dx$. `scratchvae exercises check my-workbook mlp_backward`
+# 4. **The limits of a check** (question). (a) For $f = \tanh$ at $a = 0.5$, use the error formula
+#    of section 1 to predict the best $\delta$ and the smallest relative error of a central
+#    difference, in float64 and in float32. Which of the two can pass a 1e-7 check, and how do the
+#    predictions compare with figure (a)? (b) A correct ReLU backward is checked at
+#    $a = +3 \times 10^{-6}$ and at $a = -3 \times 10^{-6}$ with $\delta = 10^{-5}$. Which relative
+#    errors does the check report, and what would you do about it?

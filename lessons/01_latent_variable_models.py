@@ -1,28 +1,38 @@
 # %% [markdown]
 # # Lesson 1: latent variable models and ancestral sampling
 #
-# A latent variable model explains each observation x by an unobserved cause z:
+# A latent variable model explains each observation $x$ by an unobserved cause $z$:
 #
-#     p(x, z) = p(x|z) p(z)
+# $$
+# p(x, z) = p(x \mid z) \, p(z)
+# $$
 #
-# p(z) is a simple prior and p(x|z) a simple conditional; the data's own distribution is the
-# marginal p(x) = sum_z p(x, z) (or ∫ p(x, z) dz when z is continuous). Sampling needs no
-# marginal at all: **ancestral sampling** draws the parent first, then the child,
+# $p(z)$ is a simple prior and $p(x \mid z)$ a simple conditional; the data's own distribution is
+# the marginal $p(x) = \sum_z p(x, z)$ (or $\int p(x, z) \, dz$ when $z$ is continuous). Sampling
+# needs no marginal at all: **ancestral sampling** draws the parent first, then the child,
 #
-#     z ~ p(z),   then   x ~ p(x|z),
+# $$
+# z \sim p(z), \quad \text{then} \quad x \sim p(x \mid z),
+# $$
 #
-# and the pair (x, z) is a draw from p(x, z), so x alone is a draw from p(x).
+# and the pair $(x, z)$ is a draw from $p(x, z)$, so $x$ alone is a draw from $p(x)$.
 #
 # Two models, both in the library (the first two examples of the lecture notes this course
 # follows):
 #
-# * a **mixture of Gaussians**: z ~ Categorical(pi) picks a component, x | z = k ~ N(mu_k, Sigma_k);
-# * a **deep latent-variable model**: z ~ N(0, I), x | z ~ N(mu(z), Sigma(z)) with
-#   mu(z) = sigmoid(A z + c) and Sigma(z) = diag(exp(sigmoid(B z + d))), theta = (A, B, c, d).
+# * a **mixture of Gaussians**: $z \sim \operatorname{Categorical}(\pi)$ picks a component,
+#   $x \mid z = k \sim \mathcal{N}(\mu_k, \Sigma_k)$;
+# * a **deep latent-variable model**: $z \sim \mathcal{N}(0, I)$,
+#   $x \mid z \sim \mathcal{N}(\mu(z), \Sigma(z))$ with $\mu(z) = \operatorname{sigmoid}(A z + c)$
+#   and $\Sigma(z) = \operatorname{diag}(\exp(\operatorname{sigmoid}(B z + d)))$,
+#   $\theta = (A, B, c, d)$.
 #
-# (The lecture notes, note 000, write this prior as $$\mathbf{z} \sim \mathcal{N}(0, l)$$: a
-# normal with mean 0 and covariance "l". The l stands where the identity matrix I belongs; the
-# prior is N(0, I), independent standard normal coordinates.)
+# (The lecture notes, note 000, write this prior as
+#
+# $$\mathbf{z} \sim \mathcal{N}(0, l)$$
+#
+# a normal with mean 0 and covariance "$l$". The $l$ stands where the identity matrix $I$ belongs;
+# the prior is $\mathcal{N}(0, I)$, independent standard normal coordinates.)
 
 # %%
 import matplotlib.pyplot as plt
@@ -39,13 +49,18 @@ rng = np.random.default_rng(run.seed)
 N = run.pick(fast=20_000, full=400_000)
 
 # %% [markdown]
-# ## A discrete z: the mixture of Gaussians
+# ## A discrete $z$: the mixture of Gaussians
 #
-# `GaussianMixture.sample` draws z from Categorical(pi) (through its inverse CDF), then x from
-# the chosen Gaussian. Two identities check the draws, each with an error that shrinks like
-# 1/sqrt(N): the label frequencies match pi, and the mean and total variance of x match
+# `GaussianMixture.sample` draws $z$ from $\operatorname{Categorical}(\pi)$ (through its inverse
+# CDF), then $x$ from the chosen Gaussian. Two identities check the draws, each with an error that
+# shrinks like $1/\sqrt{N}$: the label frequencies match $\pi$, and the mean and total variance of
+# $x$ match
 #
-#     E[x] = sum_k pi_k mu_k,   Cov[x] = sum_k pi_k (Sigma_k + mu_k mu_k^T) - E[x] E[x]^T
+# $$
+# \mathbb{E}[x] = \sum_k \pi_k \mu_k, \qquad
+# \operatorname{Cov}[x]
+# = \sum_k \pi_k \left(\Sigma_k + \mu_k \mu_k^\top\right) - \mathbb{E}[x] \, \mathbb{E}[x]^\top
+# $$
 #
 # (the laws of total expectation and total covariance, `mean()` and `covariance_matrix()`).
 
@@ -64,26 +79,31 @@ run.check("total variance tr Cov[x]", np.trace(np.cov(x_mix.T)), np.trace(mixtur
           tol=tol)
 
 # %% [markdown]
-# ## Evaluating p(x) for a discrete z: logsumexp
+# ## Evaluating $p(x)$ for a discrete $z$: logsumexp
 #
-# Sampling needed no p(x), but fitting a model to data (lesson 2) does. For the mixture,
+# Sampling needed no $p(x)$, but fitting a model to data (lesson 2) does. For the mixture,
 #
-#     log p(x) = log sum_k exp(a_k),   a_k = log p(x, z = k) = log pi_k + log N(x; mu_k, Sigma_k)
+# $$
+# \log p(x) = \log \sum_k \exp(a_k), \qquad
+# a_k = \log p(x, z = k) = \log \pi_k + \log \mathcal{N}(x; \mu_k, \Sigma_k)
+# $$
 #
-# (`GaussianMixture.log_joint(x)` holds the a_k, one row per x). Computed as written, exp(a_k)
-# underflows to 0 once a_k is below about -745 (exp(-746) is smaller than float64's smallest
-# positive number, 5e-324), and if every term underflows the log is -inf. That is no corner case:
-# an image of 784 pixels adds one log-density per pixel to a_k, and -745 is ordinary. The fix
-# pulls the largest term out of the sum, m = max_k a_k:
+# (`GaussianMixture.log_joint(x)` holds the $a_k$, one row per $x$). Computed as written,
+# $\exp(a_k)$ underflows to 0 once $a_k$ is below about $-745$ ($e^{-746}$ is smaller than
+# float64's smallest positive number, 5e-324), and if every term underflows the log is $-\infty$.
+# That is no corner case: an image of 784 pixels adds one log-density per pixel to $a_k$, and
+# $-745$ is ordinary. The fix pulls the largest term out of the sum, $m = \max_k a_k$:
 #
-#     log sum_k exp(a_k) = m + log sum_k exp(a_k - m)
+# $$
+# \log \sum_k \exp(a_k) = m + \log \sum_k \exp(a_k - m)
+# $$
 #
-# (multiply and divide the sum by exp(m)). Every exponent is now <= 0 and the largest term is
-# exactly exp(0) = 1, so the sum lies between 1 and K: nothing overflows, nothing underflows to
-# -inf, and log p(x) lies between max_k a_k and max_k a_k + log K. This is
-# `scratchvae.distributions.logsumexp(a, axis)`. Below, on the mixture's draws: it agrees with
-# the naive formula where that one works, and still works when every term is 1000 nats lower
-# (every exp(a_k) multiplied by e^-1000, where the naive sum is 0).
+# (multiply and divide the sum by $e^{m}$). Every exponent is now $\le 0$ and the largest term is
+# exactly $e^{0} = 1$, so the sum lies between 1 and $K$: nothing overflows, nothing underflows to
+# $-\infty$, and $\log p(x)$ lies between $\max_k a_k$ and $\max_k a_k + \log K$. This is
+# `scratchvae.distributions.logsumexp(a, axis)`. Below, on the mixture's draws: it agrees with the
+# naive formula where that one works, and still works when every term is 1000 nats lower (every
+# $\exp(a_k)$ multiplied by $e^{-1000}$, where the naive sum is 0).
 
 # %%
 a = mixture.log_joint(x_mix[:1000])                      # (1000, 3): log p(x_n, z = k)
@@ -98,16 +118,21 @@ run.check("logsumexp(a - 1000) + 1000 vs logsumexp(a)", logsumexp(a - 1000, axis
 assert np.all(a.max(axis=1) <= lse) and np.all(lse <= a.max(axis=1) + np.log(3))
 
 # %% [markdown]
-# ## A continuous z: the deep latent-variable model
+# ## A continuous $z$: the deep latent-variable model
 #
-# Here z ~ N(0, 1) is one number and x has two coordinates. `DeepLVM.sample` draws z, computes
-# mu(z) and logvar(z) = sigmoid(B z + d), and draws x = mu(z) + exp(logvar(z) / 2) * eps. As z
-# runs over the real line, mu(z) traces a curve inside the unit square: the "skeleton" of p(x).
+# Here $z \sim \mathcal{N}(0, 1)$ is one number and $x$ has two coordinates. `DeepLVM.sample` draws
+# $z$, computes $\mu(z)$ and $\log\sigma^2(z) = \operatorname{sigmoid}(B z + d)$ (`logvar`), and draws
+# $x = \mu(z) + \exp(\log\sigma^2(z) / 2) \, \epsilon$. As $z$ runs over the real line, $\mu(z)$
+# traces a curve inside the unit square: the "skeleton" of $p(x)$.
 #
-# The same two identities hold with the sum over components replaced by an integral over z,
+# The same two identities hold with the sum over components replaced by an integral over $z$,
 # done here by Gauss-Hermite quadrature:
 #
-#     E[x] = E_z[mu(z)],   tr Cov[x] = E_z[sum_j Sigma_jj(z)] + tr Cov_z[mu(z)]
+# $$
+# \mathbb{E}[x] = \mathbb{E}_z[\mu(z)], \qquad
+# \operatorname{tr} \operatorname{Cov}[x]
+# = \mathbb{E}_z\Big[\sum_j \Sigma_{jj}(z)\Big] + \operatorname{tr} \operatorname{Cov}_z[\mu(z)]
+# $$
 
 # %%
 lvm = DeepLVM.random(x_dim=2, z_dim=1, scale=5.0, seed=1)
@@ -127,13 +152,14 @@ print(f"  Sigma(z) = exp(sigmoid(.)) lies in (1, e) = (1, {np.e:.3f}): here betw
 # %% [markdown]
 # ## The picture
 #
-# (a) mixture draws coloured by their component z; (b) deep-LVM draws coloured by their z, with
-# the curve mu(z); (c) a few of the Gaussians p(x|z) that the draws come from (one-sigma
-# ellipses), each simple, together making p(x).
+# (a) mixture draws coloured by their component $z$; (b) deep-LVM draws coloured by their $z$, with
+# the curve $\mu(z)$; (c) a few of the Gaussians $p(x \mid z)$ that the draws come from (one-sigma
+# ellipses), each simple, together making $p(x)$.
 #
-# Note how wide the conditionals are: with Sigma(z) = diag(exp(sigmoid(B z + d))) every variance
-# is at least 1, while the means stay in the unit square, so the noise swamps the curve and p(x)
-# is one soft blob. Lesson 3 shrinks the variances to show the infinite mixture underneath.
+# Note how wide the conditionals are: with
+# $\Sigma(z) = \operatorname{diag}(\exp(\operatorname{sigmoid}(B z + d)))$ every variance is at
+# least 1, while the means stay in the unit square, so the noise swamps the curve and $p(x)$ is one
+# soft blob. Lesson 3 shrinks the variances to show the infinite mixture underneath.
 
 # %%
 show = run.pick(fast=2_000, full=5_000)                          # points drawn in the scatter
@@ -173,12 +199,13 @@ run.save(fig, "ancestral_sampling")
 # %% [markdown]
 # ## What to remember
 #
-# * p(x, z) = p(x|z) p(z): sample z first, then x given z.
-# * Moments of x follow from those of the conditionals averaged over z (sums for a discrete z,
-#   integrals for a continuous one), which is how the draws were checked.
-# * Sampling is easy; *evaluating* p(x) needs the sum or integral over z (lessons 2 and 3), and
-#   *inferring* z from x needs p(z|x) (lessons 2 and 5).
-# * Sum probabilities in log space with logsumexp: m + log sum_k exp(a_k - m), m = max_k a_k.
+# * $p(x, z) = p(x \mid z) \, p(z)$: sample $z$ first, then $x$ given $z$.
+# * Moments of $x$ follow from those of the conditionals averaged over $z$ (sums for a discrete
+#   $z$, integrals for a continuous one), which is how the draws were checked.
+# * Sampling is easy; *evaluating* $p(x)$ needs the sum or integral over $z$ (lessons 2 and 3), and
+#   *inferring* $z$ from $x$ needs $p(z \mid x)$ (lessons 2 and 5).
+# * Sum probabilities in log space with logsumexp: $m + \log \sum_k \exp(a_k - m)$,
+#   $m = \max_k a_k$.
 #
 # ## Exercises
 #
@@ -191,15 +218,20 @@ run.save(fig, "ancestral_sampling")
 # `scratchvae exercises check my-workbook logsumexp`. Worked answers to the questions:
 # `lessons/answers/01_latent_variable_models.md`.
 #
-# 1. **logsumexp** (code): `logsumexp(a, axis=-1)`, log sum_i exp(a_i) along `axis`, by the shift
-#    above. A row whose terms are all -inf (an observation every component rules out) must give
-#    -inf, not NaN. `scratchvae exercises check my-workbook logsumexp`
-# 2. **By hand** (question). What does log(sum(exp(a))) give in float64 for a = (-800, -801, -802),
-#    and what is the right value, to five decimals, from the shifted formula?
-# 3. **Where the total variance comes from** (question). Derive Cov[x] = sum_k pi_k (Sigma_k +
-#    mu_k mu_k^T) - E[x] E[x]^T from the law of total covariance, Cov[x] = E_z[Cov[x|z]] +
-#    Cov_z[E[x|z]], and compute both parts of tr Cov[x] for the lesson's mixture. Which part is larger?
-# 4. **How loose is the tolerance?** (question). The label frequencies are checked with a tolerance of
-#    5 / sqrt(N) on the relative error |f_k - pi_k| / (f_k + pi_k). How many standard errors of that
-#    relative error is the tolerance for each component, and how often would a correct sampler fail
-#    the check?
+# 1. **logsumexp** (code): `logsumexp(a, axis=-1)`, $\log \sum_i \exp(a_i)$ along `axis`, by the
+#    shift above. A row whose terms are all $-\infty$ (an observation every component rules out)
+#    must give $-\infty$, not NaN. `scratchvae exercises check my-workbook logsumexp`
+# 2. **By hand** (question). What does `log(sum(exp(a)))` give in float64 for
+#    $a = (-800, -801, -802)$, and what is the right value, to five decimals, from the shifted
+#    formula?
+# 3. **Where the total variance comes from** (question). Derive
+#    $\operatorname{Cov}[x] = \sum_k \pi_k (\Sigma_k + \mu_k \mu_k^\top) - \mathbb{E}[x] \mathbb{E}[x]^\top$
+#    from the law of total covariance,
+#    $\operatorname{Cov}[x] = \mathbb{E}_z[\operatorname{Cov}[x \mid z]] +
+#    \operatorname{Cov}_z[\mathbb{E}[x \mid z]]$,
+#    and compute both parts of $\operatorname{tr} \operatorname{Cov}[x]$ for the lesson's mixture.
+#    Which part is larger?
+# 4. **How loose is the tolerance?** (question). The label frequencies are checked with a tolerance
+#    of $5 / \sqrt{N}$ on the relative error $|f_k - \pi_k| / (f_k + \pi_k)$. How many standard errors
+#    of that relative error is the tolerance for each component, and how often would a correct
+#    sampler fail the check?

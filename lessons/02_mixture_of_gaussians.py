@@ -1,32 +1,42 @@
 # %% [markdown]
 # # Lesson 2: the mixture of Gaussians and EM
 #
-# The shallow latent-variable model of lesson 1: with K components,
+# The shallow latent-variable model of lesson 1: with $K$ components,
 #
-#     z ~ Categorical(pi),   x | z = k ~ N(mu_k, Sigma_k),
-#     p(x) = sum_{k=1}^{K} pi_k N(x; mu_k, Sigma_k).
+# $$
+# \begin{aligned}
+# & z \sim \operatorname{Categorical}(\pi), \qquad x \mid z = k \sim \mathcal{N}(\mu_k, \Sigma_k), \\
+# & p(x) = \sum_{k=1}^{K} \pi_k \, \mathcal{N}(x; \mu_k, \Sigma_k).
+# \end{aligned}
+# $$
 #
-# (The lecture notes this course follows write this sum as `\sum_{k=1}^{k}`, with the index's own
-# letter as its upper limit; it runs over the K components, k = 1..K.)
+# (The lecture notes this course follows write this sum as $\sum_{k=1}^{k}$, with the index's own
+# letter as its upper limit; it runs over the $K$ components, $k = 1, \dots, K$.)
 #
 # Three ideas in this lesson:
 #
-# 1. **The log-likelihood through logsumexp.** log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, Sigma_k)]
-#    stays finite where sum_k pi_k N(x; ...) underflows to 0.
-# 2. **It is not concave** in theta = (pi, mu, Sigma): relabelling the components gives the same
-#    likelihood, so there are several maxima with lower ground between them, and gradient
+# 1. **The log-likelihood through logsumexp.**
+#    $\log p(x) = \operatorname{logsumexp}_k \left[\log \pi_k + \log \mathcal{N}(x; \mu_k, \Sigma_k)\right]$
+#    stays finite where $\sum_k \pi_k \mathcal{N}(x; \dots)$ underflows to 0.
+# 2. **It is not concave** in $\theta = (\pi, \mu, \Sigma)$: relabelling the components gives the
+#    same likelihood, so there are several maxima with lower ground between them, and gradient
 #    methods or EM can stop at a poor one. (The notes call the likelihood "non-convex"; for a
 #    function we maximize, the property that would guarantee a single maximum is concavity.)
-# 3. **EM** raises it anyway, using a decomposition that holds for any distribution q(Z) over the
-#    labels:
+# 3. **EM** raises it anyway, using a decomposition that holds for any distribution $q(Z)$ over
+#    the labels:
 #
-#        ln p(X|theta) = L(q, theta) + KL(q || p(Z|X, theta))
-#        L(q, theta) = sum_n sum_k q_nk [ln p(x_n, z_n = k|theta) - ln q_nk]
+#    $$
+#    \begin{aligned}
+#    \ln p(X \mid \theta) &= \mathcal{L}(q, \theta) + \mathrm{KL}\big(q \,\|\, p(Z \mid X, \theta)\big) \\
+#    \mathcal{L}(q, \theta) &= \sum_n \sum_k q_{nk} \left[\ln p(x_n, z_n = k \mid \theta) - \ln q_{nk}\right]
+#    \end{aligned}
+#    $$
 #
-#    (the notes print the second term as KL(q||q), which is 0 for every q and would make L equal
-#    ln p whatever q is; it is the KL from q to the posterior, as lesson 5 shows numerically).
-#    The E-step sets q to the posterior, so KL = 0 and L touches ln p; the M-step raises L over
-#    theta with q fixed, and ln p rises at least as much because KL >= 0 again.
+#    (the notes print the second term as $\mathrm{KL}(q \,\|\, q)$, which is 0 for every $q$ and
+#    would make $\mathcal{L}$ equal $\ln p$ whatever $q$ is; it is the KL from $q$ to the posterior,
+#    as lesson 5 shows numerically). The E-step sets $q$ to the posterior, so $\mathrm{KL} = 0$ and
+#    $\mathcal{L}$ touches $\ln p$; the M-step raises $\mathcal{L}$ over $\theta$ with $q$ fixed, and
+#    $\ln p$ rises at least as much because $\mathrm{KL} \ge 0$ again.
 #
 # The fit is compared with scikit-learn's `GaussianMixture`, started from the same parameters.
 
@@ -56,7 +66,8 @@ print(f"  {x.shape[0]} points from a 3-component mixture; ln p(X) under the trut
 # %% [markdown]
 # ## 1. The log-likelihood through logsumexp
 #
-# `log_joint(x)` holds log p(x_n, z_n = k) = log pi_k + log N(x_n; mu_k, Sigma_k), an (N, K) matrix;
+# `log_joint(x)` holds
+# $\log p(x_n, z_n = k) = \log \pi_k + \log \mathcal{N}(x_n; \mu_k, \Sigma_k)$, an $(N, K)$ matrix;
 # `log_prob` reduces it with logsumexp. Summing the densities first gives the same number where
 # it is representable, and -inf once every component density underflows (about 38 standard
 # deviations from every mean in float64).
@@ -73,7 +84,7 @@ print(f"  at distance 80 from the origin: naive {far_naive[-1]}, logsumexp {far_
 # %% [markdown]
 # ## 2. Not concave: relabelling and local maxima
 #
-# Move theta along a straight line from the true parameters to the same parameters with
+# Move $\theta$ along a straight line from the true parameters to the same parameters with
 # components 0 and 1 swapped. Both ends have the same likelihood (they are the same mixture), but
 # the middle is far lower: two maxima with a valley between them, which a concave function cannot
 # have. And EM started from different points stops at different maxima.
@@ -95,31 +106,45 @@ print("  final ln p(X) of EM from each start: " + ", ".join(f"{v:.1f}" for v in 
 # %% [markdown]
 # ## 3. EM, with the decomposition recorded at every half-step
 #
-# With q_nk the probability that q gives to z_n = k, the two steps are:
+# With $q_{nk}$ the probability that $q$ gives to $z_n = k$, the two steps are:
 #
-# * **E-step**: q becomes the posterior over the labels, the *responsibilities*
+# * **E-step**: $q$ becomes the posterior over the labels, the *responsibilities*
 #
-#       q_nk = p(z_n = k | x_n, theta) = pi_k N(x_n; mu_k, Sigma_k) / sum_j pi_j N(x_n; mu_j, Sigma_j)
-#            = exp(a_nk - logsumexp_j a_nj),   a_nk = log pi_k + log N(x_n; mu_k, Sigma_k)
+#   $$
+#   \begin{aligned}
+#   q_{nk} = p(z_n = k \mid x_n, \theta)
+#   &= \frac{\pi_k \, \mathcal{N}(x_n; \mu_k, \Sigma_k)}{\sum_j \pi_j \, \mathcal{N}(x_n; \mu_j, \Sigma_j)} \\
+#   &= \exp\Big(a_{nk} - \operatorname{logsumexp}_j a_{nj}\Big), \qquad
+#   a_{nk} = \log \pi_k + \log \mathcal{N}(x_n; \mu_k, \Sigma_k)
+#   \end{aligned}
+#   $$
 #
-#   (computed in log space, as in section 1). Then KL(q || p(Z|X, theta)) = 0 and L = ln p.
-# * **M-step**: with q fixed, L(q, theta) = sum_n sum_k q_nk [log pi_k + log N(x_n; mu_k, Sigma_k)]
-#   + (a term without theta) is a weighted Gaussian log-likelihood, maximized in closed form by
+#   (computed in log space, as in section 1). Then $\mathrm{KL}(q \,\|\, p(Z \mid X, \theta)) = 0$
+#   and $\mathcal{L} = \ln p$.
+# * **M-step**: with $q$ fixed,
+#   $\mathcal{L}(q, \theta) = \sum_n \sum_k q_{nk} \left[\log \pi_k + \log \mathcal{N}(x_n; \mu_k, \Sigma_k)\right] +$
+#   (a term without $\theta$) is a weighted Gaussian log-likelihood, maximized in closed form by
 #   weighted counts, means and covariances:
 #
-#       N_k = sum_n q_nk,   pi_k = N_k / N,   mu_k = (1/N_k) sum_n q_nk x_n,
-#       Sigma_k = (1/N_k) sum_n q_nk (x_n - mu_k)(x_n - mu_k)^T
+#   $$
+#   \begin{aligned}
+#   N_k &= \sum_n q_{nk}, \qquad \pi_k = \frac{N_k}{N}, \qquad
+#   \mu_k = \frac{1}{N_k} \sum_n q_{nk} \, x_n, \\
+#   \Sigma_k &= \frac{1}{N_k} \sum_n q_{nk} \, (x_n - \mu_k)(x_n - \mu_k)^\top
+#   \end{aligned}
+#   $$
 #
-#   (setting the derivative of L with respect to mu_k, sum_n q_nk Sigma_k^{-1} (x_n - mu_k), to
-#   zero gives mu_k; pi_k comes from maximizing sum_k N_k log pi_k subject to sum_k pi_k = 1).
-#   The library adds a small `reg_covar` times the identity to each Sigma_k (question 4 below
-#   says why).
+#   (setting the derivative of $\mathcal{L}$ with respect to $\mu_k$,
+#   $\sum_n q_{nk} \Sigma_k^{-1} (x_n - \mu_k)$, to zero gives $\mu_k$; $\pi_k$ comes from
+#   maximizing $\sum_k N_k \log \pi_k$ subject to $\sum_k \pi_k = 1$). The library adds a small
+#   `reg_covar` times the identity to each $\Sigma_k$ (question 4 below says why).
 #
-# `GaussianMixture.responsibilities` and `m_step` compute them; `fit_em` alternates them and records,
-# after each E-step and each M-step, ln p(X|theta), L(q, theta) and KL(q || p(Z|X, theta)).
-# Checked at every record: the identity ln p = L + KL, KL = 0 right after an E-step, and ln p
-# never decreasing. And the M-step's theta is checked to be a maximum of L(q, theta): moving it
-# a little in random directions only lowers L.
+# `GaussianMixture.responsibilities` and `m_step` compute them; `fit_em` alternates them and
+# records, after each E-step and each M-step, $\ln p(X \mid \theta)$, $\mathcal{L}(q, \theta)$ and
+# $\mathrm{KL}(q \,\|\, p(Z \mid X, \theta))$. Checked at every record: the identity
+# $\ln p = \mathcal{L} + \mathrm{KL}$, $\mathrm{KL} = 0$ right after an E-step, and $\ln p$ never
+# decreasing. And the M-step's $\theta$ is checked to be a maximum of $\mathcal{L}(q, \theta)$:
+# moving it a little in random directions only lowers $\mathcal{L}$.
 
 # %%
 model, history = runs[best_seed]
@@ -237,9 +262,10 @@ run.save(fig, "em")
 #
 # * Evaluate mixture likelihoods in log space with logsumexp.
 # * The log-likelihood has several maxima; EM climbs to one of them, so restarts matter.
-# * Each EM step is the decomposition ln p = L + KL at work: the E-step closes the gap, the
-#   M-step raises the bound. The VAE keeps the bound but replaces the exact E-step (impossible for
-#   a neural decoder) by an encoder q(z|x) trained with it (lesson 5).
+# * Each EM step is the decomposition $\ln p = \mathcal{L} + \mathrm{KL}$ at work: the E-step
+#   closes the gap, the M-step raises the bound. The VAE keeps the bound but replaces the exact
+#   E-step (impossible for a neural decoder) by an encoder $q(z \mid x)$ trained with it
+#   (lesson 5).
 #
 # ## Exercises
 #
@@ -248,18 +274,20 @@ run.save(fig, "em")
 # `scratchvae exercises check my-workbook e_step m_step`. Worked answers to the questions:
 # `lessons/answers/02_mixture_of_gaussians.md`.
 #
-# 1. **The E-step** (code): `e_step(x, pi, mu, cov)`, the (N, K) responsibilities of section 3,
+# 1. **The E-step** (code): `e_step(x, pi, mu, cov)`, the $(N, K)$ responsibilities of section 3,
 #    in log space (each row sums to 1, and a point far from every component still gets finite
-#    responsibilities). log N(x; mu_k, Sigma_k) is `scratchvae.models.mixture.mvn_log_density`.
+#    responsibilities). $\log \mathcal{N}(x; \mu_k, \Sigma_k)$ is
+#    `scratchvae.models.mixture.mvn_log_density`.
 #    `scratchvae exercises check my-workbook e_step`
 # 2. **The M-step** (code): `m_step(x, q, ...)`, the weighted counts, means and covariances of
 #    section 3 (plus `reg_covar` on the diagonal of each covariance), returned as a
 #    `GaussianMixture`. `scratchvae exercises check my-workbook m_step`
 # 3. **Not concave** (question). How many parameter settings give exactly the same mixture as the
-#    truth (K = 3)? Then use the two numbers the lesson prints for the swap path (its ends and its
-#    middle) to prove that ln p(X|theta) is not a concave function of theta.
-# 4. **No maximum at all** (question). Show that ln p(X|theta) is unbounded above: put one component
-#    on a single data point with covariance s^2 I and let s shrink. How fast does ln p(X) grow, and
-#    from which s does a 4-component mixture (the lesson's best 3-component fit with its
-#    proportions scaled by 0.99, plus a component of weight 0.01 on the first data point) beat that
-#    fit? What does this say about maximum likelihood, and what does `reg_covar` do about it?
+#    truth ($K = 3$)? Then use the two numbers the lesson prints for the swap path (its ends and its
+#    middle) to prove that $\ln p(X \mid \theta)$ is not a concave function of $\theta$.
+# 4. **No maximum at all** (question). Show that $\ln p(X \mid \theta)$ is unbounded above: put one
+#    component on a single data point with covariance $s^2 I$ and let $s$ shrink. How fast does
+#    $\ln p(X)$ grow, and from which $s$ does a 4-component mixture (the lesson's best 3-component
+#    fit with its proportions scaled by 0.99, plus a component of weight 0.01 on the first data
+#    point) beat that fit? What does this say about maximum likelihood, and what does `reg_covar`
+#    do about it?

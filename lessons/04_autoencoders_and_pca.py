@@ -1,24 +1,30 @@
 # %% [markdown]
 # # Lesson 4: autoencoders and PCA
 #
-# An autoencoder squeezes x through a small code h and reconstructs it:
+# An autoencoder squeezes $x$ through a small code $h$ and reconstructs it:
 #
-#     h = encoder(x),   x_hat = decoder(h),   loss = 1/B sum_b |x_b - x_hat_b|^2
+# $$
+# h = \operatorname{encoder}(x), \qquad \hat{x} = \operatorname{decoder}(h), \qquad
+# \text{loss} = \frac{1}{B} \sum_b \lVert x_b - \hat{x}_b \rVert^2
+# $$
 #
-# With no nonlinearity (x_hat = (x W_e + b_e) W_d + b_d) the best it can do is PCA: the
-# reconstructions of the optimal linear autoencoder lie in the span of the top k principal
+# With no nonlinearity ($\hat{x} = (x W_e + b_e) W_d + b_d$) the best it can do is PCA: the
+# reconstructions of the optimal linear autoencoder lie in the span of the top $k$ principal
 # components (Baldi & Hornik 1989), though its weights need not be those components. Principal
 # angles between the decoder's columns and PCA's components measure how close training came
 # (all zero: the same subspace). A nonlinear autoencoder is not bound to a flat subspace and
 # reconstructs better at the same code size.
 #
-# PCA's error has a closed form: with the data covariance's eigenvalues lambda_1 >= lambda_2 >= ...,
+# PCA's error has a closed form: with the data covariance's eigenvalues
+# $\lambda_1 \ge \lambda_2 \ge \dots$,
 #
-#     1/N sum_n |x_n - x_hat_n|^2 = sum_{i > k} lambda_i,
+# $$
+# \frac{1}{N} \sum_n \lVert x_n - \hat{x}_n \rVert^2 = \sum_{i > k} \lambda_i,
+# $$
 #
-# the variance the top k components leave out (checked below).
+# the variance the top $k$ components leave out (checked below).
 #
-# Data: scikit-learn's 8 x 8 digits (64 pixels in [0, 1]), which ship with scikit-learn.
+# Data: scikit-learn's $8 \times 8$ digits (64 pixels in $[0, 1]$), which ship with scikit-learn.
 
 # %%
 import matplotlib.pyplot as plt
@@ -46,7 +52,8 @@ def mse(a, b):
 # %% [markdown]
 # ## The autoencoder's gradient
 #
-# `Autoencoder.backward` sends d loss / d x_hat = 2 (x_hat - x) / B back through both networks;
+# `Autoencoder.backward` sends $\partial \text{loss} / \partial \hat{x} = 2 (\hat{x} - x) / B$ back
+# through both networks;
 # checked against central differences for every parameter tensor of a small nonlinear one.
 
 # %%
@@ -97,7 +104,7 @@ assert angles.max() < largest, "the linear autoencoder has not found the PCA sub
 # %% [markdown]
 # ## A nonlinear autoencoder does better
 #
-# One tanh hidden layer on each side, the same code size k.
+# One tanh hidden layer on each side, the same code size $k$.
 
 # %%
 hidden, epochs = run.pick(fast=((128,), 60), full=((256,), 300))
@@ -115,20 +122,23 @@ for name, value in held_out.items():
 # The lecture notes this course follows argue (note 002) that autoencoders should replace PCA,
 # first because PCA needs the whole data set in memory and an autoencoder does not:
 #
-#     \- For very large data sets that can't be stored in memory, PCA will not
-#     be able to be performed. The autoencoder construction using keras can
-#     easily be batched resolving memory limitations.
+# > \- For very large data sets that can't be stored in memory, PCA will not
+# > be able to be performed. The autoencoder construction using keras can
+# > easily be batched resolving memory limitations.
 #
 # Both can be batched. The autoencoder above already trains on minibatches of 64 images, one at a
 # time. PCA only needs the mean and the covariance, and both are sums over the data, so they
 # can be accumulated batch by batch (batches from `scratchvae.data.datasets.batches`), holding a
-# D x D matrix instead of the data:
+# $D \times D$ matrix instead of the data:
 #
-#     mean = 1/N sum_n x_n,   Cov = 1/N sum_n x_n x_n^T - mean mean^T,
+# $$
+# \bar{x} = \frac{1}{N} \sum_n x_n, \qquad
+# \operatorname{Cov} = \frac{1}{N} \sum_n x_n x_n^\top - \bar{x} \, \bar{x}^\top,
+# $$
 #
-# after which the eigenvectors of Cov are the components. scikit-learn's `IncrementalPCA`
-# (Ross et al. 2008) goes further and keeps only k directions between batches, at the price of a
-# small approximation.
+# ($\bar{x}$ the mean) after which the eigenvectors of $\operatorname{Cov}$ are the components.
+# scikit-learn's `IncrementalPCA` (Ross et al. 2008) goes further and keeps only $k$ directions
+# between batches, at the price of a small approximation.
 
 # %%
 n, total, outer = 0, np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
@@ -181,8 +191,8 @@ run.save(fig, "autoencoder_vs_pca")
 # * A linear autoencoder trained well spans the PCA subspace; PCA gets there in closed form.
 # * Nonlinear encoders and decoders reconstruct better at the same code size.
 # * Both scale to data that does not fit in memory, by minibatches.
-# * Neither is a generative model: nothing says which codes h are likely, so decoding a random h
-#   gives no digit. The VAE adds a prior p(z) and a probabilistic encoder (lessons 5 to 7).
+# * Neither is a generative model: nothing says which codes $h$ are likely, so decoding a random
+#   $h$ gives no digit. The VAE adds a prior $p(z)$ and a probabilistic encoder (lessons 5 to 7).
 #
 # ## Exercises
 #
@@ -192,19 +202,19 @@ run.save(fig, "autoencoder_vs_pca")
 # `lessons/answers/04_autoencoders_and_pca.md`.
 #
 # 1. **PCA** (code): `pca(x, k)`, returning `(mean, components, variances)`: the mean of the rows,
-#    the top k principal directions as the rows of a (k, D) array with orthonormal rows, and the
+#    the top $k$ principal directions as the rows of a $(k, D)$ array with orthonormal rows, and the
 #    variance of the data along each, largest first. Use the SVD of the centred data,
-#    X_c = U diag(s) V^T: the directions are the first k rows of V^T and the variances s_i^2 / N.
-#    `scratchvae exercises check my-workbook pca`
-# 2. **A subspace, not a basis** (question). Show that for any invertible k x k matrix M, the linear
-#    autoencoder with encoder (W_e M, b_e M) and decoder (M^{-1} W_d, b_d) makes exactly the same
-#    reconstructions as (W_e, b_e, W_d, b_d). What does that say about what training can find, and
-#    why does the lesson compare principal angles instead of the decoder's columns with PCA's
-#    components?
-# 3. **How much does a code of 4 keep?** (question) Derive PCA's error sum_{i > k} lambda_i from the
-#    eigen-decomposition of the covariance, then compute, on the lesson's training digits, the
-#    fraction of the total variance that k = 4 components keep, and the k needed for 90 %.
+#    $X_c = U \operatorname{diag}(s) V^\top$: the directions are the first $k$ rows of $V^\top$ and
+#    the variances $s_i^2 / N$. `scratchvae exercises check my-workbook pca`
+# 2. **A subspace, not a basis** (question). Show that for any invertible $k \times k$ matrix $M$,
+#    the linear autoencoder with encoder $(W_e M, b_e M)$ and decoder $(M^{-1} W_d, b_d)$ makes
+#    exactly the same reconstructions as $(W_e, b_e, W_d, b_d)$. What does that say about what
+#    training can find, and why does the lesson compare principal angles instead of the decoder's
+#    columns with PCA's components?
+# 3. **How much does a code of 4 keep?** (question) Derive PCA's error $\sum_{i > k} \lambda_i$ from
+#    the eigen-decomposition of the covariance, then compute, on the lesson's training digits, the
+#    fraction of the total variance that $k = 4$ components keep, and the $k$ needed for 90 %.
 # 4. **Streaming, and its catch** (question). How many numbers do the streamed sums of the last
-#    section hold, against the data itself, for the digits (N = 1500, D = 64) and for MNIST
-#    (N = 60,000, D = 784)? Then add 10^8 to every pixel and compute the covariance from the sums
-#    again: what happens to the eigenvalues, why, and how do you fix it?
+#    section hold, against the data itself, for the digits ($N = 1500$, $D = 64$) and for MNIST
+#    ($N = 60{,}000$, $D = 784$)? Then add $10^8$ to every pixel and compute the covariance from the
+#    sums again: what happens to the eigenvalues, why, and how do you fix it?

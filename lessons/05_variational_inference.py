@@ -1,22 +1,27 @@
 # %% [markdown]
 # # Lesson 5: variational inference and the ELBO
 #
-# For a latent-variable model p(x, z | theta) = p(x|z, theta) p(z), the evidence
-# log p(x|theta) = log ∫ p(x, z|theta) dz is an integral we cannot do in general. For *any*
-# distribution q(z), though,
+# For a latent-variable model $p(x, z \mid \theta) = p(x \mid z, \theta) \, p(z)$, the evidence
+# $\log p(x \mid \theta) = \log \int p(x, z \mid \theta) \, dz$ is an integral we cannot do in
+# general. For *any* distribution $q(z)$, though,
 #
-#     log p(x|theta) = elbo(q, theta) + KL(q(z) || p(z|x, theta))
-#     elbo(q, theta) = E_q[log p(x, z|theta) - log q(z)]
-#                    = E_q[log p(x|z, theta)] - KL(q(z) || p(z))
+# $$
+# \begin{aligned}
+# \log p(x \mid \theta) &= \operatorname{elbo}(q, \theta) + \mathrm{KL}\big(q(z) \,\|\, p(z \mid x, \theta)\big) \\
+# \operatorname{elbo}(q, \theta) &= \mathbb{E}_q\left[\log p(x, z \mid \theta) - \log q(z)\right] \\
+# &= \mathbb{E}_q\left[\log p(x \mid z, \theta)\right] - \mathrm{KL}\big(q(z) \,\|\, p(z)\big)
+# \end{aligned}
+# $$
 #
-# Because KL >= 0, elbo <= log p(x|theta): the ELBO is a lower bound, and the gap is exactly how far
-# q is from the true posterior. Maximizing the ELBO over q (log p(x) does not depend on q) pulls q
-# toward p(z|x); maximizing over theta then raises log p(x) or tightens the bound. A VAE does both
-# at once, with q(z|x) = N(mu, diag(exp(logvar))) given by an encoder and KL(q || N(0, I)) in
-# closed form.
+# Because $\mathrm{KL} \ge 0$, $\operatorname{elbo} \le \log p(x \mid \theta)$: the ELBO is a lower
+# bound, and the gap is exactly how far $q$ is from the true posterior. Maximizing the ELBO over $q$
+# ($\log p(x)$ does not depend on $q$) pulls $q$ toward $p(z \mid x)$; maximizing over $\theta$ then
+# raises $\log p(x)$ or tightens the bound. A VAE does both at once, with
+# $q(z \mid x) = \mathcal{N}(\mu, \operatorname{diag}(\sigma^2))$, its $\mu$ and $\log\sigma^2$ given
+# by an encoder, and $\mathrm{KL}(q \,\|\, \mathcal{N}(0, I))$ in closed form.
 #
 # Everything below is computed for the deep latent-variable model of lesson 3, with one latent
-# dimension and 100 observed ones (an "image" of 100 pixels), where integrals over z can be done
+# dimension and 100 observed ones (an "image" of 100 pixels), where integrals over $z$ can be done
 # on a fine grid, so every term is exact to ~1e-12 and each identity can be checked.
 
 # %%
@@ -47,11 +52,20 @@ print(f"  log p(x) = {log_px:.6f} nats  (the true z was {z_true[0, 0]:.3f})")
 run.check("posterior integrates to 1", np.exp(logsumexp(log_post) + np.log(dz)), 1.0, tol=1e-10)
 
 # %% [markdown]
-# ## The three terms for any Gaussian q
+# ## The three terms for any Gaussian $q$
 #
-# q(z) = N(mu, exp(logvar)). On the grid: elbo = sum_z q (log p(x, z) - log q) dz, and
-# KL(q || p(z|x)) = sum_z q (log q - log p(z|x)) dz. The second form of the ELBO uses the
-# library's closed-form `kl_standard_normal(mu, logvar)` for KL(q || p(z)).
+# $q(z) = \mathcal{N}(\mu, \sigma^2)$, $\sigma^2 = \exp(\text{logvar})$. On the grid, $z$ spaced
+# $\Delta z$ apart:
+#
+# $$
+# \begin{aligned}
+# \operatorname{elbo} &= \sum_z q(z) \left(\log p(x, z) - \log q(z)\right) \Delta z, \\
+# \mathrm{KL}(q \,\|\, p(z \mid x)) &= \sum_z q(z) \left(\log q(z) - \log p(z \mid x)\right) \Delta z.
+# \end{aligned}
+# $$
+#
+# The second form of the ELBO uses the library's closed-form `kl_standard_normal(mu, logvar)` for
+# $\mathrm{KL}(q \,\|\, p(z))$.
 
 # %%
 def terms(mu, logvar):
@@ -74,10 +88,17 @@ for mu, logvar in [(0.0, 0.0), (1.0, np.log(0.1)), (-0.5, np.log(0.5))]:
 # %% [markdown]
 # ## The closed-form KL and its gradient
 #
-# For q = N(mu, diag(exp(logvar))) and p(z) = N(0, I) (Kingma & Welling 2013, appendix B):
+# For $q = \mathcal{N}(\mu, \operatorname{diag}(\sigma^2))$ and $p(z) = \mathcal{N}(0, I)$
+# (Kingma & Welling 2013, appendix B):
 #
-#     kl = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)
-#     dkl/dmu = mu,    dkl/dlogvar = 1/2 (exp(logvar) - 1)
+# $$
+# \begin{aligned}
+# \mathrm{KL} &= \frac{1}{2} \sum_j \left(\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2\right), \qquad
+# \sigma_j^2 = \exp(\log\sigma_j^2), \\
+# \frac{\partial \mathrm{KL}}{\partial \mu} &= \mu, \qquad
+# \frac{\partial \mathrm{KL}}{\partial \log\sigma^2} = \frac{1}{2} \left(\sigma^2 - 1\right)
+# \end{aligned}
+# $$
 #
 # Checked against the quadrature and, for the gradients, against central differences of the
 # library's own `kl_standard_normal` on a batch, every entry of both tensors.
@@ -99,9 +120,9 @@ assert all(r.worst < THRESHOLD for r in reports), "the KL gradient disagrees wit
 # %% [markdown]
 # ## Maximizing the bound
 #
-# The best Gaussian q maximizes the ELBO; since log p(x) is fixed, it is the Gaussian closest to
-# the posterior in KL(q || p). The posterior of this nonlinear model is skewed, so even the best
-# Gaussian leaves a gap: KL(q* || p(z|x)) > 0.
+# The best Gaussian $q$ maximizes the ELBO; since $\log p(x)$ is fixed, it is the Gaussian closest
+# to the posterior in $\mathrm{KL}(q \,\|\, p)$. The posterior of this nonlinear model is skewed, so
+# even the best Gaussian leaves a gap: $\mathrm{KL}(q^* \,\|\, p(z \mid x)) > 0$.
 
 # %%
 best = minimize(lambda v: -terms(*v)[0], x0=[0.0, 0.0], method="Nelder-Mead",
@@ -113,8 +134,9 @@ print(f"  best q = N({mu_star:.4f}, {np.exp(logvar_star):.4f}): elbo = {elbo_sta
 
 # %% [markdown]
 # When the family does contain the posterior, the bound is tight. In the linear-Gaussian model
-# z ~ N(0, 1), x | z ~ N(W z + b, s^2 I) (probabilistic PCA) the posterior is Gaussian, and
-# choosing q = p(z|x) makes the ELBO equal log p(x), all in closed form (`linear_gaussian`):
+# $z \sim \mathcal{N}(0, 1)$, $x \mid z \sim \mathcal{N}(W z + b, s^2 I)$ (probabilistic PCA) the
+# posterior is Gaussian, and choosing $q = p(z \mid x)$ makes the ELBO equal $\log p(x)$, all in
+# closed form (`linear_gaussian`):
 
 # %%
 lg = LinearGaussian.random(x_dim=3, z_dim=1, s=0.5, seed=0)
@@ -131,46 +153,60 @@ run.check("linear-Gaussian: elbo(q = p(z|x)) vs log p(x)", lg.elbo(x_lg, m, logv
 # their statements are wrong; each is stated here (quoted where the error is in the formula itself),
 # then set right and, where it changes a number, measured.
 #
-# **1. The second term is not KL(q || q).** The notes (note 001) state the decomposition as
+# **1. The second term is not $\mathrm{KL}(q \,\|\, q)$.** The notes (note 001) state the
+# decomposition as
 #
-#     $$\ln p(X|\theta) = \mathcal{L}(q, \theta)  + KL(q\|q)$$
+# $$\ln p(X|\theta) = \mathcal{L}(q, \theta)  + KL(q\|q)$$
 #
-# But KL(q || q) = 0 for every q, so this would make L(q, theta) = ln p(X|theta) for *every* q: the
-# bound would always be tight, and there would be nothing to optimize. The second term is
-# KL(q || p(Z|X, theta)), the divergence from q to the posterior (which is how the notes go on to
-# define the KL). The checks above measured it: L = log p(x) only when q is the posterior.
+# But $\mathrm{KL}(q \,\|\, q) = 0$ for every $q$, so this would make
+# $\mathcal{L}(q, \theta) = \ln p(X \mid \theta)$ for *every* $q$: the bound would always be tight,
+# and there would be nothing to optimize. The second term is
+# $\mathrm{KL}(q \,\|\, p(Z \mid X, \theta))$, the divergence from $q$ to the posterior (which is
+# how the notes go on to define the KL). The checks above measured it: $\mathcal{L} = \log p(x)$
+# only when $q$ is the posterior.
 #
-# **2. The bound is on ln p(X), not ln p(Z).** The notes conclude
+# **2. The bound is on $\ln p(X)$, not $\ln p(Z)$.** The notes conclude
 #
-#     Therefore, $\mathcal{L}(q, \theta) \le \ln p(Z\|\theta)$, in other words that $\mathcal{L}(q, \theta)$ is a lower bound of  $\ln p(Z\|\theta)$.
+# > Therefore, $\mathcal{L}(q, \theta) \le \ln p(Z\|\theta)$, in other words that $\mathcal{L}(q, \theta)$ is a lower bound of  $\ln p(Z\|\theta)$.
 #
-# It is ln p(X|theta), the evidence of the data, that L bounds; p(Z) is the prior, about which the
-# bound says nothing. In the same way their introduction describes learning as "maximizing the
-# marginal log-likelihood $p(z)$ over the parameter $\theta$ and latent variable $z$": what is
-# maximized is log p(x), over theta, with z integrated out rather than optimized.
+# It is $\ln p(X \mid \theta)$, the evidence of the data, that $\mathcal{L}$ bounds; $p(Z)$ is the
+# prior, about which the bound says nothing. In the same way their introduction describes learning
+# as "maximizing the marginal log-likelihood $p(z)$ over the parameter $\theta$ and latent variable
+# $z$": what is maximized is $\log p(x)$, over $\theta$, with $z$ integrated out rather than
+# optimized.
 #
-# **3. A flipped sign: the ELBO's KL term is subtracted.** Splitting L into a reconstruction part and
-# a prior part, the notes first write, correctly,
+# **3. A flipped sign: the ELBO's KL term is subtracted.** Splitting $\mathcal{L}$ into a
+# reconstruction part and a prior part, the notes first write, correctly,
 #
-#     L = sum_Z q(Z) ln p(X|Z) + sum_Z q(Z) ln (p(Z) / q(Z)),
+# $$
+# \mathcal{L} = \sum_Z q(Z) \ln p(X \mid Z) + \sum_Z q(Z) \ln \frac{p(Z)}{q(Z)},
+# $$
 #
-# and then replace the second sum by **plus** KL(q(Z) || p(Z)):
+# and then replace the second sum by **plus** $\mathrm{KL}(q(Z) \,\|\, p(Z))$:
 #
-#     &=  \sum_{Z}q(Z) \ln p(X|Z) + KL(q(Z)\| p(Z)) \\ &= E_{q(Z)} log p(X|Z) + KL(q(Z)\| p(Z))
+# $$
+# \begin{aligned}
+# &=  \sum_{Z}q(Z) \ln p(X|Z) + KL(q(Z)\| p(Z)) \\
+# &= E_{q(Z)} log p(X|Z) + KL(q(Z)\| p(Z))
+# \end{aligned}
+# $$
 #
-# But sum_Z q ln (p(Z) / q(Z)) is **minus** KL(q || p(Z)). With the plus sign the expression is no
-# lower bound: it exceeds log p(x), and it grows without limit as q shrinks to a point
-# (KL(q || p(z)) contains -1/2 log sigma^2), so maximizing it would collapse the encoder instead
-# of fitting it (measured below). Their proof of the decomposition also loses a minus sign for one
-# line: from KL(q || p(Z|X)) = -sum_Z q ln (p(X, Z) / (q p(X))) it goes on to
-# "&=  \sum_{Z} q(Z) \ln\frac{p(X,Z)}{q(Z)} + ...", that is + sum_Z q ln (p(X, Z) / q) + ln p(X),
-# where the first sum should carry a minus; the next line has it again.
+# But $\sum_Z q \ln (p(Z) / q(Z))$ is **minus** $\mathrm{KL}(q \,\|\, p(Z))$. With the plus sign the
+# expression is no lower bound: it exceeds $\log p(x)$, and it grows without limit as $q$ shrinks
+# to a point ($\mathrm{KL}(q \,\|\, p(z))$ contains $-\frac{1}{2} \log\sigma^2$), so maximizing it
+# would collapse the encoder instead of fitting it (measured below). Their proof of the
+# decomposition also loses a minus sign for one line: from
+# $\mathrm{KL}(q \,\|\, p(Z \mid X)) = -\sum_Z q \ln \frac{p(X, Z)}{q \, p(X)}$ it goes on to
+# "$= \sum_{Z} q(Z) \ln\frac{p(X,Z)}{q(Z)} + \dots$", that is
+# $+\sum_Z q \ln \frac{p(X, Z)}{q} + \ln p(X)$, where the first sum should carry a minus; the next
+# line has it again.
 #
-# **4. A bound on log p, written for p.** The notes (note 002) state the bound as
-# $p_\theta (x^{(i)}) \geq \mathcal{L}(x^{(i)}, \theta, \phi)$, on the likelihood p_theta(x^(i))
-# itself. The bound is on log p_theta(x^(i)). As written the inequality is true but empty: the
-# ELBO of an image is a large negative number (about -170 nats here) and every probability is
-# positive. (The notes' version of the reparameterization is the subject of lesson 6.)
+# **4. A bound on $\log p$, written for $p$.** The notes (note 002) state the bound as
+# $p_\theta (x^{(i)}) \geq \mathcal{L}(x^{(i)}, \theta, \phi)$, on the likelihood
+# $p_\theta(x^{(i)})$ itself. The bound is on $\log p_\theta(x^{(i)})$. As written the inequality
+# is true but empty: the ELBO of an image is a large negative number (about $-170$ nats here) and
+# every probability is positive. (The notes' version of the reparameterization is the subject of
+# lesson 6.)
 
 # %%
 def note001_objective(mu, logvar):
@@ -188,13 +224,14 @@ assert note001_objective(mu_star, logvar_star) > log_px        # no lower bound
 
 # %% [markdown]
 # **5. A constant dropped from the Gaussian likelihood.** The notes (note 003) give the negative
-# log-likelihood of a Gaussian decoder with mean mu_x and variances sigma_x^2 as
+# log-likelihood of a Gaussian decoder with mean $\mu_x$ and variances $\sigma_x^2$ as
 #
-#     $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
+# $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
 #
-# which leaves out the constant D/2 log 2pi. The gradients do not change, but the numbers are
-# then not nats: an ELBO computed this way is D/2 log 2pi too high (514.6 nats for a 560-pixel
-# Frey Face image) and cannot be compared with published log-likelihoods (lesson 8).
+# which leaves out the constant $\frac{D}{2} \log 2\pi$. The gradients do not change, but the
+# numbers are then not nats: an ELBO computed this way is $\frac{D}{2} \log 2\pi$ too high (514.6
+# nats for a 560-pixel Frey Face image) and cannot be compared with published log-likelihoods
+# (lesson 8).
 
 # %%
 x3, mu3, logvar3 = rng.uniform(0, 1, (2, 560)), rng.uniform(0, 1, (2, 560)), rng.normal(-3, 1, (2, 560))
@@ -205,9 +242,10 @@ run.check("-log p(x|z) - the notes' value = D/2 log 2pi",
 # %% [markdown]
 # ## The picture
 #
-# (a) prior, posterior and the best Gaussian q; (b) moving q's mean with its variance fixed at
-# the best: the ELBO touches log p(x) only up to the gap KL(q || p(z|x)), while the flipped-sign
-# version climbs above log p(x); (c) the ELBO over (mu, logvar) with its maximum.
+# (a) prior, posterior and the best Gaussian $q$; (b) moving $q$'s mean with its variance fixed at
+# the best: the ELBO touches $\log p(x)$ only up to the gap $\mathrm{KL}(q \,\|\, p(z \mid x))$,
+# while the flipped-sign version climbs above $\log p(x)$; (c) the ELBO over
+# $(\mu, \log\sigma^2)$ with its maximum.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
@@ -250,10 +288,12 @@ run.save(fig, "elbo_decomposition")
 # %% [markdown]
 # ## What to remember
 #
-# * log p(x) = elbo + KL(q || p(z|x)) holds for every q; the ELBO is a bound because KL >= 0.
-# * The ELBO's second form, E_q log p(x|z) **minus** KL(q || p(z)), is what a VAE computes; the
-#   KL has a closed form for Gaussians, with gradients mu and (exp(logvar) - 1) / 2.
-# * The best q within a family still leaves a gap when the posterior is outside the family
+# * $\log p(x) = \operatorname{elbo} + \mathrm{KL}(q \,\|\, p(z \mid x))$ holds for every $q$; the
+#   ELBO is a bound because $\mathrm{KL} \ge 0$.
+# * The ELBO's second form, $\mathbb{E}_q \log p(x \mid z)$ **minus** $\mathrm{KL}(q \,\|\, p(z))$,
+#   is what a VAE computes; the KL has a closed form for Gaussians, with gradients $\mu$ and
+#   $(\sigma^2 - 1) / 2$ (with respect to $\mu$ and $\log\sigma^2$).
+# * The best $q$ within a family still leaves a gap when the posterior is outside the family
 #   (lesson 9 measures it for a trained VAE).
 #
 # ## Exercises
@@ -263,17 +303,20 @@ run.save(fig, "elbo_decomposition")
 # `scratchvae exercises check my-workbook kl_standard_normal kl_standard_normal_grad`. Worked
 # answers to the questions: `lessons/answers/05_variational_inference.md`.
 #
-# 1. **The closed-form KL** (code): `kl_standard_normal(mu, logvar)`, KL(N(mu, diag(exp(logvar))) ||
-#    N(0, I)), one value per row (summed over the last axis).
+# 1. **The closed-form KL** (code): `kl_standard_normal(mu, logvar)`,
+#    $\mathrm{KL}\big(\mathcal{N}(\mu, \operatorname{diag}(\exp(\text{logvar}))) \,\|\, \mathcal{N}(0, I)\big)$,
+#    one value per row (summed over the last axis).
 #    `scratchvae exercises check my-workbook kl_standard_normal`
 # 2. **Its gradient** (code): `kl_standard_normal_grad(mu, logvar)`, returning `(dmu, dlogvar)`, each
-#    shaped like mu. `scratchvae exercises check my-workbook kl_standard_normal_grad`
-# 3. **Where the closed form comes from** (question). For one dimension, compute E_q[log q(z)] and
-#    E_q[log N(z; 0, 1)] for q = N(mu, sigma^2) and subtract them to get
-#    1/2 (mu^2 + sigma^2 - 1 - log sigma^2). Which q makes the KL zero, and what does the gradient say
-#    the KL term does to an encoder's mu and logvar during training? Then evaluate it for
-#    q = N(0.7, 0.3), the case the lesson checks against quadrature.
+#    shaped like `mu`. `scratchvae exercises check my-workbook kl_standard_normal_grad`
+# 3. **Where the closed form comes from** (question). For one dimension, compute
+#    $\mathbb{E}_q[\log q(z)]$ and $\mathbb{E}_q[\log \mathcal{N}(z; 0, 1)]$ for
+#    $q = \mathcal{N}(\mu, \sigma^2)$ and subtract them to get
+#    $\frac{1}{2} (\mu^2 + \sigma^2 - 1 - \log\sigma^2)$. Which $q$ makes the KL zero, and what does
+#    the gradient say the KL term does to an encoder's $\mu$ and $\log\sigma^2$ during training?
+#    Then evaluate it for $q = \mathcal{N}(0.7, 0.3)$, the case the lesson checks against
+#    quadrature.
 # 4. **How fast does the flipped sign run away?** (question). For the notes' objective
-#    E_q log p(x|z) + KL(q || p(z)), find how much it grows each time sigma shrinks tenfold once sigma
-#    is small, and compare with the three values the lesson prints. Why would an encoder trained on
-#    it collapse?
+#    $\mathbb{E}_q \log p(x \mid z) + \mathrm{KL}(q \,\|\, p(z))$, find how much it grows each time
+#    $\sigma$ shrinks tenfold once $\sigma$ is small, and compare with the three values the lesson
+#    prints. Why would an encoder trained on it collapse?

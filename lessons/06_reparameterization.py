@@ -3,23 +3,36 @@
 #
 # The ELBO holds an expectation over the encoder's distribution,
 #
-#     E_q[f(z)],   q(z) = N(mu, diag(sigma^2)),   sigma = exp(logvar / 2),   f(z) = log p(x|z),
+# $$
+# \mathbb{E}_q[f(z)], \qquad q(z) = \mathcal{N}(\mu, \operatorname{diag}(\sigma^2)), \qquad
+# \sigma = \exp(\log\sigma^2 / 2), \qquad f(z) = \log p(x \mid z),
+# $$
 #
-# and training needs its gradient with respect to mu and logvar. Two unbiased Monte Carlo
-# estimators exist:
+# and training needs its gradient with respect to $\mu$ and $\log\sigma^2$ (`mu` and `logvar`).
+# Two unbiased Monte Carlo estimators exist:
 #
-# * **score function** (REINFORCE, the log-derivative trick): since d q = q d log q,
+# * **score function** (REINFORCE, the log-derivative trick): since $dq = q \, d\log q$,
 #
-#       d/dmu E_q[f(z)] = E_q[ f(z) d/dmu log q(z) ],   d/dmu log q(z) = (z - mu) / sigma^2
+#   $$
+#   \frac{\partial}{\partial \mu} \mathbb{E}_q[f(z)]
+#   = \mathbb{E}_q\left[ f(z) \, \frac{\partial}{\partial \mu} \log q(z) \right], \qquad
+#   \frac{\partial}{\partial \mu} \log q(z) = \frac{z - \mu}{\sigma^2}
+#   $$
 #
 # * **pathwise** (reparameterization, Kingma & Welling 2013, section 2.4): write
-#   z = mu + sigma * eps with eps ~ N(0, I); the randomness no longer depends on mu, so
+#   $z = \mu + \sigma \epsilon$ with $\epsilon \sim \mathcal{N}(0, I)$; the randomness no longer
+#   depends on $\mu$, so
 #
-#       d/dmu E_q[f(z)] = E_eps[ df/dz ],   d/dlogvar E_q[f(z)] = E_eps[ df/dz * eps * sigma / 2 ]
+#   $$
+#   \frac{\partial}{\partial \mu} \mathbb{E}_q[f(z)] = \mathbb{E}_\epsilon\left[ \frac{df}{dz} \right],
+#   \qquad
+#   \frac{\partial}{\partial \log\sigma^2} \mathbb{E}_q[f(z)]
+#   = \mathbb{E}_\epsilon\left[ \frac{df}{dz} \, \epsilon \, \frac{\sigma}{2} \right]
+#   $$
 #
 # This lesson shows why a sample gives no gradient by itself, that both estimators are unbiased,
 # that the pathwise one has a far smaller variance (which does not grow with the latent size),
-# and that the version of the trick in the lecture notes this course follows draws z with the
+# and that the version of the trick in the lecture notes this course follows draws $z$ with the
 # wrong spread.
 
 # %%
@@ -39,14 +52,20 @@ N = run.pick(fast=20_000, full=400_000)      # Monte Carlo samples per estimate
 # %% [markdown]
 # ## A test problem with a known answer
 #
-# Take a "decoder" whose mean is z itself, p(x|z) = N(x; z, s_x^2 I): the linear-Gaussian model of
-# `scratchvae.models.linear_gaussian` with W = I and b = 0, so f(z) = log p(x|z) = `log_likelihood`. Then
+# Take a "decoder" whose mean is $z$ itself, $p(x \mid z) = \mathcal{N}(x; z, s_x^2 I)$: the
+# linear-Gaussian model of `scratchvae.models.linear_gaussian` with $W = I$ and $b = 0$, so
+# $f(z) = \log p(x \mid z)$ = `log_likelihood`. Then
 #
-#     E_q[f(z)] = -1/2 sum_j [ log(2 pi s_x^2) + ((x_j - mu_j)^2 + sigma_j^2) / s_x^2 ]
+# $$
+# \mathbb{E}_q[f(z)] = -\frac{1}{2} \sum_j \left[ \log(2\pi s_x^2) + \frac{(x_j - \mu_j)^2 + \sigma_j^2}{s_x^2} \right]
+# $$
 #
-# (since E_q (x - z)^2 = (x - mu)^2 + sigma^2), with the exact gradient
+# (since $\mathbb{E}_q (x - z)^2 = (x - \mu)^2 + \sigma^2$), with the exact gradient
 #
-#     d/dmu_j = (x_j - mu_j) / s_x^2,    d/dlogvar_j = -sigma_j^2 / (2 s_x^2),
+# $$
+# \frac{\partial \, \mathbb{E}_q[f]}{\partial \mu_j} = \frac{x_j - \mu_j}{s_x^2}, \qquad
+# \frac{\partial \, \mathbb{E}_q[f]}{\partial \log\sigma_j^2} = -\frac{\sigma_j^2}{2 s_x^2},
+# $$
 #
 # both in the library (`expected_log_likelihood` and its `_grad`). That closed form is the
 # yardstick, checked first against central differences.
@@ -87,14 +106,15 @@ run.check("d/dlogvar E_q[f], closed form vs central differences", dlogvar_exact[
 # %% [markdown]
 # ## Why a sample blocks the gradient
 #
-# A generic sampler turns uniform random numbers into a draw from q by a table look-up (here:
-# `rng.choice` over a grid of z values, weighted by q). With the random numbers fixed, the draw
-# does not move when mu moves a little: it stays on its grid value, then jumps to the next. Its
-# derivative with respect to mu is 0 almost everywhere (and undefined at the jumps), yet E_q[f]
-# does change with mu: nothing useful can be back-propagated through the act of sampling.
-# Written as z = mu + sigma * eps, the same draw becomes a smooth function of mu and logvar for a
-# fixed eps, dz/dmu = 1, and the derivative of f(z) is the pathwise estimate below. (The two
-# draws in the figure use different random numbers, hence their offset.)
+# A generic sampler turns uniform random numbers into a draw from $q$ by a table look-up (here:
+# `rng.choice` over a grid of $z$ values, weighted by $q$). With the random numbers fixed, the draw
+# does not move when $\mu$ moves a little: it stays on its grid value, then jumps to the next. Its
+# derivative with respect to $\mu$ is 0 almost everywhere (and undefined at the jumps), yet
+# $\mathbb{E}_q[f]$ does change with $\mu$: nothing useful can be back-propagated through the act of
+# sampling. Written as $z = \mu + \sigma \epsilon$, the same draw becomes a smooth function of $\mu$
+# and $\log\sigma^2$ for a fixed $\epsilon$, $dz/d\mu = 1$, and the derivative of $f(z)$ is the
+# pathwise estimate below. (The two draws in the figure use different random numbers, hence their
+# offset.)
 
 # %%
 grid = np.linspace(-6.0, 6.0, 241)[:, None]        # z values 0.05 apart
@@ -133,12 +153,13 @@ run.save(fig, "sampling_blocks_gradient")
 # ## The two estimators, one sample at a time
 #
 # Both are built from library pieces: `gaussian_log_density_grad(z, mu, logvar)` is the score
-# d log q(z) / d(mu, logvar); the decoder's `log_likelihood_grad(x, z)[0]` is df/dz; and
-# `reparameterize_backward` carries df/dz back to mu and logvar. A baseline b subtracted from f
-# keeps the score-function estimator unbiased (E_q[d log q] = 0) and shrinks its variance; we use
-# b = f(mu), which does not depend on the sample.
+# $\partial \log q(z) / \partial(\mu, \log\sigma^2)$; the decoder's `log_likelihood_grad(x, z)[0]`
+# is $df/dz$; and `reparameterize_backward` carries $df/dz$ back to $\mu$ and $\log\sigma^2$. A
+# baseline $b$ subtracted from $f$ keeps the score-function estimator unbiased
+# ($\mathbb{E}_q[\partial \log q] = 0$) and shrinks its variance; we use $b = f(\mu)$, which does
+# not depend on the sample.
 #
-# The pathwise single-sample gradient with eps frozen is also checked against central
+# The pathwise single-sample gradient with $\epsilon$ frozen is also checked against central
 # differences: that is the gradient the VAE back-propagates.
 
 # %%
@@ -180,10 +201,11 @@ for name, (dmu_hat, _) in estimates.items():
 # %% [markdown]
 # ## Variance against latent size
 #
-# With Z latent dimensions f(z) sums Z terms, so the score function multiplies the noise of
-# d log q / dmu_1 by a number that grows with Z, and its variance grows with Z (eventually like
-# Z^2, since E_q[f] itself grows like Z). The baseline lowers it, but f(mu) is not E_q[f], so the
-# growth remains; only the pathwise estimate of d/dmu_1, which sees df/dz_1 alone, stays put.
+# With $Z$ latent dimensions $f(z)$ sums $Z$ terms, so the score function multiplies the noise of
+# $\partial \log q / \partial \mu_1$ by a number that grows with $Z$, and its variance grows with
+# $Z$ (eventually like $Z^2$, since $\mathbb{E}_q[f]$ itself grows like $Z$). The baseline lowers
+# it, but $f(\mu)$ is not $\mathbb{E}_q[f]$, so the growth remains; only the pathwise estimate of
+# $\partial / \partial \mu_1$, which sees $\partial f / \partial z_1$ alone, stays put.
 
 # %%
 sizes = [1, 2, 4, 8, 16, 32, 64]
@@ -232,18 +254,19 @@ run.save(fig, "estimators")
 # %% [markdown]
 # ## The notes' version: a covariance used as a standard deviation
 #
-# The lecture notes (note 002) give the trick as: draw z_0 from N(0, 1), then set
+# The lecture notes (note 002) give the trick as: draw $z_0$ from $\mathcal{N}(0, 1)$, then set
 #
-#     $z = \mu_{x | z} + z_0 \Sigma_{x | z} \sim \mathcal{N}(\mu_{x | z}, \Sigma_{x | z})$
+# $$z = \mu_{x | z} + z_0 \Sigma_{x | z} \sim \mathcal{N}(\mu_{x | z}, \Sigma_{x | z})$$
 #
-# that is, z = (decoder's mean) + z_0 times (decoder's covariance), claimed to be distributed
-# N(mean, covariance). Two things are wrong. The mean and covariance are the encoder's, mu_{z|x}
-# and Sigma_{z|x} (the names the notes give the encoder's outputs just before), not the decoder's
-# mu_{x|z} and Sigma_{x|z}. And
-# multiplying z_0 ~ N(0, 1) by the covariance Sigma gives a spread of Sigma, so z ~ N(mu, Sigma^2):
-# the noise must be scaled by a standard deviation, Sigma^{1/2} = sigma = exp(logvar / 2), which is
-# what `reparameterize` does. The notes' draws are too narrow when Sigma < 1 and too wide when
-# Sigma > 1; they are right only at Sigma = 1.
+# that is, $z$ = (decoder's mean) + $z_0$ times (decoder's covariance), claimed to be distributed
+# $\mathcal{N}(\text{mean}, \text{covariance})$. Two things are wrong. The mean and covariance are
+# the encoder's, $\mu_{z \mid x}$ and $\Sigma_{z \mid x}$ (the names the notes give the encoder's
+# outputs just before), not the decoder's $\mu_{x \mid z}$ and $\Sigma_{x \mid z}$. And multiplying
+# $z_0 \sim \mathcal{N}(0, 1)$ by the covariance $\Sigma$ gives a spread of $\Sigma$, so
+# $z \sim \mathcal{N}(\mu, \Sigma^2)$: the noise must be scaled by a standard deviation,
+# $\Sigma^{1/2} = \sigma = \exp(\log\sigma^2 / 2)$, which is what `reparameterize` does. The notes'
+# draws are too narrow when $\Sigma < 1$ and too wide when $\Sigma > 1$; they are right only at
+# $\Sigma = 1$.
 
 # %%
 mu0 = 1.0
@@ -283,11 +306,13 @@ run.save(fig, "note002_spread")
 # %% [markdown]
 # ## What to remember
 #
-# * A sampled z carries no derivative; z = mu + sigma * eps with eps drawn outside does.
+# * A sampled $z$ carries no derivative; $z = \mu + \sigma \epsilon$ with $\epsilon$ drawn outside
+#   does.
 # * Score function and pathwise estimators have the same mean, the exact gradient; the pathwise
 #   one has a much smaller variance here, and its variance does not grow with the latent size.
-#   The score function needs no derivative of f, which is why it survives for discrete z.
-# * Scale eps by the standard deviation sigma = exp(logvar / 2), never by the variance.
+#   The score function needs no derivative of $f$, which is why it survives for discrete $z$.
+# * Scale $\epsilon$ by the standard deviation $\sigma = \exp(\log\sigma^2 / 2)$, never by the
+#   variance.
 #
 # ## Exercises
 #
@@ -296,18 +321,22 @@ run.save(fig, "note002_spread")
 # `scratchvae exercises check my-workbook reparameterize reparameterize_backward`. Worked answers
 # to the questions: `lessons/answers/06_reparameterization.md`.
 #
-# 1. **The trick** (code): `reparameterize(mu, logvar, eps)`, z = mu + sigma * eps with
-#    sigma = exp(logvar / 2). `eps` may carry leading sample axes, (S, B, Z) against mu of shape
-#    (B, Z). `scratchvae exercises check my-workbook reparameterize`
+# 1. **The trick** (code): `reparameterize(mu, logvar, eps)`, $z = \mu + \sigma \epsilon$ with
+#    $\sigma = \exp(\text{logvar} / 2)$. `eps` may carry leading sample axes, $(S, B, Z)$ against
+#    `mu` of shape $(B, Z)$. `scratchvae exercises check my-workbook reparameterize`
 # 2. **Its backward** (code): `reparameterize_backward(dz, logvar, eps)`, returning `(dmu, dlogvar)`
-#    from the upstream gradient dz: derive dz/dmu and dz/dlogvar from z = mu + exp(logvar / 2) eps,
-#    and sum over any leading sample axes of dz (several samples of z share one mu and logvar).
+#    from the upstream gradient `dz`: derive $\partial z / \partial \mu$ and
+#    $\partial z / \partial \text{logvar}$ from $z = \mu + \exp(\text{logvar} / 2) \, \epsilon$, and
+#    sum over any leading sample axes of `dz` (several samples of $z$ share one `mu` and `logvar`).
 #    `scratchvae exercises check my-workbook reparameterize_backward`
-# 3. **The pathwise estimator, exactly** (question). In the test problem, f(z) = log N(x; z, s_x^2)
-#    with one latent dimension. Write the single-sample pathwise estimates of d/dmu and d/dlogvar as
-#    functions of eps, show that their means are the exact gradients (x - mu) / s_x^2 and
-#    -sigma^2 / (2 s_x^2), and compute the variance of the d/dmu estimate for the lesson's numbers
-#    (x = 1, mu = 0.2, sigma = 0.6, s_x = 0.5). Compare with the variance the lesson measures.
+# 3. **The pathwise estimator, exactly** (question). In the test problem,
+#    $f(z) = \log \mathcal{N}(x; z, s_x^2)$ with one latent dimension. Write the single-sample
+#    pathwise estimates of $\partial / \partial \mu$ and $\partial / \partial \log\sigma^2$ as
+#    functions of $\epsilon$, show that their means are the exact gradients $(x - \mu) / s_x^2$ and
+#    $-\sigma^2 / (2 s_x^2)$, and compute the variance of the $\partial / \partial \mu$ estimate for
+#    the lesson's numbers ($x = 1$, $\mu = 0.2$, $\sigma = 0.6$, $s_x = 0.5$). Compare with the
+#    variance the lesson measures.
 # 4. **The same mistake in code** (question). A common bug writes `mu + exp(logvar) * eps`. Which
 #    distribution do its draws have, how is it related to the notes' formula, and how far off is the
-#    spread at logvar = -4 and at logvar = 2? Why can a VAE with this bug still train?
+#    spread at $\text{logvar} = -4$ and at $\text{logvar} = 2$? Why can a VAE with this bug still
+#    train?
