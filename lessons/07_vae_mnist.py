@@ -6,15 +6,23 @@
 #
 # The model of Kingma & Welling (2013), with a Bernoulli decoder for the pixels:
 #
-#     [mu, logvar] = encoder(x)                 q(z|x) = N(mu, diag(exp(logvar)))
-#     z = mu + exp(logvar / 2) * eps,   eps ~ N(0, I)
-#     logits = decoder(z)                       p(x|z) = prod_d Bernoulli(x_d; sigmoid(logits_d))
-#     elbo = log p(x|z) - kl,   kl = KL(q(z|x) || N(0, I))   (closed form, lesson 5)
+# $$
+# \begin{aligned}
+# {[\mu, \log\sigma^2]} &= \operatorname{encoder}(x), &
+#   q(z|x) &= \mathcal{N}\bigl(\mu, \operatorname{diag}(\sigma^2)\bigr), \\
+# z &= \mu + \sigma \odot \epsilon, &
+#   \sigma &= \exp(\tfrac12 \log\sigma^2), \quad \epsilon \sim \mathcal{N}(0, I), \\
+# \text{logits} &= \operatorname{decoder}(z), &
+#   p(x|z) &= \prod_d \operatorname{Bernoulli}\bigl(x_d; \operatorname{sigmoid}(\text{logits}_d)\bigr), \\
+# \mathrm{ELBO} &= \log p(x|z) - \mathrm{KL}, &
+#   \mathrm{KL} &= \mathrm{KL}\bigl(q(z|x) \,\|\, \mathcal{N}(0, I)\bigr) \quad \text{(closed form, lesson 5)}
+# \end{aligned}
+# $$
 #
-# and their Algorithm 1: draw a minibatch, one eps per image, step theta along the gradient of
+# and their Algorithm 1: draw a minibatch, one $\epsilon$ per image, step $\theta$ along the gradient of
 # the mean ELBO (`scratchvae.training.trainer.Trainer`, which also measures the ELBO on held-out images).
 # As in the paper: one hidden layer of 500 tanh units on each side, minibatches of 100. Unlike
-# it: Adam instead of Adagrad, and a few hundred thousand training samples instead of 10^8.
+# it: Adam instead of Adagrad, and a few hundred thousand training samples instead of $10^8$.
 #
 # This reproduces the paper's MNIST figures on the data at hand: the lower bound during training
 # (Figure 2), the learned 2-D manifold (Figure 4b) and samples from 2, 5, 10 and 20-D latent
@@ -58,39 +66,60 @@ latent_sizes = [2, 5, 10, 20]
 print(inspect.getsource(VAE.backward))
 
 # %% [markdown]
-# The loss of a minibatch of B images, with S samples of eps per image, is
+# The loss of a minibatch of $B$ images, with $S$ samples of $\epsilon$ per image, is
 #
-#     loss = -1/B sum_b elbo_b,    elbo_b = 1/S sum_s log p(x_b|z_sb) - kl_b,
-#     z_sb = mu_b + exp(logvar_b / 2) * eps_sb,    kl_b = 1/2 sum_j [mu_bj^2 + exp(logvar_bj) - 1 - logvar_bj]
+# $$
+# \begin{aligned}
+# \text{loss} &= -\frac1B \sum_b \mathrm{ELBO}_b, &
+#   \mathrm{ELBO}_b &= \frac1S \sum_s \log p(x_b|z_{sb}) - \mathrm{KL}_b, \\
+# z_{sb} &= \mu_b + \exp(\tfrac12 \log\sigma_b^2) \odot \epsilon_{sb}, &
+#   \mathrm{KL}_b &= \frac12 \sum_j \bigl[\mu_{bj}^2 + \exp(\log\sigma_{bj}^2) - 1 - \log\sigma_{bj}^2\bigr]
+# \end{aligned}
+# $$
 #
 # and the backward pass goes through it from the end:
 #
-# 1. **dlogp.** Each log p(x_b|z_sb) enters the loss once, with weight -1/B (the batch mean) times
-#    1/S (the sample mean): d loss / d log p(x_b|z_sb) = -1/(S B), the same number for every pair.
-# 2. **The decoder.** log p(x|z) = sum_d [x_d l_d - softplus(l_d)] for logits l = decoder(z).
-#    Since softplus' = sigmoid, d log p / d l_d = x_d - sigmoid(l_d): the data minus the
-#    decoder's probability. Times dlogp (one number per row), then the MLP's chain rule
-#    (lesson 0) back to z gives dz, of shape (S, B, Z), and on the way every decoder weight's
+# 1. **dlogp.** Each $\log p(x_b|z_{sb})$ enters the loss once, with weight $-1/B$ (the batch mean)
+#    times $1/S$ (the sample mean): $\partial\,\text{loss} / \partial \log p(x_b|z_{sb}) = -1/(SB)$,
+#    the same number for every pair.
+# 2. **The decoder.** $\log p(x|z) = \sum_d [x_d l_d - \operatorname{softplus}(l_d)]$ for logits
+#    $l = \operatorname{decoder}(z)$. Since $\operatorname{softplus}' = \operatorname{sigmoid}$,
+#    $\partial \log p / \partial l_d = x_d - \operatorname{sigmoid}(l_d)$: the data minus the
+#    decoder's probability. Times `dlogp` (one number per row), then the MLP's chain rule
+#    (lesson 0) back to $z$ gives `dz`, of shape $(S, B, Z)$, and on the way every decoder weight's
 #    gradient.
-# 3. **The reparameterization.** z = mu + exp(logvar / 2) * eps, so dz/dmu = 1 and
-#    dz/dlogvar = eps exp(logvar / 2) / 2 (the 1/2 from the square root in sigma). Every sample
-#    z_sb was made from the same mu_b and logvar_b, so their contributions add: a **sum** over s
-#    (the 1/S is already inside dlogp).
-# 4. **The KL.** kl_b depends on mu_b and logvar_b directly: dkl/dmu = mu,
-#    dkl/dlogvar = (exp(logvar) - 1) / 2, and kl_b enters the loss with weight +1/B (the sign:
-#    the loss is minus the ELBO, and the ELBO is minus the KL).
+# 3. **The reparameterization.** $z = \mu + \exp(\tfrac12 \log\sigma^2)\,\epsilon$, so
+#    $\partial z / \partial \mu = 1$ and
+#    $\partial z / \partial \log\sigma^2 = \tfrac12\,\epsilon \exp(\tfrac12 \log\sigma^2)$ (the $\tfrac12$
+#    from the square root in $\sigma$). Every sample $z_{sb}$ was made from the same $\mu_b$ and
+#    $\log\sigma_b^2$, so their contributions add: a **sum** over $s$ (the $1/S$ is already inside
+#    `dlogp`).
+# 4. **The KL.** $\mathrm{KL}_b$ depends on $\mu_b$ and $\log\sigma_b^2$ directly:
+#    $\partial\,\mathrm{KL} / \partial \mu = \mu$,
+#    $\partial\,\mathrm{KL} / \partial \log\sigma^2 = \tfrac12 (\exp(\log\sigma^2) - 1)$, and
+#    $\mathrm{KL}_b$ enters the loss with weight $+1/B$ (the sign: the loss is minus the ELBO, and
+#    the ELBO is minus the KL).
 # 5. **The encoder.** Steps 3 and 4 reach the same two outputs of the encoder, so their gradients
-#    add: dmu = sum_s dz_s + 1/B mu, dlogvar = sum_s dz_s eps_s exp(logvar/2)/2 + 1/B (exp(logvar) - 1)/2.
-#    The encoder's output is [mu, logvar] side by side, so its backward gets [dmu, dlogvar] side by
-#    side and returns the encoder weights' gradients.
+#    add:
 #
-# The last lines of the code add the gradient of the weight prior, weight_decay * theta, when the
-# model has one (lesson 11's models do; these do not).
+#    $$
+#    \begin{aligned}
+#    \text{dmu} &= \sum_s \text{dz}_s + \frac1B \mu, \\
+#    \text{dlogvar} &= \sum_s \text{dz}_s\, \epsilon_s \tfrac12 \exp(\tfrac12 \log\sigma^2)
+#      + \frac1B \cdot \tfrac12 (\exp(\log\sigma^2) - 1).
+#    \end{aligned}
+#    $$
+#
+#    The encoder's output is `[mu, logvar]` side by side, so its backward gets `[dmu, dlogvar]` side
+#    by side and returns the encoder weights' gradients.
+#
+# The last lines of the code add the gradient of the weight prior, `weight_decay` $\cdot\, \theta$,
+# when the model has one (lesson 11's models do; these do not).
 #
 # Each step, checked on its own in float64 against central differences (lesson 0), on a small
-# model with S = 2 samples per image and the noise eps frozen (a loss that draws fresh eps at every
-# call is not a function that finite differences can differentiate). First the forward pass by
-# hand, keeping every intermediate:
+# model with $S = 2$ samples per image and the noise $\epsilon$ frozen (a loss that draws fresh
+# $\epsilon$ at every call is not a function that finite differences can differentiate). First the
+# forward pass by hand, keeping every intermediate:
 
 # %%
 small = VAE(12, z_dim=3, hidden_dims=(7,), likelihood="bernoulli", activation="tanh",
@@ -111,7 +140,7 @@ kl = kl_standard_normal(mu, logvar)                                 # (B,)
 run.check("the forward pass by hand = VAE.loss", -(log_lik.mean(axis=0) - kl).mean(), loss_library, tol=1e-12)
 
 # %% [markdown]
-# Step 1: the loss as a function of the S x B log-likelihoods, differentiated numerically.
+# Step 1: the loss as a function of the $S \times B$ log-likelihoods, differentiated numerically.
 
 # %%
 L = log_lik.copy()
@@ -121,8 +150,8 @@ run.check("1. d loss / d log p(x_b|z_sb) = -1/(S B)",
 dlogp = np.full(S * B, -1.0 / (S * B))
 
 # %% [markdown]
-# Step 2: the Bernoulli gradient on its own, then the decoder's backward, which returns dz for the
-# upstream dlogp: the gradient of sum_n dlogp_n log p(x_n|z_n) with respect to z.
+# Step 2: the Bernoulli gradient on its own, then the decoder's backward, which returns `dz` for the
+# upstream `dlogp`: the gradient of $\sum_n \text{dlogp}_n \log p(x_n|z_n)$ with respect to $z$.
 
 # %%
 logits = small.decoder.forward(z.reshape(S * B, Z)).copy()
@@ -141,7 +170,7 @@ for name in ("decoder.net.0.W", "decoder.net.2.b"):       # the decoder's weight
 
 # %% [markdown]
 # Step 3: `reparameterize_backward(dz, logvar, eps)` against central differences of
-# sum(dz * z(mu, logvar)), whose gradient is by definition the chain rule through z.
+# $\sum \text{dz} \odot z(\mu, \log\sigma^2)$, whose gradient is by definition the chain rule through $z$.
 
 # %%
 dmu_path, dlogvar_path = reparameterize_backward(dz, logvar, eps)
@@ -157,7 +186,7 @@ run.check("3b. dlogvar = sum_s dz_s eps_s exp(logvar/2) / 2", dlogvar_path,
           numerical_gradient(through_z, logvar_v), tol=THRESHOLD)
 
 # %% [markdown]
-# Step 4: the KL's gradient, divided by B, against central differences of the batch mean of the KL.
+# Step 4: the KL's gradient, divided by $B$, against central differences of the batch mean of the KL.
 
 # %%
 dmu_kl, dlogvar_kl = kl_standard_normal_grad(mu, logvar)
@@ -168,10 +197,10 @@ run.check("4b. d mean(kl) / dlogvar = (exp(logvar) - 1) / (2 B)", dlogvar_kl / B
 
 # %% [markdown]
 # Step 5: the two routes added, checked against central differences of the whole loss as a function
-# of the encoder's outputs (mu, logvar), eps frozen. The library keeps this assembly step in a
-# function of its own, `scratchvae.vae.encoder_output_grad(dz, mu, logvar, eps)` (the workbook
-# exercise of that name); where the installed version has it, the cell prints it and checks it
-# against the lines here.
+# of the encoder's outputs ($\mu$, $\log\sigma^2$), $\epsilon$ frozen. The library keeps this assembly
+# step in a function of its own, `scratchvae.vae.encoder_output_grad(dz, mu, logvar, eps)` (the
+# workbook exercise of that name); where the installed version has it, the cell prints it and checks
+# it against the lines here.
 
 # %%
 dmu = dmu_path + dmu_kl / B
@@ -207,8 +236,8 @@ for name in ("encoder.0.W", "encoder.2.b"):
 #
 # The pieces are right and they are chained as the library chains them; the last word goes to
 # the whole model: `VAE.backward`'s gradient of every parameter tensor against central differences
-# of the loss (a few coordinates of each), eps frozen, in float64, and along one random direction
-# through all of them at once.
+# of the loss (a few coordinates of each), $\epsilon$ frozen, in float64, and along one random
+# direction through all of them at once.
 
 # %%
 reports = check_gradients(lambda: small.loss(xs, eps=eps), small.parameters(), grads)
@@ -220,17 +249,23 @@ run.check("directional derivative, all parameters at once", analytic, numeric, t
 # %% [markdown]
 # ## The update: Adam
 #
-# The models below are trained with Adam (Kingma & Ba 2015): for a gradient g at step t,
+# The models below are trained with Adam (Kingma & Ba 2015): for a gradient $g$ at step $t$,
 #
-#     m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2,   m_hat = m / (1 - b1^t),   v_hat = v / (1 - b2^t)
-#     theta <- theta - lr m_hat / (sqrt(v_hat) + eps_adam)
+# $$
+# \begin{aligned}
+# m &\leftarrow \beta_1 m + (1 - \beta_1)\, g, & v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2, \\
+# \hat m &= m / (1 - \beta_1^t), & \hat v &= v / (1 - \beta_2^t), \\
+# \theta &\leftarrow \theta - \mathrm{lr}\, \hat m / \bigl(\sqrt{\hat v} + \epsilon_\text{adam}\bigr)
+# \end{aligned}
+# $$
 #
-# (defaults b1 = 0.9, b2 = 0.999, eps_adam = 1e-8).
-# m and v start at 0, so in the first steps both are too small: after one step m = 0.1 g and
-# v = 0.001 g^2. The bias corrections 1 / (1 - b^t) undo exactly that shrinkage (for a constant g,
-# m_hat = g and v_hat = g^2 at every t). With them, the first step is lr g / (|g| + eps_adam): every
-# parameter moves by almost exactly lr, whatever the size of its gradient. The library's fast form
-# (`Adam.step`, which folds the corrections into two numbers per step) against that:
+# (defaults $\beta_1 = 0.9$, $\beta_2 = 0.999$, $\epsilon_\text{adam} = 10^{-8}$).
+# $m$ and $v$ start at 0, so in the first steps both are too small: after one step $m = 0.1\, g$ and
+# $v = 0.001\, g^2$. The bias corrections $1 / (1 - \beta^t)$ undo exactly that shrinkage (for a
+# constant $g$, $\hat m = g$ and $\hat v = g^2$ at every $t$). With them, the first step is
+# $-\mathrm{lr}\, g / (|g| + \epsilon_\text{adam})$: every parameter moves by almost exactly
+# $\mathrm{lr}$, whatever the size of its gradient. The library's fast form (`Adam.step`, which folds
+# the corrections into two numbers per step) against that:
 
 # %%
 theta = np.array([1.0, 2.0, -3.0])
@@ -243,8 +278,8 @@ run.check("first Adam step = lr g / (|g| + eps)", theta - np.array([1.0, 2.0, -3
 # ## Training four models
 #
 # Latent sizes 2, 5, 10 and 20. Pixels are binarized afresh for every minibatch (a draw of
-# Bernoulli(pixel value) per pixel); the held-out images are binarized once. The ELBO of
-# held-out and training images is measured after every epoch.
+# $\operatorname{Bernoulli}(\text{pixel value})$ per pixel); the held-out images are binarized once.
+# The ELBO of held-out and training images is measured after every epoch.
 
 # %%
 models, histories = {}, {}
@@ -292,8 +327,8 @@ run.save(fig, "elbo_curves")
 # %% [markdown]
 # Is the gap between the two curves at the end real? Both are averages over a finite set of images,
 # and images differ from each other by several nats, so the difference of the two averages has a
-# standard error of its own. Measured once more on n training images and n held-out images
-# (each binarized once, by another draw than the curves', with 10 samples of eps per image):
+# standard error of its own. Measured once more on $n$ training images and $n$ held-out images
+# (each binarized once, by another draw than the curves', with 10 samples of $\epsilon$ per image):
 
 # %%
 n_eval = min(1000, data.test.shape[0])
@@ -324,12 +359,18 @@ if group["none"]:
 # %% [markdown]
 # ## Figure 4: the learned 2-D manifold
 #
-# Left, the encoder means mu(x) of held-out images, coloured by their digit: the classes form
-# regions although no label was ever seen. Right, decoder means E[x|z] on a grid of z, evenly
-# spaced in probability (`plots.latent_grid`): the i-th of n values along each axis is
-# z = Phi^-1((i + 1/2) / n), Phi the standard normal CDF, so each image covers an equal share of
-# the prior. The tick labels give z_1 and z_2 at the centres of the images above or beside them:
-# small steps near 0, where the prior has most of its mass, wide ones at the edges.
+# Left, the encoder means $\mu(x)$ of held-out images, coloured by their digit: the classes form
+# regions although no label was ever seen. Right, decoder means $\mathbb{E}[x|z]$ on a grid of $z$,
+# evenly spaced in probability (`plots.latent_grid`): the $i$-th of $n$ values along each axis
+# ($i = 0, \dots, n - 1$) is
+#
+# $$
+# z = \Phi^{-1}\bigl((i + \tfrac12) / n\bigr),
+# $$
+#
+# $\Phi$ the standard normal CDF, so each image covers an equal share of the prior. The tick labels
+# give $z_1$ and $z_2$ at the centres of the images above or beside them: small steps near 0, where
+# the prior has most of its mass, wide ones at the edges.
 
 # %%
 model = models[2]
@@ -355,7 +396,7 @@ run.save(fig, "manifold")
 # %% [markdown]
 # ## Figure 5: samples from the prior
 #
-# Decoder means E[x|z] for z ~ N(0, I), 100 draws per model.
+# Decoder means $\mathbb{E}[x|z]$ for $z \sim \mathcal{N}(0, I)$, 100 draws per model.
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(18, 5))
@@ -370,14 +411,15 @@ run.save(fig, "samples")
 # %% [markdown]
 # ## What to remember
 #
-# * The whole algorithm is a minibatch gradient step on the mean ELBO, one eps per image.
-# * Its backward is five short steps: -1/(S B) for every log-likelihood, the decoder's backward to
-#   z, the reparameterization's (summed over samples), plus the KL's (over B), then the encoder's
-#   backward. Each can be checked alone against central differences, in float64, with eps frozen.
+# * The whole algorithm is a minibatch gradient step on the mean ELBO, one $\epsilon$ per image.
+# * Its backward is five short steps: $-1/(SB)$ for every log-likelihood, the decoder's backward to
+#   $z$, the reparameterization's (summed over samples), plus the KL's (over $B$), then the encoder's
+#   backward. Each can be checked alone against central differences, in float64, with $\epsilon$
+#   frozen.
 # * Held-out ELBO, not training ELBO, says how good a model is; a gap between the two means
 #   something only when it is larger than its standard error.
 # * A 2-D latent space is easy to look at; more dimensions fit better and sample better.
-# * The ELBO is only a bound; lesson 9 estimates how far it is from log p(x).
+# * The ELBO is only a bound; lesson 9 estimates how far it is from $\log p(x)$.
 #
 # ## Exercises
 #
@@ -394,19 +436,20 @@ run.save(fig, "samples")
 # try first.
 #
 # 1. **Code: the Bernoulli likelihood** (`bernoulli_log_likelihood`, `bernoulli_log_likelihood_grad`,
-#    workbook `07_vae.py`). Write log p(x|z) = sum_d [x_d l_d - softplus(l_d)] from the logits and
-#    its gradient x - sigmoid(l). Then question: why does the library take logits and never
-#    probabilities? Try x log p + (1 - x) log(1 - p) with p = sigmoid(l) at l = 40 in float32.
-# 2. **Code: the assembly step** (`encoder_output_grad`, workbook `07_vae.py`): from dz (S, B, Z),
-#    mu, logvar and eps to (dmu, dlogvar), steps 3 to 5 above. Then question: the
-#    reparameterization's gradient is *summed* over the S samples, while the KL's is divided by B
-#    and not by S B. Why each?
+#    workbook `07_vae.py`). Write $\log p(x|z) = \sum_d [x_d l_d - \operatorname{softplus}(l_d)]$ from
+#    the logits and its gradient $x - \operatorname{sigmoid}(l)$. Then question: why does the library
+#    take logits and never probabilities? Try $x \log p + (1 - x) \log(1 - p)$ with
+#    $p = \operatorname{sigmoid}(l)$ at $l = 40$ in float32.
+# 2. **Code: the assembly step** (`encoder_output_grad`, workbook `07_vae.py`): from `dz` $(S, B, Z)$,
+#    $\mu$, $\log\sigma^2$ and $\epsilon$ to (`dmu`, `dlogvar`), steps 3 to 5 above. Then question: the
+#    reparameterization's gradient is *summed* over the $S$ samples, while the KL's is divided by $B$
+#    and not by $SB$. Why each?
 # 3. **Code: the optimizers** (`sgd_momentum_update`, `adagrad_update`, `adam_update`, workbook
 #    `07_optimizers.py`), each the textbook update of one tensor. Then question: for a constant
-#    gradient g, how far does Adam *without* its bias corrections move a parameter at step 1, and
-#    at step 10, in units of lr?
-# 4. **Question: beta = 4.** A beta-VAE minimizes -(rec - beta kl). Trained on the 8 x 8 digits like
-#    the z = 20 model of fast mode, beta = 1 keeps about 5 nats of kl; beta = 4 ends with kl near 0,
-#    a decoder that ignores z. Why does the KL collapse, and why on these images in particular?
-#    (Hint: compare the rec the z = 20 model gains over a decoder that only knows each pixel's
-#    frequency with the kl it pays for it.)
+#    gradient $g$, how far does Adam *without* its bias corrections move a parameter at step 1, and
+#    at step 10, in units of $\mathrm{lr}$?
+# 4. **Question: $\beta = 4$.** A $\beta$-VAE minimizes $-(\text{rec} - \beta\, \text{kl})$. Trained on
+#    the 8 x 8 digits like the $z = 20$ model of fast mode, $\beta = 1$ keeps about 5 nats of kl;
+#    $\beta = 4$ ends with kl near 0, a decoder that ignores $z$. Why does the KL collapse, and why on
+#    these images in particular? (Hint: compare the rec the $z = 20$ model gains over a decoder that
+#    only knows each pixel's frequency with the kl it pays for it.)

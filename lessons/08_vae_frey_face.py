@@ -9,8 +9,13 @@
 # continuous likelihood; as in Kingma & Welling (2013) the decoder outputs a mean and a
 # log-variance for every pixel:
 #
-#     [a, logvar_x] = decoder(z),   mu_x = sigmoid(a),
-#     log p(x|z) = -1/2 sum_d [log 2pi + logvar_x_d + (x_d - mu_x_d)^2 / exp(logvar_x_d)]
+# $$
+# \begin{aligned}
+# {[a, \log\sigma_x^2]} &= \operatorname{decoder}(z), \qquad \mu_x = \operatorname{sigmoid}(a), \\
+# \log p(x|z) &= -\frac12 \sum_d \Bigl[\log 2\pi + \log\sigma_{x,d}^2
+#   + \frac{(x_d - \mu_{x,d})^2}{\exp(\log\sigma_{x,d}^2)}\Bigr]
+# \end{aligned}
+# $$
 #
 # (`GaussianDecoder`, 200 tanh hidden units as in the paper). The paper's Figure 4a shows the
 # learned 2-D manifold of faces; this lesson draws it, after a look at a hazard that every
@@ -46,19 +51,22 @@ hidden = run.pick(fast=64, full=200)
 # %% [markdown]
 # ## Nats need the constant
 #
-# The negative log-density of the decoder's Gaussian, for an image of D pixels, is
+# The negative log-density of the decoder's Gaussian, for an image of $D$ pixels, is
 #
-#     -log p(x|z) = sum_d [1/2 log 2pi + 1/2 logvar_x_d + (x_d - mu_x_d)^2 / (2 exp(logvar_x_d))].
+# $$
+# -\log p(x|z) = \sum_d \Bigl[\tfrac12 \log 2\pi + \tfrac12 \log\sigma_{x,d}^2
+#   + \frac{(x_d - \mu_{x,d})^2}{2 \exp(\log\sigma_{x,d}^2)}\Bigr].
+# $$
 #
-# A common shortcut drops the first term, D/2 log 2pi, because it does not depend on the weights,
-# so the gradient is the same with or without it. Note 003 of the lecture notes writes the
+# A common shortcut drops the first term, $\frac{D}{2} \log 2\pi$, because it does not depend on the
+# weights, so the gradient is the same with or without it. Note 003 of the lecture notes writes the
 # reconstruction cost that way (its line 99):
 #
-#     $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
+# $$-\log(p(x^{(i)}|z^{(i)})) = \sum_{j=1}^D \frac{1}{2} \log(\sigma_{x_j}^2) + \frac{(x_j^{(i)} - \mu_{x_j})^2}{2\sigma_{x_j}^2}$$
 #
 # Fine for training, wrong for reporting: the result is no longer a log-density, so it is not in
-# nats. For a 560-pixel face every ELBO would come out D/2 log 2pi = 514.6 nats too high, and
-# could not be compared with anyone's log-likelihoods. Checked on a decoder's output:
+# nats. For a 560-pixel face every ELBO would come out $\frac{D}{2} \log 2\pi = 514.6$ nats too high,
+# and could not be compared with anyone's log-likelihoods. Checked on a decoder's output:
 
 # %%
 model = VAE(x_dim, z_dim=2, hidden_dims=(hidden,), likelihood="gaussian", activation="tanh", seed=run.seed)
@@ -74,20 +82,25 @@ run.check("-log p(x|z) - note 003's value = D/2 log 2pi", -gaussian_log_density(
 #
 # A density is not a probability: it can exceed 1, and a Gaussian evaluated at its own mean,
 #
-#     log N(x; mu = x, sigma^2) = -1/2 log 2pi - log sigma,
+# $$
+# \log \mathcal{N}(x; \mu = x, \sigma^2) = -\tfrac12 \log 2\pi - \log\sigma,
+# $$
 #
-# grows without bound as sigma shrinks. A decoder that reproduces a training image exactly in
+# grows without bound as $\sigma$ shrinks. A decoder that reproduces a training image exactly in
 # some pixel can therefore raise its likelihood forever by shrinking that pixel's variance,
-# while any image it does not reproduce exactly (a held-out one) pays (x - mu)^2 / (2 sigma^2),
+# while any image it does not reproduce exactly (a held-out one) pays $(x - \mu)^2 / (2\sigma^2)$,
 # which explodes. The maximum-likelihood problem has no maximum; it is the same degeneracy as a
 # mixture component collapsing onto one data point, which EM in lesson 2 prevents with
 # `reg_covar`, a floor under every variance.
 #
-# The same cure here: keep logvar_x above a floor. A smooth way that keeps every gradient:
+# The same cure here: keep $\log\sigma_x^2$ above a floor. A smooth way that keeps every gradient:
 #
-#     logvar_x = floor + softplus(r - floor),   d logvar_x / d r = sigmoid(r - floor),
+# $$
+# \log\sigma_x^2 = \text{floor} + \operatorname{softplus}(r - \text{floor}), \qquad
+# \frac{\partial \log\sigma_x^2}{\partial r} = \operatorname{sigmoid}(r - \text{floor}),
+# $$
 #
-# with r the network's raw output. It is a small module appended to the decoder's network, with
+# with $r$ the network's raw output. It is a small module appended to the decoder's network, with
 # its backward beside its forward, like every layer of the library.
 
 # %%
@@ -122,9 +135,10 @@ def gaussian_vae(z_dim, floor=None, x_dim=x_dim, hidden_dims=(hidden,), dtype="f
 
 
 # %% [markdown]
-# The new module's backward, checked on its own: for an upstream gradient dy, the derivative of
-# sum(dy * forward(out)) with respect to out, against central differences, every entry.
-# Then the whole model with the floor, along a random direction through all its parameters.
+# The new module's backward, checked on its own: for an upstream gradient `dy`, the derivative of
+# $\sum \text{dy} \odot \operatorname{forward}(\text{out})$ with respect to `out`, against central
+# differences, every entry. Then the whole model with the floor, along a random direction through all
+# its parameters.
 
 # %%
 rng = np.random.default_rng(run.seed)
@@ -151,8 +165,9 @@ run.check("VAE with the floor: directional derivative", analytic, numeric, tol=T
 #
 # Few training images make it quick to show: a 10-D latent space and 100 training images (in
 # full mode every 15th frame of the video), trained without a floor and with floors at
-# sigma_x >= 0.05 (logvar_x >= -6) and sigma_x >= 0.135 (logvar_x >= -4). Without a floor the training ELBO keeps climbing while the held-out ELBO falls
-# by thousands of nats; with a floor the fall is bounded.
+# $\sigma_x \ge 0.05$ ($\log\sigma_x^2 \ge -6$) and $\sigma_x \ge 0.135$ ($\log\sigma_x^2 \ge -4$).
+# Without a floor the training ELBO keeps climbing while the held-out ELBO falls by thousands of
+# nats; with a floor the fall is bounded.
 
 # %%
 floors = {"no floor": None, "floor: sigma_x >= 0.05": 2 * np.log(0.05), "floor: sigma_x >= 0.135": -4.0}
@@ -176,8 +191,8 @@ for name, floor in floors.items():
 # %% [markdown]
 # ## Figure 4a: the learned manifold
 #
-# The full training set, a 2-D latent space, and the floor sigma_x >= 0.05. Decoder means on a
-# grid of z evenly spaced in probability, as in the paper: 20 x 20 faces of Frey Face in full mode,
+# The full training set, a 2-D latent space, and the floor $\sigma_x \ge 0.05$. Decoder means on a
+# grid of $z$ evenly spaced in probability, as in the paper: 20 x 20 faces of Frey Face in full mode,
 # 12 x 12 of the 8 x 8 digits in fast mode.
 
 # %%
@@ -194,7 +209,7 @@ print(f"  2-D model, {epochs} epochs in {time.perf_counter() - start:.1f} s: ELB
 
 # %% [markdown]
 # Each image pixel is drawn as a whole number of screen pixels, and the grey scale runs from the
-# darkest to the brightest mean: a Gaussian decoder's means use only part of [0, 1]
+# darkest to the brightest mean: a Gaussian decoder's means use only part of $[0, 1]$
 # (`scratchvae.training.plots.manifold_figure`).
 
 # %%
@@ -265,7 +280,7 @@ run.save(fig, "variance_collapse")
 #   are unbounded above: more is not always better, and held-out ELBO is the judge.
 # * A floor under the variance (or any prior that keeps it away from 0) makes the problem
 #   well posed, at the price of a cap on how sharp the model may be.
-# * Report ELBOs with the 1/2 log 2pi per pixel, so that they are in nats.
+# * Report ELBOs with the $\tfrac12 \log 2\pi$ per pixel, so that they are in nats.
 #
 # ## Exercises
 #
@@ -274,17 +289,18 @@ run.save(fig, "variance_collapse")
 # questions: `lessons/answers/08_vae_frey_face.md`; try first.
 #
 # 1. **Code: the Gaussian log-density and its gradient** (`gaussian_log_density`,
-#    `gaussian_log_density_grad`, workbook `08_gaussian_decoder.py`): log N(x; mu, diag(exp(logvar)))
-#    summed over the last axis, with the constant, and its gradients with respect to mu, logvar and x.
-#    Derive d/dlogvar yourself first: where does its 1/2 come from? The grader knows what
-#    exp(logvar) used as the standard deviation looks like.
-# 2. **Question: the cap.** With the floor sigma_x >= 0.05, what is the most that one pixel can add
-#    to log p(x|z), and so the largest rec any image can reach: a 560-pixel face, a 64-pixel digit?
-#    Compare with the training ELBOs printed above.
-# 3. **Question: the collapse in numbers.** Without a floor the smallest logvar_x printed above is
-#    about -32 in fast mode (-14 in full mode). What does a held-out pixel cost, in nats, when the
-#    decoder's mean misses it by 0.1 with that variance? Is the held-out ELBO of the "no floor"
-#    model then surprising?
+#    `gaussian_log_density_grad`, workbook `08_gaussian_decoder.py`):
+#    $\log \mathcal{N}\bigl(x; \mu, \operatorname{diag}(\exp(\log\sigma^2))\bigr)$ summed over the last
+#    axis, with the constant, and its gradients with respect to $\mu$, $\log\sigma^2$ and $x$.
+#    Derive $\partial / \partial \log\sigma^2$ yourself first: where does its $\tfrac12$ come from? The
+#    grader knows what $\exp(\log\sigma^2)$ used as the standard deviation looks like.
+# 2. **Question: the cap.** With the floor $\sigma_x \ge 0.05$, what is the most that one pixel can
+#    add to $\log p(x|z)$, and so the largest rec any image can reach: a 560-pixel face, a 64-pixel
+#    digit? Compare with the training ELBOs printed above.
+# 3. **Question: the collapse in numbers.** Without a floor the smallest $\log\sigma_x^2$ printed
+#    above (`logvar_x`) is about $-32$ in fast mode ($-14$ in full mode). What does a held-out pixel
+#    cost, in nats, when the decoder's mean misses it by 0.1 with that variance? Is the held-out ELBO
+#    of the "no floor" model then surprising?
 # 4. **Question: positive ELBOs.** The models of this lesson have ELBOs of tens or hundreds of nats
 #    *above* zero; lesson 7's are all below zero. Why can one be positive and the other not, and can
 #    the two numbers be compared?

@@ -1,29 +1,35 @@
 # %% [markdown]
-# # Lesson 9: how good is the model? L_k against the ELBO
+# # Lesson 9: how good is the model? $L_k$ against the ELBO
 #
 # Full mode takes about 3.5 minutes on 2 CPU cores (two MNIST models, then up to 5,000 importance
 # samples per image, three times over); fast mode runs on scikit-learn's 8 x 8 digits in seconds.
 #
-# The ELBO is a lower bound on log p(x); how loose is it? Draw k samples z_1..z_k from the
-# encoder's q(z|x) and average the importance weights p(x, z_i) / q(z_i|x) (Burda et al. 2016):
+# The ELBO is a lower bound on $\log p(x)$; how loose is it? Draw $k$ samples $z_1, \dots, z_k$ from
+# the encoder's $q(z|x)$ and average the importance weights $p(x, z_i) / q(z_i|x)$ (Burda et al. 2016):
 #
-#     L_k(x) = E[ log 1/k sum_{i=1}^k p(x, z_i) / q(z_i|x) ],   z_i ~ q(z|x)
+# $$
+# L_k(x) = \mathbb{E}\Bigl[\log \frac1k \sum_{i=1}^k \frac{p(x, z_i)}{q(z_i|x)}\Bigr],
+# \qquad z_i \sim q(z|x).
+# $$
 #
-# L_1 is the ELBO, L_k <= L_{k+1} <= log p(x), and L_k -> log p(x) as k grows, because the
-# average of the weights is an unbiased estimate of p(x) (Jensen's gap shrinks with its variance).
-# These are statements about the expectation E[...]. What a program computes is one *estimate*
-# of each L_k: the log of the average of k weights for one draw of z_1..z_k. An estimate is
-# random; it need not obey L_k <= L_{k+1}, and it can even land above log p(x). This lesson shows
-# how far the estimates spread, so that a difference can be told apart from noise.
+# $L_1$ is the ELBO, $L_k \le L_{k+1} \le \log p(x)$, and $L_k \to \log p(x)$ as $k$ grows, because the
+# average of the weights is an unbiased estimate of $p(x)$ (Jensen's gap shrinks with its variance).
+# These are statements about the expectation $\mathbb{E}[\dots]$. What a program computes is one
+# *estimate* of each $L_k$: the log of the average of $k$ weights for one draw of $z_1, \dots, z_k$.
+# An estimate is random; it need not obey $L_k \le L_{k+1}$, and it can even land above $\log p(x)$.
+# This lesson shows how far the estimates spread, so that a difference can be told apart from noise.
 # The distance the ELBO leaves is exactly the one from lesson 5,
 #
-#     log p(x) - elbo = KL(q(z|x) || p(z|x)),
+# $$
+# \log p(x) - \mathrm{ELBO} = \mathrm{KL}\bigl(q(z|x) \,\|\, p(z|x)\bigr),
+# $$
 #
-# how far the encoder's Gaussian is from the true posterior. `scratchvae.training.evaluate` computes L_k
-# (`importance_sampled_bound`, log-mean-exp in chunks) and the ELBO (`evaluate_elbo`).
+# how far the encoder's Gaussian is from the true posterior. `scratchvae.training.evaluate` computes
+# $L_k$ (`importance_sampled_bound`, log-mean-exp in chunks) and the ELBO (`evaluate_elbo`).
 #
-# With a 2-D latent space log p(x) = log ∫ p(x|z) p(z) dz can also be computed on a grid of z,
-# and so can KL(q || p(z|x)): the limit L_k approaches is then known, and every identity checked.
+# With a 2-D latent space $\log p(x) = \log \int p(x|z)\, p(z)\, dz$ can also be computed on a grid
+# of $z$, and so can $\mathrm{KL}(q \,\|\, p(z|x))$: the limit $L_k$ approaches is then known, and
+# every identity checked.
 
 # %%
 import time
@@ -49,8 +55,8 @@ n_exact = run.pick(fast=20, full=30)             # of those, with log p(x) on a 
 # %% [markdown]
 # ## Two models
 #
-# A 2-D latent space, where log p(x) is computable, and a 20-D one, like the paper's best. Both as in
-# lesson 7; the held-out images are binarized once, so every bound below is for the same x.
+# A 2-D latent space, where $\log p(x)$ is computable, and a 20-D one, like the paper's best. Both as
+# in lesson 7; the held-out images are binarized once, so every bound below is for the same $x$.
 
 # %%
 models = {}
@@ -70,15 +76,24 @@ x = heldout_images(data.test, "dynamic", run.seed)[:n_images]
 # %% [markdown]
 # ## One estimate by hand
 #
-# For one image: k draws z_i = mu + exp(logvar / 2) eps_i from q(z|x), the log weights
+# For one image: $k$ draws $z_i = \mu + \exp(\tfrac12 \log\sigma^2) \odot \epsilon_i$ from $q(z|x)$,
+# the log weights
 #
-#     log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x),
+# $$
+# \log w_i = \log p(x|z_i) + \log p(z_i) - \log q(z_i|x),
+# $$
 #
-# and the estimate log (1/k sum_i w_i). The weights themselves are tiny numbers (e^-25 for a
-# digit here, e^-100 and less for an MNIST image), so the average is taken in log space:
-# `log_mean_exp(a) = m + log (1/k sum_i exp(a_i - m))` with m = max_i a_i, as logsumexp in
-# lesson 1. Shifting every log weight by -1000 nats shows why: the naive formula underflows to
-# log 0 = -inf, log_mean_exp just shifts too.
+# and the estimate $\log \bigl(\frac1k \sum_i w_i\bigr)$. The weights themselves are tiny numbers
+# ($e^{-25}$ for a digit here, $e^{-100}$ and less for an MNIST image), so the average is taken in
+# log space: `log_mean_exp(a)` computes
+#
+# $$
+# \log \Bigl(\frac1k \sum_i \exp(a_i)\Bigr) = m + \log \Bigl(\frac1k \sum_i \exp(a_i - m)\Bigr),
+# \qquad m = \max_i a_i,
+# $$
+#
+# as logsumexp in lesson 1. Shifting every log weight by $-1000$ nats shows why: the naive formula
+# underflows to $\log 0 = -\infty$, `log_mean_exp` just shifts too.
 
 # %%
 model = models[2]
@@ -103,11 +118,11 @@ run.check(f"by hand vs importance_sampled_bound, L_{k_hand} of one image (other 
           log_mean_exp(log_w), library_one, tol=1e-2)
 
 # %% [markdown]
-# ## L_k for growing k, and how much one estimate varies
+# ## $L_k$ for growing $k$, and how much one estimate varies
 #
-# For every k, the estimate for each of the held-out images, averaged over the images, and this
-# repeated with several seeds (independent draws of eps). The spread over seeds is the Monte
-# Carlo noise of one estimate; the mean over seeds is a better estimate of E[L_k], whose
+# For every $k$, the estimate for each of the held-out images, averaged over the images, and this
+# repeated with several seeds (independent draws of $\epsilon$). The spread over seeds is the Monte
+# Carlo noise of one estimate; the mean over seeds is a better estimate of $\mathbb{E}[L_k]$, whose
 # standard error is that spread divided by the square root of the number of seeds.
 
 # %%
@@ -141,17 +156,25 @@ for z_dim, model in models.items():
 # %% [markdown]
 # ## The exact answer for the 2-D model
 #
-# For each image, first a coarse look over z in [-8, 8]^2 (spacing 0.1) finds where
-# log p(x, z) comes within 30 nats of its maximum (the posterior can reach well beyond the encoder's
-# Gaussian); then a fine grid covers that box and 8 encoder standard deviations around mu (q can
-# reach where the posterior does not), with at least 6 points per encoder standard deviation. On it:
+# For each image, first a coarse look over $z \in [-8, 8]^2$ (spacing 0.1) finds where
+# $\log p(x, z)$ comes within 30 nats of its maximum (the posterior can reach well beyond the
+# encoder's Gaussian); then a fine grid covers that box and 8 encoder standard deviations around
+# $\mu$ ($q$ can reach where the posterior does not), with at least 6 points per encoder standard
+# deviation. On it, with grid spacings $\Delta z_1$ and $\Delta z_2$:
 #
-#     log p(x)         = logsumexp_z [log p(x|z) + log p(z)] + log dz_1 dz_2
-#     elbo             = sum_z q(z|x) log p(x|z) dz_1 dz_2 - kl          (kl in closed form)
-#     KL(q || p(z|x))  = sum_z q(z|x) [log q(z|x) - log p(z|x)] dz_1 dz_2
+# $$
+# \begin{aligned}
+# \log p(x) &= \operatorname{logsumexp}_z \bigl[\log p(x|z) + \log p(z)\bigr]
+#   + \log (\Delta z_1 \Delta z_2), \\
+# \mathrm{ELBO} &= \sum_z q(z|x) \log p(x|z)\, \Delta z_1 \Delta z_2
+#   - \mathrm{KL}\bigl(q(z|x) \,\|\, p(z)\bigr) \quad \text{(this KL in closed form)}, \\
+# \mathrm{KL}\bigl(q \,\|\, p(z|x)\bigr) &= \sum_z q(z|x) \bigl[\log q(z|x) - \log p(z|x)\bigr]
+#   \, \Delta z_1 \Delta z_2,
+# \end{aligned}
+# $$
 #
-# checked: the posterior mass on the fine grid's border is negligible, q sums to 1 on it, and
-# log p(x) = elbo + KL.
+# checked: the posterior mass on the fine grid's border is negligible, $q$ sums to 1 on it, and
+# $\log p(x) = \mathrm{ELBO} + \mathrm{KL}$.
 
 # %%
 model = models[2]
@@ -224,11 +247,11 @@ if closes.max() > 1:
 # %% [markdown]
 # ## The picture
 #
-# Images differ from each other by far more than L_k differs between values of k, so the plots show
-# the paired difference L_k(x) - elbo(x), averaged over images: one grey dot per seed (one
-# estimate each), and their mean with its standard error. For the 2-D model elbo(x) and the gap
-# KL(q || p(z|x)) come from the grid; for the 20-D model elbo(x) is a 1,000-sample average per
-# image. Right: the true posterior of one image against the encoder's
+# Images differ from each other by far more than $L_k$ differs between values of $k$, so the plots
+# show the paired difference $L_k(x) - \mathrm{ELBO}(x)$, averaged over images: one grey dot per seed
+# (one estimate each), and their mean with its standard error. For the 2-D model $\mathrm{ELBO}(x)$
+# and the gap $\mathrm{KL}(q \,\|\, p(z|x))$ come from the grid; for the 20-D model $\mathrm{ELBO}(x)$
+# is a 1,000-sample average per image. Right: the true posterior of one image against the encoder's
 # Gaussian, contours at the same heights (1, 2 and 3 standard deviations for a Gaussian).
 
 # %%
@@ -273,13 +296,14 @@ run.save(fig, "lk_vs_k")
 # %% [markdown]
 # ## What to remember
 #
-# * The ELBO understates log p(x) by KL(q(z|x) || p(z|x)); L_k closes the gap as k grows.
-# * L_k <= L_{k+1} <= log p(x) holds for the expectations. One estimate is random: compare
+# * The ELBO understates $\log p(x)$ by $\mathrm{KL}(q(z|x) \,\|\, p(z|x))$; $L_k$ closes the gap as
+#   $k$ grows.
+# * $L_k \le L_{k+1} \le \log p(x)$ holds for the expectations. One estimate is random: compare
 #   estimates only with their spread (several seeds, or a standard error) beside them.
 # * Average weights in log space (`log_mean_exp`): the weights themselves underflow.
-# * Report held-out log-likelihoods as L_k with large k (5,000 is customary) and say so.
+# * Report held-out log-likelihoods as $L_k$ with large $k$ (5,000 is customary) and say so.
 # * The gap is the price of an encoder that proposes one Gaussian per image; a posterior that is
-#   skewed or wider than q leaves it open.
+#   skewed or wider than $q$ leaves it open.
 #
 # ## Exercises
 #
@@ -287,14 +311,14 @@ run.save(fig, "lk_vs_k")
 # `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
 # questions: `lessons/answers/09_importance_sampling.md`; try first.
 #
-# 1. **Code: `log_mean_exp`** (workbook `09_importance_sampling.py`): log (1/k sum_i exp(a_i)) along
-#    an axis, stable for log weights of -1000 and of +1000. L_k of an image is `log_mean_exp` of
-#    its k log weights.
-# 2. **Question: L_500 below L_50.** In fast mode, with seed 0, the estimate of L_500 comes out
-#    below that of L_50 for the 2-D model, and it "closes 104 %" of the gap to log p(x). Neither
-#    can happen to the expectations. What happened, and what in the printed table tells you?
-# 3. **Question: why E[L_k] grows with k.** Show that E[L_{k+1}] >= E[L_k]. (Hint: the average of
-#    k + 1 weights is the average, over the k + 1 ways to leave one weight out, of the averages of
-#    k weights; then Jensen's inequality for the concave log.)
+# 1. **Code: `log_mean_exp`** (workbook `09_importance_sampling.py`):
+#    $\log \bigl(\frac1k \sum_i \exp(a_i)\bigr)$ along an axis, stable for log weights of $-1000$ and
+#    of $+1000$. $L_k$ of an image is `log_mean_exp` of its $k$ log weights.
+# 2. **Question: $L_{500}$ below $L_{50}$.** In fast mode, with seed 0, the estimate of $L_{500}$ comes
+#    out below that of $L_{50}$ for the 2-D model, and it "closes 104 %" of the gap to $\log p(x)$.
+#    Neither can happen to the expectations. What happened, and what in the printed table tells you?
+# 3. **Question: why $\mathbb{E}[L_k]$ grows with $k$.** Show that $\mathbb{E}[L_{k+1}] \ge \mathbb{E}[L_k]$.
+#    (Hint: the average of $k + 1$ weights is the average, over the $k + 1$ ways to leave one weight
+#    out, of the averages of $k$ weights; then Jensen's inequality for the concave log.)
 # 4. **Question: how the noise shrinks.** From the "std over seeds" column, how does the noise of one
-#    estimate of L_k fall with k? What rate do you expect for large k, and why?
+#    estimate of $L_k$ fall with $k$? What rate do you expect for large $k$, and why?

@@ -75,7 +75,7 @@ print(cuda[start:cuda.index("}\n", start) + 2])
 # %% [markdown]
 # ## Precision: why GPUs train in float32 but checks use float64
 #
-# The same weights and the same eps, in float32 and in float64: the losses agree to float32's
+# The same weights and the same $\epsilon$, in float32 and in float64: the losses agree to float32's
 # round-off, about 1e-7 relative, far too coarse for finite differences (lesson 0) but plenty for
 # training. On a GPU, the CPU and GPU losses in float64 agree to float64's round-off.
 
@@ -180,8 +180,8 @@ run.save(fig, "timing")
 #    on CuPy arrays, and which would not?
 # 2. **Question: float32 and finite differences.** The losses above agree in float32 and float64 to
 #    about 1e-7 relative. Why does that make a central-difference gradient check in float32 useless
-#    with delta = 1e-5, even for a correct gradient? Estimate the error of one numerical derivative
-#    of this loss (about 556 nats) in float32, and say what a larger delta would trade.
+#    with $\delta = 10^{-5}$, even for a correct gradient? Estimate the error of one numerical derivative
+#    of this loss (about 556 nats) in float32, and say what a larger $\delta$ would trade.
 # 3. **Question: launches.** How many GPU kernels does one call of `reparameterize` launch in plain
 #    CuPy (`kernels.use_kernels(False)`), and how many with the fused kernel? Why does that matter
 #    for the small widths in the timing figure and not for the large ones?

@@ -1,15 +1,21 @@
 # %% [markdown]
 # # Lesson 11: wake-sleep, the algorithm AEVB was compared with
 #
-# Full mode takes a few minutes on 2 CPU cores (two models of 10^6 samples on Frey Face); fast
+# Full mode takes a few minutes on 2 CPU cores (two models of $10^6$ samples on Frey Face); fast
 # mode runs on scikit-learn's 8 x 8 digits in seconds.
 #
 # Figure 2 of Kingma & Welling (2013) puts AEVB beside the wake-sleep algorithm (Hinton et al.
 # 1995), run with the same encoder (there called the recognition model), decoder, optimizer and
 # prior. Wake-sleep trains the two networks in two phases, each on its own objective:
 #
-#     wake:   x from the data, z ~ q(z|x)             decoder theta:  maximize log p(x|z)
-#     sleep:  z ~ p(z), a "dream" x ~ p(x|z)          encoder phi:    maximize log q(z|x)
+# $$
+# \begin{aligned}
+# &\text{wake:} && x \text{ from the data},\ z \sim q(z|x), &&
+#   \text{decoder } \theta\text{: maximize } \log p(x|z), \\
+# &\text{sleep:} && z \sim p(z),\ \text{a "dream" } x \sim p(x|z), &&
+#   \text{encoder } \phi\text{: maximize } \log q(z|x)
+# \end{aligned}
+# $$
 #
 # (`scratchvae.models.wake_sleep.WakeSleep`, a `VAE` with another `backward`.) This lesson writes
 # both phases' gradients by hand and checks them, shows that the wake phase is half of AEVB's
@@ -41,10 +47,11 @@ print(f"  {data.split}; {data.likelihood} decoder")
 # %% [markdown]
 # ## The wake phase is the decoder's half of the ELBO's gradient
 #
-# The ELBO is E_q[log p(x|z)] - KL(q(z|x) || p(z)); the KL term holds no decoder parameter, so
-# the ELBO's gradient with respect to theta is the gradient of log p(x|z) at z ~ q(z|x): the
-# wake phase. With the same eps, a VAE's decoder gradients and wake-sleep's must agree to
-# round-off (no weight prior here, so that only the two phases are compared):
+# The ELBO is $\mathbb{E}_q[\log p(x|z)] - \mathrm{KL}(q(z|x) \,\|\, p(z))$; the KL term holds no
+# decoder parameter, so the ELBO's gradient with respect to $\theta$ is the gradient of $\log p(x|z)$
+# at $z \sim q(z|x)$: the wake phase. With the same $\epsilon$, a VAE's decoder gradients and
+# wake-sleep's must agree to round-off (no weight prior here, so that only the two phases are
+# compared):
 
 # %%
 x = data.train[:50].astype(np.float64)
@@ -66,10 +73,11 @@ print(f"  the encoder's gradients differ: max |sleep - ELBO| / max |ELBO| = {gap
 # %% [markdown]
 # ## The wake gradient by hand
 #
-# The wake phase on a minibatch: z = mu + exp(logvar / 2) eps from the encoder, then the gradient of
-# -1/(S B) sum log p(x_b|z_sb) for the decoder's weights only. z is held fixed, as if the encoder's
-# guess were the true cause: the decoder's backward of dlogp = -1/(S B) (step 2 of lesson 7's
-# backward), and nothing goes on to the encoder. Written out with the library's pieces:
+# The wake phase on a minibatch: $z = \mu + \exp(\tfrac12 \log\sigma^2) \odot \epsilon$ from the
+# encoder, then the gradient of $-\frac{1}{SB} \sum_{s,b} \log p(x_b|z_{sb})$ for the decoder's
+# weights only. $z$ is held fixed, as if the encoder's guess were the true cause: the decoder's
+# backward of $\text{dlogp} = -1/(SB)$ (step 2 of lesson 7's backward), and nothing goes on to the
+# encoder. Written out with the library's pieces:
 
 # %%
 S, B = eps.shape[:2]
@@ -86,22 +94,32 @@ for name in ("decoder.net.0.W", "decoder.net.2.b"):
 # %% [markdown]
 # ## The sleep gradient by hand
 #
-# The sleep phase gets dreams: pairs (z, x) with z ~ p(z) and x ~ p(x|z), so the cause z of each
-# x is known. The encoder is fitted to recover it, by maximum likelihood: it maximizes log q(z|x),
-# that is it minimizes, for [mu, logvar] = encoder(x) and v = exp(logvar),
+# The sleep phase gets dreams: pairs $(z, x)$ with $z \sim p(z)$ and $x \sim p(x|z)$, so the cause $z$
+# of each $x$ is known. The encoder is fitted to recover it, by maximum likelihood: it maximizes
+# $\log q(z|x)$, that is it minimizes, for $[\mu, \log\sigma^2] = \operatorname{encoder}(x)$ and
+# $v = \exp(\log\sigma^2)$,
 #
-#     -log q(z|x) = 1/2 sum_j [log 2pi + logvar_j + (z_j - mu_j)^2 / v_j].
+# $$
+# -\log q(z|x) = \frac12 \sum_j \Bigl[\log 2\pi + \log\sigma_j^2 + \frac{(z_j - \mu_j)^2}{v_j}\Bigr].
+# $$
 #
 # Its derivatives, one coordinate at a time:
 #
-#     d/dmu_j     = -(z_j - mu_j) / v_j                       (the square's derivative, 2 (mu - z) / (2 v))
-#     d/dlogvar_j = 1/2 [1 - (z_j - mu_j)^2 / v_j]            (d/dlogvar of exp(-logvar) is -exp(-logvar))
-#                 = -1/2 [(z_j - mu_j)^2 / v_j - 1]
+# $$
+# \begin{aligned}
+# \frac{\partial (-\log q)}{\partial \mu_j} &= -\frac{z_j - \mu_j}{v_j}
+#   && \text{(the square's derivative, } 2 (\mu - z) / (2 v)\text{)}, \\
+# \frac{\partial (-\log q)}{\partial \log\sigma_j^2} &= \frac12 \Bigl[1 - \frac{(z_j - \mu_j)^2}{v_j}\Bigr]
+#   && \Bigl(\tfrac{\partial}{\partial \log\sigma^2} \exp(-\log\sigma^2) = -\exp(-\log\sigma^2)\Bigr) \\
+#   &= -\frac12 \Bigl[\frac{(z_j - \mu_j)^2}{v_j} - 1\Bigr].
+# \end{aligned}
+# $$
 #
-# Both vanish where mu = z and v = (z - mu)^2: on average over dreams, where mu is the mean of the
-# z that produce such an x and v their variance. Averaged over n dreams (a 1/n), they are the
-# encoder's output gradient, and its backward does the rest. No reparameterization is needed:
-# z is data here, not a sample that depends on the encoder's weights.
+# The first vanishes where $\mu = z$, the second where $v = (z - \mu)^2$: on average over dreams, both
+# vanish where $\mu$ is the mean of the $z$ that produce such an $x$ and $v$ their variance. Averaged
+# over $n$ dreams (a $1/n$), they are the encoder's output gradient, and its backward does the rest.
+# No reparameterization is needed: $z$ is data here, not a sample that depends on the encoder's
+# weights.
 
 # %%
 def sleep_grad(z, mu, logvar):
@@ -150,21 +168,25 @@ if library_sleep_gradient is not None:
 # %% [markdown]
 # ## The sleep phase fits the other KL
 #
-# AEVB's encoder gradient comes from the same ELBO: on the data, it makes q(z|x) close to the
-# posterior p(z|x) by minimizing KL(q || p(z|x)). The sleep phase instead maximizes
-# E_{z ~ p(z), x ~ p(x|z)}[log q(z|x)], the average over dreams x ~ p(x) of
+# AEVB's encoder gradient comes from the same ELBO: on the data, it makes $q(z|x)$ close to the
+# posterior $p(z|x)$ by minimizing $\mathrm{KL}(q \,\|\, p(z|x))$. The sleep phase instead maximizes
+# $\mathbb{E}_{z \sim p(z),\, x \sim p(x|z)}[\log q(z|x)]$, the average over dreams $x \sim p(x)$ of
 #
-#     E_{p(z|x)}[log q(z|x)] = -KL(p(z|x) || q(z|x)) - entropy of p(z|x),
+# $$
+# \mathbb{E}_{p(z|x)}[\log q(z|x)]
+#   = -\mathrm{KL}\bigl(p(z|x) \,\|\, q(z|x)\bigr) - \mathrm{H}\bigl(p(z|x)\bigr),
+# $$
 #
-# so it minimizes the KL the other way round, KL(p || q), on the model's dreams rather than on
-# the data. The two KLs agree when q can equal the posterior; when it cannot, they prefer
-# different approximations. A linear-Gaussian model, whose posterior N(m, S) is exact, shows the
-# difference for a diagonal Gaussian q: KL(p || q) matches the posterior's marginal variances
-# S_jj, KL(q || p) the inverse of its precision's diagonal, 1 / (S^-1)_jj, which is smaller
-# whenever the latent dimensions are correlated in the posterior.
+# with $\mathrm{H}$ the entropy, so it minimizes the KL the other way round, $\mathrm{KL}(p \,\|\, q)$,
+# on the model's dreams rather than on the data. The two KLs agree when $q$ can equal the posterior;
+# when it cannot, they prefer different approximations. A linear-Gaussian model, whose posterior
+# $\mathcal{N}(m, S)$ is exact, shows the difference for a diagonal Gaussian $q$:
+# $\mathrm{KL}(p \,\|\, q)$ matches the posterior's marginal variances $S_{jj}$, $\mathrm{KL}(q \,\|\, p)$
+# the inverse of its precision's diagonal, $1 / (S^{-1})_{jj}$, which is smaller whenever the latent
+# dimensions are correlated in the posterior.
 #
 # The sleep phase, run on a linear encoder with the library's `WakeSleep.sleep` and dreams of
-# the linear-Gaussian model (non-orthogonal W, so S is not diagonal):
+# the linear-Gaussian model (non-orthogonal $W$, so $S$ is not diagonal):
 
 # %%
 rng = np.random.default_rng(run.seed)
@@ -210,12 +232,12 @@ print(f"  variances of q: sleep phase {np.round(sleep_var, 4)}, ELBO {np.round(e
 # ## The two algorithms side by side
 #
 # The paper's settings for both (Adagrad with the authors' warm-up, step size 0.01 on Frey
-# Face and 0.1 on the small digits, minibatches of 100, weights from N(0, 0.01^2) with a N(0, I)
-# prior), the same initial weights, and the same evaluation of the lower bound. The warm-up is
-# in the authors' code: the first 101 steps only add g^2 to Adagrad's accumulator h and leave the
-# weights alone, so that the first real steps are not divided by the root of one tiny g^2
-# (`Adagrad(..., warmup=101)`). The bound is evaluated at log-spaced points, about 8 per decade
-# of training samples from 10^4 on, as in `scratchvae reproduce`.
+# Face and 0.1 on the small digits, minibatches of 100, weights from $\mathcal{N}(0, 0.01^2)$ with a
+# $\mathcal{N}(0, I)$ prior), the same initial weights, and the same evaluation of the lower bound.
+# The warm-up is in the authors' code: the first 101 steps only add $g^2$ to Adagrad's accumulator
+# $h$ and leave the weights alone, so that the first real steps are not divided by the root of one
+# tiny $g^2$ (`Adagrad(..., warmup=101)`). The bound is evaluated at log-spaced points, about 8 per
+# decade of training samples from $10^4$ on, as in `scratchvae reproduce`.
 
 # %%
 ADAGRAD_WARMUP = 101
@@ -258,25 +280,26 @@ run.save(fig, "aevb_vs_wake_sleep")
 # In the paper AEVB's bound is the higher one at every latent size of both data sets, and it
 # pulls ahead as training goes on: both of its gradients push the reported bound up, while
 # wake-sleep's encoder chases the decoder's dreams. Wake-sleep can also stay where it started:
-# a decoder that ignores z dreams images that say nothing about z, so the sleep phase fits
-# q(z|x) = p(z), whose codes in turn give the wake phase no reason to use z. From the paper's
-# small initial weights the decoder starts near that fixed point (on Frey Face with Nz = 2 a
-# wake-sleep run never left it in 10^7 samples; see the results page), while AEVB's encoder
+# a decoder that ignores $z$ dreams images that say nothing about $z$, so the sleep phase fits
+# $q(z|x) = p(z)$, whose codes in turn give the wake phase no reason to use $z$. From the paper's
+# small initial weights the decoder starts near that fixed point (on Frey Face with $N_z = 2$ a
+# wake-sleep run never left it in $10^7$ samples; see the results page), while AEVB's encoder
 # gradient, coming from the data, leaves it at once. Compare the two curves above (the digits in
 # fast mode, Frey Face in full mode); `python -m scratchvae.experiments.reproduce train
-# frey-z20 frey-z20-ws` runs the paper's comparison to 10^7 samples and more, and the results
+# frey-z20 frey-z20-ws` runs the paper's comparison to $10^7$ samples and more, and the results
 # page (`docs/results.md`) shows its outcome.
 #
 # ## What to remember
 #
-# * Wake phase: the decoder's gradient of log p(x|z) at the encoder's z, exactly the decoder's half
-#   of the ELBO's gradient.
+# * Wake phase: the decoder's gradient of $\log p(x|z)$ at the encoder's $z$, exactly the decoder's
+#   half of the ELBO's gradient.
 # * Sleep phase: the encoder fitted by maximum likelihood to the decoder's dreams,
-#   d(-log q)/dmu = -(z - mu)/v and d(-log q)/dlogvar = -1/2 [(z - mu)^2/v - 1]; no
-#   reparameterization, because z is given.
-# * It minimizes KL(p || q) on dreams, not the ELBO's KL(q || p) on data: with a diagonal q it
-#   matches the posterior's marginal variances instead of 1 / diag(precision), and no single
-#   objective rises at every step.
+#   $\partial(-\log q)/\partial\mu = -(z - \mu)/v$ and
+#   $\partial(-\log q)/\partial\log\sigma^2 = -\frac12 [(z - \mu)^2/v - 1]$; no reparameterization,
+#   because $z$ is given.
+# * It minimizes $\mathrm{KL}(p \,\|\, q)$ on dreams, not the ELBO's $\mathrm{KL}(q \,\|\, p)$ on data:
+#   with a diagonal $q$ it matches the posterior's marginal variances instead of
+#   $1 / \operatorname{diag}(\text{precision})$, and no single objective rises at every step.
 #
 # ## Exercises
 #
@@ -284,16 +307,19 @@ run.save(fig, "aevb_vs_wake_sleep")
 # `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
 # questions: `lessons/answers/11_wake_sleep.md`; try first.
 #
-# 1. **Code: the sleep gradient** (`sleep_gradient`, workbook `11_wake_sleep.py`): given n dreams z,
-#    and the encoder's mu and logvar for their x, the gradient of -1/n sum_i log q(z_i|x_i) with
-#    respect to mu and logvar, derived above (the average over the dreams, so with the 1/n). The grader knows the missing 1/2 and the flipped sign.
-# 2. **Question: no reparameterization.** AEVB's encoder gradient needs z = mu + exp(logvar/2) eps
-#    and its backward (lesson 6); the sleep phase's does not. Why not? What would go wrong if the
-#    sleep phase drew its z from q(z|x) instead of taking the dream's z?
-# 3. **Question: what the sleep phase's variances cost.** For the linear-Gaussian model above, q
-#    with the sleep phase's variances and q with the ELBO's both have the posterior mean as their
+# 1. **Code: the sleep gradient** (`sleep_gradient`, workbook `11_wake_sleep.py`): given $n$ dreams
+#    $z$, and the encoder's $\mu$ and $\log\sigma^2$ for their $x$, the gradient of
+#    $-\frac1n \sum_i \log q(z_i|x_i)$ with respect to $\mu$ and $\log\sigma^2$, derived above (the
+#    average over the dreams, so with the $1/n$). The grader knows the missing $\tfrac12$ and the
+#    flipped sign.
+# 2. **Question: no reparameterization.** AEVB's encoder gradient needs
+#    $z = \mu + \exp(\tfrac12 \log\sigma^2) \odot \epsilon$ and its backward (lesson 6); the sleep
+#    phase's does not. Why not? What would go wrong if the sleep phase drew its $z$ from $q(z|x)$
+#    instead of taking the dream's $z$?
+# 3. **Question: what the sleep phase's variances cost.** For the linear-Gaussian model above, $q$
+#    with the sleep phase's variances and $q$ with the ELBO's both have the posterior mean as their
 #    mean. How much lower is the ELBO of the first, in nats? (`LinearGaussian.kl_to_posterior`
-#    gives KL(q || p(z|x)), and log p(x) - elbo is exactly that KL.)
-# 4. **Question: the fixed point.** A decoder whose output does not depend on z makes the sleep
-#    phase fit q(z|x) = p(z) = N(0, I) for every x. Why? Why does AEVB's encoder gradient not stay
-#    there?
+#    gives $\mathrm{KL}(q \,\|\, p(z|x))$, and $\log p(x) - \mathrm{ELBO}$ is exactly that KL.)
+# 4. **Question: the fixed point.** A decoder whose output does not depend on $z$ makes the sleep
+#    phase fit $q(z|x) = p(z) = \mathcal{N}(0, I)$ for every $x$. Why? Why does AEVB's encoder
+#    gradient not stay there?

@@ -4,26 +4,33 @@
 # Full mode takes a few minutes on 2 CPU cores (MNIST); fast mode runs on scikit-learn's 8 x 8
 # digits in seconds.
 #
-# The posterior p(z|x) = p(x|z) p(z) / p(x) is usually called intractable (note 002 of the lecture
-# notes does), because its normalizer p(x) = ∫ p(x|z) p(z) dz is an integral over every z with no
-# closed form for a neural decoder. That is why the VAE fits an approximation q(z|x). But p(z|x) is
-# known *up to* the constant p(x), and so is its gradient in z,
+# The posterior $p(z|x) = p(x|z)\, p(z) / p(x)$ is usually called intractable (note 002 of the
+# lecture notes does), because its normalizer $p(x) = \int p(x|z)\, p(z)\, dz$ is an integral over
+# every $z$ with no closed form for a neural decoder. That is why the VAE fits an approximation
+# $q(z|x)$. But $p(z|x)$ is known *up to* the constant $p(x)$, and so is its gradient in $z$,
 #
-#     d/dz log p(z|x) = d/dz log p(x, z) = d/dz log p(x|z) - z        (prior N(0, I)),
+# $$
+# \nabla_z \log p(z|x) = \nabla_z \log p(x, z) = \nabla_z \log p(x|z) - z
+# \qquad \text{(prior } \mathcal{N}(0, I)\text{)},
+# $$
 #
 # and the first term is what the decoder's backward already computes: the VAE sends exactly this
-# gradient on to the encoder. Hybrid Monte Carlo (`scratchvae.models.hmc`) uses it to move z like
-# a ball rolling on the surface -log p(x, z) with a random kick p ~ N(0, I): leapfrog steps
+# gradient on to the encoder. Hybrid Monte Carlo (`scratchvae.models.hmc`) uses it to move $z$ like
+# a ball rolling on the surface $-\log p(x, z)$ with a random kick $p \sim \mathcal{N}(0, I)$: leapfrog
+# steps of size $e$, with $g = \nabla_z \log p(x, z)$ at the current $z$,
 #
-#     p <- p + e/2 grad;   z <- z + e p;   p <- p + e/2 grad
+# $$
+# p \leftarrow p + \tfrac{e}{2}\, g; \qquad z \leftarrow z + e\, p; \qquad p \leftarrow p + \tfrac{e}{2}\, g,
+# $$
 #
-# then a Metropolis test on the energy H = -log p(x, z) + |p|^2 / 2 that accepts with probability
-# min(1, exp(H_old - H_new)). The leapfrog is reversible and keeps volume, so the test makes the
-# chain sample p(z|x) exactly, however coarse the step; the step only sets how often it accepts.
+# then a Metropolis test on the energy $H = -\log p(x, z) + \tfrac12 |p|^2$ that accepts with
+# probability $\min\bigl(1, \exp(H_\text{old} - H_\text{new})\bigr)$. The leapfrog is reversible and
+# keeps volume, so the test makes the chain sample $p(z|x)$ exactly, however coarse the step; the
+# step only sets how often it accepts.
 #
-# This lesson samples a 2-D posterior where the exact one can be drawn on a grid, measures log p(x)
-# with the estimator of Kingma & Welling (2013, appendix D) against L_k and the ELBO, and trains a
-# decoder with no encoder at all by Monte Carlo EM (appendix E).
+# This lesson samples a 2-D posterior where the exact one can be drawn on a grid, measures
+# $\log p(x)$ with the estimator of Kingma & Welling (2013, appendix D) against $L_k$ and the ELBO,
+# and trains a decoder with no encoder at all by Monte Carlo EM (appendix E).
 
 # %%
 import time
@@ -52,8 +59,8 @@ x_test = binarize(data.test[:run.pick(fast=100, full=500)], rng).astype(np.float
 # %% [markdown]
 # ## A model with a 2-D latent space
 #
-# A VAE as in lesson 7 with z in 2-D, so that p(x, z) can be evaluated on a grid of z and the posterior
-# normalized by brute force: that is the answer HMC must reproduce.
+# A VAE as in lesson 7 with $z$ in 2-D, so that $p(x, z)$ can be evaluated on a grid of $z$ and the
+# posterior normalized by brute force: that is the answer HMC must reproduce.
 
 # %%
 hidden, epochs = run.pick(fast=(64, 40), full=(200, 30))
@@ -70,12 +77,15 @@ print(f"  trained {epochs} epochs in {time.perf_counter() - start:.1f} s; held-o
 # %% [markdown]
 # ## HMC beside the exact posterior
 #
-# One image x. On a grid of z, log p(z|x) = log p(x, z) - logsumexp over the grid (times the cell area).
-# HMC runs 2000 independent chains for the same x (1000 in fast mode; one row each, all in one array),
-# 10 leapfrog steps per transition, the step tuned during burn-in towards 90 % acceptance. The last
-# state of each chain is one sample, independent of the others: their mean must match the grid's
-# posterior mean within its standard error. For the picture each chain gives 5 samples (its last 5
-# states, which are correlated within a chain but each distributed as p(z|x)).
+# One image $x$. On a grid of $z$ with spacings $\Delta z_1$ and $\Delta z_2$,
+# $\log p(z|x) = \log p(x, z) - \log p(x)$ with
+# $\log p(x) = \operatorname{logsumexp}_{z'} \log p(x, z') + \log(\Delta z_1 \Delta z_2)$ over the grid
+# (the sum times the cell area).
+# HMC runs 2000 independent chains for the same $x$ (1000 in fast mode; one row each, all in one
+# array), 10 leapfrog steps per transition, the step tuned during burn-in towards 90 % acceptance.
+# The last state of each chain is one sample, independent of the others: their mean must match the
+# grid's posterior mean within its standard error. For the picture each chain gives 5 samples (its
+# last 5 states, which are correlated within a chain but each distributed as $p(z|x)$).
 
 # %%
 x0 = x_test[:1]
@@ -151,16 +161,25 @@ run.save(fig, "hmc_vs_grid")
 # %% [markdown]
 # ## The marginal likelihood from posterior samples (appendix D)
 #
-# For every x: sample L values from the posterior with HMC, fit a density q(z) to them, sample L new
-# values and average q(z) / p(x, z), whose expectation under p(z|x) is 1 / p(x). Why a **Gaussian** q:
-# the ratio's variance contains E_p[q^2 / p(z|x)^2] = int q(z)^2 / p(z|x) dz, finite only when q falls
-# off faster than the posterior. A Gaussian fitted to the samples has the posterior's spread and
-# Gaussian tails, light enough for the posteriors of these decoders; a heavy-tailed q (a Student-t, a
-# wide kernel estimate) can make the variance infinite, and the estimate then jumps from run to run.
+# For every $x$: sample $L$ values from the posterior with HMC, fit a density $q(z)$ to them, sample
+# $L$ new values and average $q(z) / p(x, z)$, whose expectation under $p(z|x)$ is $1 / p(x)$. Why a
+# **Gaussian** $q$: the ratio's variance contains
+#
+# $$
+# \mathbb{E}_p\bigl[q(z)^2 / p(z|x)^2\bigr] = \int \frac{q(z)^2}{p(z|x)}\, dz,
+# $$
+#
+# finite only when $q(z)^2 / p(z|x)$ is integrable, which asks $q$ to fall off faster than
+# $\sqrt{p(z|x)}$ in the tails. A Gaussian fitted to the samples has the posterior's spread and
+# Gaussian tails, light enough for the posteriors of these decoders; a heavy-tailed $q$ (a Student-t,
+# a wide kernel estimate) can make the variance infinite, and the estimate then jumps from run to run.
 #
 # Three numbers for the same model on the same images, each in log space:
 #
-#     ELBO <= L_k <= log p(x),   the estimate ~ log p(x),   and (2-D) the grid's exact log p(x).
+# $$
+# \mathrm{ELBO} \le L_k \le \log p(x), \qquad \text{the estimate} \approx \log p(x), \qquad
+# \text{and (2-D) the grid's exact } \log p(x).
+# $$
 
 # %%
 n_eval = run.pick(fast=30, full=100)
@@ -196,10 +215,17 @@ run.save(fig, "estimator")
 # ## Monte Carlo EM: a decoder without an encoder (appendix E)
 #
 # EM (lesson 2) alternates the posterior under the current weights with a step on the weights that
-# raises E_{p(z|x)}[log p(x, z)]. With no closed-form posterior, Monte Carlo EM keeps one z per training
-# image and, for every minibatch, moves those z by one HMC transition (10 leapfrog steps, the step size
-# tuned to 90 % acceptance), then takes 5 Adagrad steps on the complete-data objective
-# J = mean log p(x, z) with z held fixed. Its progress is measured with the same estimator.
+# raises $\mathbb{E}_{p(z|x)}[\log p(x, z)]$. With no closed-form posterior, Monte Carlo EM keeps one
+# $z$ per training image and, for every minibatch, moves those $z$ by one HMC transition (10 leapfrog
+# steps, the step size tuned to 90 % acceptance), then takes 5 Adagrad steps on the complete-data
+# objective
+#
+# $$
+# J = \frac1B \sum_b \log p(x_b, z_b) - \frac{\lambda}{2} \lVert\theta\rVert^2
+# $$
+#
+# with $z$ held fixed (the last term is the weight prior, $\lambda$ = `weight_decay`). Its progress is
+# measured with the same estimator.
 
 # %%
 mcem = MCEM(x_train.shape[1], n_train, z_dim=2, hidden_dims=(hidden,), weight_decay=1.0 / n_train,
@@ -234,8 +260,9 @@ run.save(fig, "mcem")
 # ## What to remember
 #
 # * The posterior the ELBO only approximates can be sampled exactly (up to Monte Carlo error) with
-#   the gradient the VAE already has: HMC needs log p(x, z) and its gradient, never p(x).
-# * That makes log p(x) measurable, so the gap log p(x) - ELBO = KL(q || p(z|x)) becomes a number.
+#   the gradient the VAE already has: HMC needs $\log p(x, z)$ and its gradient, never $p(x)$.
+# * That makes $\log p(x)$ measurable, so the gap $\log p(x) - \mathrm{ELBO} = \mathrm{KL}(q \,\|\, p(z|x))$
+#   becomes a number.
 # * The same sampler can replace the encoder altogether (MCEM), at the price of several decoder
 #   passes per image per step, which is why AEVB's amortized encoder wins on large data sets (the
 #   paper's Figure 3; `scratchvae reproduce figure3` runs that comparison).
@@ -246,17 +273,18 @@ run.save(fig, "mcem")
 # `scratchvae exercises check my-workbook NAME` (lesson 7 says more). Worked answers to the
 # questions: `lessons/answers/12_posterior_sampling.md`; try first.
 #
-# 1. **Code: the leapfrog** (`leapfrog`, workbook `12_hmc.py`): n steps of size e from (z, p) for
-#    a target that returns (log p(x, z), its gradient in z): a half step of p, then alternately a
-#    full step of z and of p, and a closing half step of p. The grader checks that it is
-#    reversible (negate p, run it again, and you are back) and that it matches the library.
+# 1. **Code: the leapfrog** (`leapfrog`, workbook `12_hmc.py`): $n$ steps of size $e$ from $(z, p)$
+#    for a target that returns ($\log p(x, z)$, its gradient in $z$): a half step of $p$, then
+#    alternately a full step of $z$ and of $p$, and a closing half step of $p$. The grader checks that
+#    it is reversible (negate $p$, run it again, and you are back) and that it matches the library.
 # 2. **Code: the acceptance probability** (`hmc_accept_prob`, workbook `12_hmc.py`):
-#    min(1, exp(H_old - H_new)) with H = -log p(x, z) + |p|^2 / 2, one value per chain, without
-#    overflow when H_new is far below H_old.
-# 3. **Question: no p(x).** The acceptance test compares p(z_new|x) with p(z_old|x), yet the code
-#    only ever evaluates log p(x, z). Why is that enough? Which other method of this course has the
-#    same property (hint: lesson 9's weights do not)?
-# 4. **Question: the step size.** The energy error H_new - H_old of a leapfrog trajectory of fixed
-#    length n e shrinks like e^2. Check it on the 2-D posterior above (or on N(0, I)): halve e,
-#    double n, and compare the mean |H_new - H_old| over many chains. What does that say about the
-#    acceptance rate as the step shrinks, and about the cost per sample?
+#    $\min\bigl(1, \exp(H_\text{old} - H_\text{new})\bigr)$ with $H = -\log p(x, z) + \tfrac12 |p|^2$,
+#    one value per chain, without overflow when $H_\text{new}$ is far below $H_\text{old}$.
+# 3. **Question: no $p(x)$.** The acceptance test compares $p(z_\text{new}|x)$ with $p(z_\text{old}|x)$,
+#    yet the code only ever evaluates $\log p(x, z)$. Why is that enough? Which other method of this
+#    course has the same property (hint: lesson 9's weights do not)?
+# 4. **Question: the step size.** The energy error $H_\text{new} - H_\text{old}$ of a leapfrog
+#    trajectory of fixed length $n e$ shrinks like $e^2$. Check it on the 2-D posterior above (or on
+#    $\mathcal{N}(0, I)$): halve $e$, double $n$, and compare the mean $|H_\text{new} - H_\text{old}|$
+#    over many chains. What does that say about the acceptance rate as the step shrinks, and about
+#    the cost per sample?
