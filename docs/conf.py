@@ -57,6 +57,7 @@ exclude_patterns = ["docs/_build/**", "**/.ipynb_checkpoints"]
 
 # -- MyST and MyST-NB -----------------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_dmath_double_inline = True             # $$...$$ inside a sentence (a quoted note) renders too
 myst_heading_anchors = 3
 myst_update_mathjax = False                 # MathJax 2 is configured below
 nb_custom_formats = {".py": ["coursesite.read_lesson", {}]}

@@ -14,14 +14,16 @@
   and HTML-CSS output with its STIX web fonts, nothing fetched from elsewhere.
 """
 import importlib.util
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import jupytext
 from docutils import nodes
 from sphinx import addnodes
-from sphinx.errors import ExtensionError
+from sphinx.errors import ExtensionError, SphinxError
 from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
 
@@ -37,9 +39,13 @@ FOLDER_PAGES = {"lessons/answers": "docs/answers", "docs/results": "docs/results
 
 # -- lessons as notebooks ----------------------------------------------------------------------
 def read_lesson(text):
-    """A percent-format lesson as a notebook, run by the python3 kernel."""
+    """A percent-format lesson as a notebook, run by the python3 kernel, with the line where each
+    cell starts in the file (``source_map``: MyST-NB's messages then give lines of the file)."""
     notebook = jupytext.reads(text, fmt="py:percent")
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    starts = [i for i, line in enumerate(text.splitlines()) if line.startswith("# %%")]
+    if len(starts) == len(notebook.cells):
+        notebook.metadata["source_map"] = starts
     return notebook
 
 
@@ -217,12 +223,91 @@ class RepositoryLinks(SphinxTransform):
 
 
 # -- a failing lesson names itself and its cell ---------------------------------------------------
-def name_failed_cell(error):
-    """'lessons/NN_x.py, cell K (code cell J): first line ...: the error' for a MyST-NB ExecutionError."""
-    cause = error.__cause__
-    path = str(error)
-    cell = getattr(cause, "cell_index", None)
-    return path, cell, cause
+class LessonFailed(SphinxError):
+    category = "Lesson failed"
+
+
+def describe_failure(notebook, path, cause, root):
+    """What failed, for a person: the lesson's file, the cell (its number among the code cells and
+    the line where it starts in the file), its first lines, the error and the end of its traceback."""
+    try:
+        where = Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        where = str(path)
+    cells = notebook.cells
+    failed = next((i for i, c in enumerate(cells) if c.cell_type == "code"
+                   and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+    if failed is None:                   # a time-out: the first code cell that did not finish
+        failed = next((i for i, c in enumerate(cells) if c.cell_type == "code"
+                       and c.get("execution_count") is None), None)
+    lines = [f"{where} failed while the site was built"]
+    if failed is not None:
+        code_number = sum(1 for c in cells[:failed + 1] if c.cell_type == "code")
+        starts = notebook.metadata.get("source_map")
+        at = f", which starts at line {starts[failed] + 1} of the file" if starts else ""
+        lines[0] += f", in code cell {code_number} (cell {failed + 1} of the notebook{at}):"
+        source = cells[failed].source.splitlines()
+        lines += [f"    {line}" for line in source[:4]] + (["    ..."] if len(source) > 4 else [])
+    ename = getattr(cause, "ename", None)
+    lines.append(f"{ename}: {getattr(cause, 'evalue', '')}" if ename else
+                 f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1] if str(cause).strip() else ''}")
+    if ename:
+        # nbclient's message: the cell's source between lines of dashes, then the traceback
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause))
+        traceback = re.split(r"^-{18}$", text, flags=re.M)[-1].strip("\n").splitlines()
+        lines += ["The end of its traceback:"] + [f"    {line}" for line in traceback[-14:]]
+    return "\n".join(lines)
+
+
+def _name_the_figures_folder(notebook):
+    """The build's temporary figures folder, printed by the lessons, as the variable that names it."""
+    folder = os.environ.get("SCRATCHVAE_LESSONS_OUT")
+    if not folder:
+        return
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = output["text"].replace(folder, "$SCRATCHVAE_LESSONS_OUT")
+
+
+def _name_failed_lessons(srcdir):
+    """Make MyST-NB's ExecutionError (which names only the file) name the cell too."""
+    from myst_nb.core.execute import base
+
+    enter = base.NotebookClientBase.__enter__
+    if getattr(enter, "coursesite", False):
+        return
+
+    def __enter__(self):
+        try:
+            entered = enter(self)
+        except base.ExecutionError as error:
+            message = describe_failure(self.notebook, self.path, error.__cause__, Path(srcdir).resolve())
+            # printed at once too: a parallel build shows a worker's error only at its very end
+            print(f"\n{message}\n", file=sys.stderr, flush=True)
+            raise LessonFailed(message) from error
+        _name_the_figures_folder(self.notebook)
+        return entered
+
+    __enter__.coursesite = True
+    base.NotebookClientBase.__enter__ = __enter__
+
+
+# -- the lessons spread over the build's processes ------------------------------------------------
+def _lessons_first(make_chunks, srcdir):
+    """Sphinx's ``make_chunks`` with each lesson in a chunk of its own, the longest first, ahead of
+    the other pages: executing the lessons is nearly all of the build, and Sphinx's chunks of ~15
+    pages in name order would give one process most of them."""
+    def chunks(arguments, nproc, maxbatch=10):
+        lessons = [d for d in arguments if LESSON_DOC.match(d)]
+        if nproc < 2 or not lessons:
+            return make_chunks(arguments, nproc, maxbatch)
+        lessons.sort(key=lambda d: -(Path(srcdir) / f"{d}.py").stat().st_size)
+        others = [d for d in arguments if d not in lessons]
+        return [[d] for d in lessons] + (make_chunks(others, nproc, maxbatch) if others else [])
+
+    chunks.coursesite = True
+    return chunks
 
 
 # -- MathJax from the site itself ----------------------------------------------------------------
@@ -270,6 +355,10 @@ def copy_mathjax(app, exception):
 def on_builder_inited(app):
     app.env.coursesite_api_modules = _api_modules(app.confdir)
     mathjax_source()                     # fail early, before the lessons run, when it is missing
+    _name_failed_lessons(app.srcdir)
+    import sphinx.builders
+    if not getattr(sphinx.builders.make_chunks, "coursesite", False):
+        sphinx.builders.make_chunks = _lessons_first(sphinx.builders.make_chunks, app.srcdir)
 
 
 def setup(app):
