@@ -100,7 +100,7 @@ napoleon_numpy_docstring = False
 
 # -- HTML --------------------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
-html_title = "scratchvae: a VAE from scratch"
+html_title = "scratchvae"
 html_static_path = ["_static"]
 html_css_files = ["site.css"]
 html_favicon = "_static/favicon.svg"

@@ -134,10 +134,10 @@ def results_files(folder):
 
 
 def _api_modules(confdir):
-    """The modules the API pages document (``{automodule} NAME`` in docs/api/*.md)."""
+    """The modules the API pages document (``.. automodule:: NAME`` in docs/api/*.md)."""
     found = set()
     for page in sorted((Path(confdir) / "api").glob("*.md")):
-        found.update(re.findall(r"^```\{automodule\} ([\w.]+)", page.read_text(encoding="utf-8"), flags=re.M))
+        found.update(re.findall(r"^\.\. automodule:: ([\w.]+)", page.read_text(encoding="utf-8"), flags=re.M))
     return found
 
 
@@ -317,7 +317,6 @@ MATHJAX_FILES = [
     "extensions/*.js",
     "extensions/TeX/*.js",
     "extensions/HTML-CSS/*.js",
-    "extensions/a11y/accessibility-menu.js",
     "jax/element/**/*.js",
     "jax/input/TeX/*.js",
     "jax/output/HTML-CSS/**/*.js",
