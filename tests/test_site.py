@@ -176,7 +176,9 @@ def _site_command():
 
 
 def _build(out):
-    command = _site_command().replace("docs/_build/html", str(out)).split()
+    """The README's command into ``out``, with every warning an error (a broken reference, a
+    docstring that does not parse), all of them reported."""
+    command = _site_command().replace("docs/_build/html", str(out)).split() + ["-W", "--keep-going"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     start = time.perf_counter()
