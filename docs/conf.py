@@ -88,6 +88,10 @@ mathjax2_config = {
         # refuses with a console error; a local() source that matches nothing measures the same.
         "styles": {"@font-face": {"font-family": "MathJax_Blank", "src": "local('MathJax_Blank')"}},
     },
+    # displays start at the left edge, so that one wider than the column scrolls rather than
+    # losing its left end; site.css centres those that fit
+    "displayAlign": "left",
+    "displayIndent": "0",
     "menuSettings": {"assistiveMML": False},
     "messageStyle": "none",
 }

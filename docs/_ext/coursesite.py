@@ -83,8 +83,8 @@ def exercises_page(root, api_modules):
     for number, (stem, title) in _lesson_titles(root).items():
         mine = [e for e in catalog.EXERCISES if e.lesson == number]
         lines += [f"(exercises-{number})=", f"## {title}", "",
-                  f"The lesson: [{stem}](../lessons/{stem}.py); worked answers: "
-                  f"[answers to lesson {int(number)}](../lessons/answers/{stem}.md).", ""]
+                  f"[The lesson](../lessons/{stem}.py) and its "
+                  f"[worked answers](../lessons/answers/{stem}.md).", ""]
         if not mine:
             lines += ["This lesson's exercises are questions (and code built on earlier lessons' "
                       "functions), answered on the answers page; the workbook has no function of "
