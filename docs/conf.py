@@ -12,7 +12,9 @@ the build with the lesson and the cell named. The local extension ``docs/_ext/co
 serves MathJax from the site itself, writes the exercises from the workbook's catalog, and
 points links to repository files at their page, their API reference or a download.
 """
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +29,9 @@ sys.path.insert(0, str(HERE / "_ext"))
 # backend even when the calling shell asks for Agg (which would only save the figures).
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 os.environ["SCRATCHVAE_FAST"] = "1"
-os.environ.setdefault("SCRATCHVAE_LESSONS_OUT", tempfile.mkdtemp(prefix="scratchvae-site-figures-"))
+if not os.environ.get("SCRATCHVAE_LESSONS_OUT"):
+    os.environ["SCRATCHVAE_LESSONS_OUT"] = tempfile.mkdtemp(prefix="scratchvae-site-figures-")
+    atexit.register(shutil.rmtree, os.environ["SCRATCHVAE_LESSONS_OUT"], ignore_errors=True)
 os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 project = "scratchvae"
