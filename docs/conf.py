@@ -2,7 +2,7 @@
 
 Build it from the repository root (``pip install -e ".[docs]"`` first)::
 
-    python3 -m sphinx -b html -j auto -c docs . docs/_build/html
+    python3 -m sphinx -b html -j auto -c docs -d docs/_build/doctrees . docs/_build/html
 
 The source folder is the repository itself, so that the lessons (``lessons/NN_*.py``), their
 answers, the results pages and the benchmark page are read where they are and their relative

@@ -14,7 +14,8 @@ It is marked ``browser``: the suite's command (``-m "not slow and not browser"``
 and CI runs it on its own. Without Sphinx and MyST-NB (``pip install -e ".[docs]"``), Playwright
 (``".[browser]"``) or Debian's ``chromium`` it skips with the reason, unless
 ``SCRATCHVAE_REQUIRE_BROWSER=1`` (CI sets it), which makes a missing piece a failure.
-``SCRATCHVAE_SITE_DIR`` names a site already built, to check it without building it again.
+``SCRATCHVAE_SITE_DIR`` names a site already built (``docs/_build/html``), to check it without
+building it again.
 
 The link checker is tested too, on pages made by hand with a broken link and a missing anchor
 (without a browser), and on a tiny hand-made site in the browser.
@@ -176,9 +177,9 @@ def _site_command():
 
 
 def _build(out):
-    """The README's command into ``out``, with every warning an error (a broken reference, a
-    docstring that does not parse), all of them reported."""
-    command = _site_command().replace("docs/_build/html", str(out)).split() + ["-W", "--keep-going"]
+    """The README's command with ``out`` in place of docs/_build (the pages go to ``out/html``), and
+    every warning an error (a broken reference, a docstring that does not parse), all reported."""
+    command = _site_command().replace("docs/_build", str(out)).split() + ["-W", "--keep-going"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     start = time.perf_counter()
@@ -192,7 +193,7 @@ def _build(out):
 
 @pytest.fixture(scope="module")
 def site():
-    """The built site: ``$SCRATCHVAE_SITE_DIR`` (built there first when it holds none), else a
+    """The site: ``$SCRATCHVAE_SITE_DIR`` when it holds one already built, else built now into a
     temporary folder."""
     given = os.environ.get("SCRATCHVAE_SITE_DIR")
     if given and (Path(given) / "docs" / "index.html").is_file():
@@ -200,12 +201,9 @@ def site():
         yield Path(given).resolve()
         return
     _require(_missing_pieces(build=True))
-    if given:
-        yield _build(Path(given).resolve())
-        return
     import tempfile
     with tempfile.TemporaryDirectory(prefix="scratchvae-site-") as tmp:
-        yield _build(Path(tmp) / "html")
+        yield _build(Path(tmp)) / "html"
 
 
 class _Server:
