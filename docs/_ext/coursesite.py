@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import jupytext
-from docutils import nodes
 from sphinx import addnodes
 from sphinx.errors import ExtensionError, SphinxError
 from sphinx.transforms import SphinxTransform
