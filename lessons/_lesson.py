@@ -76,7 +76,9 @@ class Lesson:
         return err
 
     def save(self, fig, stem):
-        """Write ``fig`` to ``<out>/<lesson number>_<stem>.png`` (whole or not at all), then show it."""
+        """Write ``fig`` to ``<out>/<lesson number>_<stem>.png`` (whole or not at all), then show it.
+
+        Returns nothing, so that a notebook cell that ends with it shows the figure alone."""
         path = self.out / f"{self.name[:2]}_{stem}.png"
         tmp = path.with_name(path.name + ".tmp")
         fig.savefig(tmp, dpi=100, format="png")
@@ -85,7 +87,6 @@ class Lesson:
         if self.show:
             plt.show()
         plt.close(fig)
-        return path
 
     def load(self, name):
         """The data set ``name`` ('mnist' or 'frey') in full mode; scikit-learn's built-in 8 x 8
