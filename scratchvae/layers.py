@@ -13,14 +13,18 @@ from .activations import ACTIVATIONS
 from .backend import get_array_module, resolve_dtype, to_device, xp_for
 from .module import Module
 
-INITS = ("paper", "glorot", "he", "pytorch")
+INITS = ("paper", "paper-variance", "glorot", "he", "pytorch")
 
 
 def init_weights(in_dim, out_dim, init, rng):
     r"""Initial ``(W, b)`` on the host, in float64, drawn from ``rng``, with :math:`n_\text{in}`
     = ``in_dim`` and :math:`n_\text{out}` = ``out_dim``:
 
-    - ``paper``: :math:`W, b \sim \mathcal{N}(0, 0.01^2)` (Kingma & Welling 2013)
+    - ``paper``: :math:`W, b \sim \mathcal{N}(0, 0.01^2)`, standard deviation 0.01, as the
+      authors' code draws them (``anglepy``, 2014: ``init_w(std=1e-2)``)
+    - ``paper-variance``: :math:`W, b \sim \mathcal{N}(0, 0.01)` with 0.01 the *variance*
+      (standard deviation 0.1): the paper's "N(0, 0.01)" (Kingma & Welling 2013, section 5)
+      read in its own notation, where :math:`\mathcal{N}(\mu, \sigma^2)` names the variance
     - ``glorot``: :math:`W \sim \mathcal{U}(-r, r)` with
       :math:`r = \sqrt{6 / (n_\text{in} + n_\text{out})}`; :math:`b = 0` (Glorot & Bengio 2010)
     - ``he``: :math:`W \sim \mathcal{N}(0, 2 / n_\text{in})`; :math:`b = 0`
@@ -30,8 +34,9 @@ def init_weights(in_dim, out_dim, init, rng):
     """
     validation.choice("init", init, INITS)
     shape = (in_dim, out_dim)
-    if init == "paper":
-        return rng.normal(0.0, 0.01, shape), rng.normal(0.0, 0.01, out_dim)
+    if init.startswith("paper"):
+        sd = 0.01 if init == "paper" else 0.1
+        return rng.normal(0.0, sd, shape), rng.normal(0.0, sd, out_dim)
     if init == "glorot":
         r = math.sqrt(6.0 / (in_dim + out_dim))
         return rng.uniform(-r, r, shape), np.zeros(out_dim)

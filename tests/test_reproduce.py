@@ -265,11 +265,13 @@ def test_wake_sleep_experiments_share_everything_but_the_algorithm(tmp_path):
     aevb = reproduce.build_trainer(reproduce.experiment("frey-z5"), data, tmp_path / "a")
     ws = reproduce.build_trainer(reproduce.experiment("frey-z5-ws"), data, tmp_path / "w")
     assert type(aevb.model) is VAE and type(ws.model) is WakeSleep
-    assert ws.model.config() == aevb.model.config()              # networks, init, prior
-    for name, p in aevb.model.parameters().items():              # the same initial weights, but
+    # networks and prior; the initial weights 10 times larger: N(0, 0.1^2) against N(0, 0.01^2)
+    assert {**ws.model.config(), "init": "paper"} == aevb.model.config()
+    assert ws.model.init == "paper-variance" and ws.settings()["init"] == "paper-variance"
+    for name, p in aevb.model.parameters().items():              # the same draws, but
         if name == "encoder.2.W" or name == "encoder.2.b":       # the encoder's logvar outputs:
             p = np.concatenate([p[..., :5], np.zeros_like(p[..., 5:])], axis=-1)   # zero, as the authors'
-        np.testing.assert_array_equal(ws.model.parameters()[name], p, err_msg=name)
+        np.testing.assert_allclose(ws.model.parameters()[name], 10 * p, rtol=1e-6, err_msg=name)
     assert (type(ws.optimizer), ws.optimizer.lr, ws.optimizer.warmup) == \
         (type(aevb.optimizer), aevb.optimizer.lr, aevb.optimizer.warmup)
     assert ws.settings()["algorithm"] == "wake-sleep" and aevb.settings()["algorithm"] == "aevb"

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..backend import DEFAULT_THREADS, available_cores, set_threads
+from ..layers import INITS
 from ..optim import OPTIMIZERS
 from . import exercises
 from .arguments import positive_float, positive_int
@@ -84,7 +85,7 @@ def _add_train(sub):
                    help="p(x|z) (default: gaussian for frey, bernoulli otherwise)")
     p.add_argument("--activation", choices=("relu", "tanh", "sigmoid", "softplus"), default="relu",
                    help="hidden nonlinearity (default: relu)")
-    p.add_argument("--init", choices=("paper", "glorot", "he", "pytorch"), default="glorot",
+    p.add_argument("--init", choices=INITS, default="glorot",
                    help="weight initialization (default: glorot)")
     p.add_argument("--weight-decay", type=float, default=0.0, metavar="LAMBDA",
                    help="lambda/2 |theta|^2 added to the loss (default: 0)")
