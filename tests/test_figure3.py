@@ -190,3 +190,23 @@ def test_a_run_still_training_is_read_from_its_checkpoint_and_marked(tmp_path):
     assert runs["aevb-large"]["history"] == [record]
     (folder / "history.json").write_text(json.dumps({"run": "aevb-large", "history": [record]}))
     assert "training" not in rep.collect(tmp_path)["aevb-large"]   # a finished command's file wins
+
+
+def test_a_run_whose_folder_is_gone_is_shown_from_the_archive_and_marked(tmp_path):
+    """The report keeps what an earlier report archived in figure3.json for every run whose
+    folder is not there; a run in the folder replaces its archived record; an archived run
+    that had not finished says it stopped, not that it is still training."""
+    def run(samples, training=False):
+        r = {"run": "x", "history": [{"samples": samples, "train_log_px": -150.0, "test_log_px": -151.0}]}
+        return {**r, "training": True} if training else r
+
+    archive = tmp_path / "figure3.json"
+    archive.write_text(json.dumps({"runs": {"mcem-small": run(5000, training=True), "aevb-large": run(100)},
+                                   "estimator_check": {}}))
+    merged = rep.with_archive({"aevb-large": run(200), "aevb-small": run(300)}, archive)
+    assert list(merged) == ["aevb-small", "aevb-large", "mcem-small"]        # METHODS, SIZES order
+    assert merged["aevb-large"]["history"][0]["samples"] == 200 and "archived" not in merged["aevb-large"]
+    assert merged["mcem-small"]["archived"] and merged["mcem-small"]["history"][0]["samples"] == 5000
+    assert rep.label("mcem-small", merged["mcem-small"]) == "mcem-small (stopped; from the archive)"
+    assert rep.label("mcem-small", run(5000, training=True)) == "mcem-small (still training)"
+    assert rep.with_archive({"aevb-small": run(1)}, tmp_path / "none.json").keys() == {"aevb-small"}

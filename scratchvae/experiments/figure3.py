@@ -101,12 +101,14 @@ class Method:
             self.model = MCEM(784, n_train, Z_DIM, (HIDDEN,), **common, **MCEM_SETTINGS)
             warmup = 0            # the authors' step_adagrad, their M-step's optimizer, has none
         else:
-            # wake-sleep uses the VAE's encoder, decoder, initialization and weight prior;
-            # only its gradients (its backward) differ
+            # wake-sleep uses the VAE's encoder, decoder and weight prior; its gradients
+            # (its backward) and the scale of its initial weights differ
             from ..models.wake_sleep import WakeSleep
             from ..vae import VAE
+            from .runs import INIT          # wake-sleep from N(0, 0.1^2), as in Figure 2
+            algorithm = "wake-sleep" if name == "wake-sleep" else "aevb"
             cls = WakeSleep if name == "wake-sleep" else VAE
-            self.model = cls(784, Z_DIM, (HIDDEN,), activation="tanh", init="paper", **common)
+            self.model = cls(784, Z_DIM, (HIDDEN,), activation="tanh", init=INIT[algorithm], **common)
             warmup = ADAGRAD_WARMUP
         self.optimizer = Adagrad(self.model.named_parameters(), lr=LR, warmup=warmup)
 

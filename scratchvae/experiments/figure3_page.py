@@ -7,7 +7,7 @@ from pathlib import Path
 from . import figure3 as f3
 from .figure3_report import (bound_sentences, bound_sizes, bounds_table, collect, markdown_table,
                              overfit_sentences, plot, q_sentences, ranking_sentences, sci,
-                             seconds_per_million, start_sentences)
+                             seconds_per_million, start_sentences, with_archive)
 
 
 # ---------------------------------------------------------------------------------------
@@ -19,8 +19,8 @@ def settings_rows():
         ("data", "MNIST, pixels binarized once with a fixed seed (MCEM keeps one z per image, so an image "
                  "must not change between visits); every method trains and is measured on the same images"),
         ("model", f"Nz = {f3.Z_DIM}; decoder (and encoder for AEVB and wake-sleep) with one hidden layer of "
-                  f"{f3.HIDDEN} tanh units; Bernoulli p(x|z); weights from N(0, 0.01^2), a N(0, I) prior as "
-                  "weight decay 1/N"),
+                  f"{f3.HIDDEN} tanh units; Bernoulli p(x|z); weights from N(0, 0.01^2) (wake-sleep: "
+                  "N(0, 0.1^2), as on the Figure 2 page), a N(0, I) prior as weight decay 1/N"),
         ("training sets", f"small: the first {f3.SMALL_N} training images; large: every training image "
                           "`load_dataset(\"mnist\")` gives (the table says how many)"),
         ("AEVB, wake-sleep", f"minibatches of {f3.BATCH_SIZE}, Adagrad step {f3.LR}, its first "
@@ -199,15 +199,16 @@ def write_page(runs, check, path, figure="results/figure3.png", data="results/fi
 
 def report(runs_dir, results_dir, page=None, print_fn=print, n_replicas=2000):
     """Figure, data (``figure3.json``: the runs and the estimator's check) and, with ``page``,
-    the page. A missing runs folder is an error; a folder without runs writes the page without
+    the page, from the runs in ``runs_dir`` and, for those not there, the ``figure3.json`` an
+    earlier report wrote. A missing runs folder is an error; without any run the page has no
     results."""
     from ..derivations.hmc import compare_q
     from ..training.checkpoint import atomic_write
 
     if not Path(runs_dir).is_dir():
         raise FileNotFoundError(f"no runs folder at {runs_dir} (train runs with `figure3 train` first)")
-    runs = collect(runs_dir)
     out = Path(results_dir)
+    runs = with_archive(collect(runs_dir), out / "figure3.json")
     out.mkdir(parents=True, exist_ok=True)
     check = compare_q(n_replicas=n_replicas)
     if runs:

@@ -39,6 +39,24 @@ def collect(runs_dir):
     return found
 
 
+def with_archive(runs, archive):
+    """``runs`` and, for every run not among them, its record in an earlier ``figure3.json``
+    (``archive``, if it exists), marked ``archived``: a run folder that is gone (another
+    machine, a deleted folder) still shows as far as it got. In the order of METHODS, SIZES."""
+    kept = json.loads(Path(archive).read_text())["runs"] if Path(archive).is_file() else {}
+    merged = {**{name: {**r, "archived": True} for name, r in kept.items()}, **runs}
+    order = [f"{m}-{s}" for m in f3.METHODS + f3.OPTIONS for s in f3.SIZES]
+    return {name: merged[name] for name in order if name in merged}
+
+
+def label(name, r):
+    """A run's name as the tables show it: a run still training says so; one shown from the
+    archive that had not finished says where it stopped."""
+    if r.get("training"):
+        return f"{name} (stopped; from the archive)" if r.get("archived") else f"{name} (still training)"
+    return name
+
+
 # ---------------------------------------------------------------------------------------
 # numbers from the records
 # ---------------------------------------------------------------------------------------
@@ -157,8 +175,7 @@ def markdown_table(runs):
     for name, r in runs.items():
         f = final_of(r)
         b = f.get("bounds")
-        if r.get("training"):
-            name = f"{name} (still training)"
+        name = label(name, r)
         missing = "- (no encoder)" if name.startswith("mcem") else "- (measured at the run's end)"
         elbo = missing if b is None else f"{b['train_elbo']:.1f} / {b['test_elbo']:.1f}"
         lk = missing if b is None else f"{b['train_L_k']:.1f} / {b['test_L_k']:.1f}"
@@ -186,8 +203,7 @@ def bounds_table(runs):
     for name, r in runs.items():
         f = final_of(r)
         b = f.get("bounds")
-        if r.get("training"):
-            name = f"{name} (still training)"
+        name = label(name, r)
         if b is None:
             continue
         n = f3.FINAL_IMAGES          # the key's name; it holds the first min(500, n_eval) images
