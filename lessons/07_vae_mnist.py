@@ -8,14 +8,14 @@
 #
 # $$
 # \begin{aligned}
-# {[\mu, \log\sigma^2]} &= \operatorname{encoder}(x), &
-#   q(z|x) &= \mathcal{N}\bigl(\mu, \operatorname{diag}(\sigma^2)\bigr), \\
-# z &= \mu + \sigma \odot \epsilon, &
-#   \sigma &= \exp(\tfrac12 \log\sigma^2), \quad \epsilon \sim \mathcal{N}(0, I), \\
-# \text{logits} &= \operatorname{decoder}(z), &
-#   p(x|z) &= \prod_d \operatorname{Bernoulli}\bigl(x_d; \operatorname{sigmoid}(\text{logits}_d)\bigr), \\
-# \mathrm{ELBO} &= \log p(x|z) - \mathrm{KL}, &
-#   \mathrm{KL} &= \mathrm{KL}\bigl(q(z|x) \,\|\, \mathcal{N}(0, I)\bigr) \quad \text{(closed form, lesson 5)}
+# {[\mu, \log\sigma^2]} &= \operatorname{encoder}(x), \\
+# q(z|x) &= \mathcal{N}\bigl(\mu, \operatorname{diag}(\sigma^2)\bigr), \\
+# z &= \mu + \sigma \odot \epsilon, \quad
+#   \sigma = \exp(\tfrac12 \log\sigma^2), \quad \epsilon \sim \mathcal{N}(0, I), \\
+# \text{logits} &= \operatorname{decoder}(z), \\
+# p(x|z) &= \prod_d \operatorname{Bernoulli}\bigl(x_d; \operatorname{sigmoid}(\text{logits}_d)\bigr), \\
+# \mathrm{ELBO} &= \log p(x|z) - \mathrm{KL}, \\
+# \mathrm{KL} &= \mathrm{KL}\bigl(q(z|x) \,\|\, \mathcal{N}(0, I)\bigr) \quad \text{(closed form, lesson 5)}
 # \end{aligned}
 # $$
 #
@@ -70,10 +70,10 @@ print(inspect.getsource(VAE.backward))
 #
 # $$
 # \begin{aligned}
-# \text{loss} &= -\frac1B \sum_b \mathrm{ELBO}_b, &
-#   \mathrm{ELBO}_b &= \frac1S \sum_s \log p(x_b|z_{sb}) - \mathrm{KL}_b, \\
-# z_{sb} &= \mu_b + \exp(\tfrac12 \log\sigma_b^2) \odot \epsilon_{sb}, &
-#   \mathrm{KL}_b &= \frac12 \sum_j \bigl[\mu_{bj}^2 + \exp(\log\sigma_{bj}^2) - 1 - \log\sigma_{bj}^2\bigr]
+# \text{loss} &= -\frac1B \sum_b \mathrm{ELBO}_b, \\
+# \mathrm{ELBO}_b &= \frac1S \sum_s \log p(x_b|z_{sb}) - \mathrm{KL}_b, \\
+# z_{sb} &= \mu_b + \exp(\tfrac12 \log\sigma_b^2) \odot \epsilon_{sb}, \\
+# \mathrm{KL}_b &= \frac12 \sum_j \bigl[\mu_{bj}^2 + \exp(\log\sigma_{bj}^2) - 1 - \log\sigma_{bj}^2\bigr]
 # \end{aligned}
 # $$
 #
@@ -253,8 +253,9 @@ run.check("directional derivative, all parameters at once", analytic, numeric, t
 #
 # $$
 # \begin{aligned}
-# m &\leftarrow \beta_1 m + (1 - \beta_1)\, g, & v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2, \\
-# \hat m &= m / (1 - \beta_1^t), & \hat v &= v / (1 - \beta_2^t), \\
+# m &\leftarrow \beta_1 m + (1 - \beta_1)\, g, \\
+# v &\leftarrow \beta_2 v + (1 - \beta_2)\, g^2, \\
+# \hat m &= m / (1 - \beta_1^t), \quad \hat v = v / (1 - \beta_2^t), \\
 # \theta &\leftarrow \theta - \mathrm{lr}\, \hat m / \bigl(\sqrt{\hat v} + \epsilon_\text{adam}\bigr)
 # \end{aligned}
 # $$

@@ -1,7 +1,7 @@
 """Checkpoints that run no code when loaded and are never half-written.
 
 A checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, read with
-``allow_pickle=False``) holding
+``allow_pickle=False``) holding::
 
     param/<name>    every model parameter, e.g. ``param/encoder.0.W``
     optim/<key>     every optimizer state array, e.g. ``optim/m/encoder.0.W``
