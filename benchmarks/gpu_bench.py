@@ -44,7 +44,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, installed or not
 
 from scratchvae import backend, kernels
-from scratchvae.experiments.bench import TorchRun, epoch_order, import_torch, load_images, make_model
+from scratchvae.experiments.bench.contenders import (TorchRun, epoch_order, import_torch, load_images,
+                                                    make_model)
 from scratchvae.optim import Adam
 from scratchvae.training.step import train_step
 from scratchvae.vae import VAE

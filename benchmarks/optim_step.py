@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scratchvae import optim
-from scratchvae.experiments import bench
+from scratchvae.experiments.bench import contenders, machine
 from scratchvae.vae import VAE
 
 BLOCKS = (4096, 8192, 16384, 32768, 65536, 131072, None)
@@ -126,8 +126,8 @@ def fill_gradients(model, seed=0):
 
 
 def measure_blocks(threads, repeats, seed=0):
-    model = bench.make_model(784, 400, 20, seed)
-    floor = bench.GemmFloor(model, 128, seed)
+    model = contenders.make_model(784, 400, 20, seed)
+    floor = contenders.GemmFloor(model, 128, seed)
     fill_gradients(model, seed)
     variants = {}
     ref = make_optimizer(optim.Adam, model, None, lr=1e-3)
@@ -144,7 +144,7 @@ def measure_blocks(threads, repeats, seed=0):
         variants[f"2 threads, blocks of {block}"] = (
             lambda opt=opt, parts=halves(opt): helper.run_split(opt, parts))
     times = {k: [] for k in variants}
-    with bench.limit_threads(threads):
+    with machine.limit_threads(threads):
         for _ in range(repeats):
             for name, fn in variants.items():
                 products(floor)
@@ -233,7 +233,7 @@ def measure_passes(name, make_model, batch_size, make, passes_of, repeats, seed=
     per element over one block in cache; the same for the floor's walk (on arrays of its own,
     whose values it spoils)."""
     models = [make_model() for _ in range(2)]
-    floor = bench.GemmFloor(models[0], batch_size, seed)
+    floor = contenders.GemmFloor(models[0], batch_size, seed)
     for model in models:
         fill_gradients(model, seed)
     check_passes(make_model, make, passes_of)
@@ -315,8 +315,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     load_before = os.getloadavg()
     if args.passes:
-        with bench.limit_threads(args.threads):
-            result = [measure_passes("Adam, 784-400-20 VAE", lambda: bench.make_model(784, 400, 20, 0),
+        with machine.limit_threads(args.threads):
+            result = [measure_passes("Adam, 784-400-20 VAE", lambda: contenders.make_model(784, 400, 20, 0),
                                      128, lambda m: optim.Adam(m.named_parameters(), lr=1e-3),
                                      adam_passes, args.repeats),
                       measure_passes("Adagrad, 560-200-20 Frey Face VAE", frey_model, 100,
@@ -339,8 +339,8 @@ def main(argv=None):
                   f"{r['median_us'] / base:5.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"load_before": load_before, "load_after": load_after,
-                                               "threads": args.threads, "cpu": bench.cpu_model(),
-                                               "blas": bench.blas_info(), "result": result},
+                                               "threads": args.threads, "cpu": machine.cpu_model(),
+                                               "blas": machine.blas_info(), "result": result},
                                               indent=1) + "\n")
     return 0
 

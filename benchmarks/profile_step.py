@@ -32,7 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scratchvae.experiments import bench
+from scratchvae.experiments.bench.contenders import GemmFloor, ScratchRun, epoch_order, load_images, make_model
+from scratchvae.experiments.bench.machine import limit_threads
 from scratchvae.training.overlap import DECODER
 
 
@@ -84,15 +85,15 @@ def _deferred_timed(backward, weight_grads, dy, input_grad=True, defer=None):
 
 
 def profile(batch_size, threads, epochs, seed=0, use_cprofile=False, overlapped=False):
-    train, _, split = bench.load_images("mnist", None)
-    with bench.limit_threads(threads):
-        run = bench.ScratchRun(bench.make_model(train.shape[1], 400, 20, seed), lr=1e-3, overlap="off")
-        floor = bench.GemmFloor(run.model, batch_size, seed)
-        run.epoch(train, bench.epoch_order(len(train), seed, 0), batch_size)  # warm up
+    train, _, split = load_images("mnist", None)
+    with limit_threads(threads):
+        run = ScratchRun(make_model(train.shape[1], 400, 20, seed), lr=1e-3, overlap="off")
+        floor = GemmFloor(run.model, batch_size, seed)
+        run.epoch(train, epoch_order(len(train), seed, 0), batch_size)  # warm up
         other = None
         if overlapped:
-            other = bench.ScratchRun(bench.make_model(train.shape[1], 400, 20, seed), lr=1e-3, overlap="on")
-            other.epoch(train, bench.epoch_order(len(train), seed, 0), batch_size)
+            other = ScratchRun(make_model(train.shape[1], 400, 20, seed), lr=1e-3, overlap="on")
+            other.epoch(train, epoch_order(len(train), seed, 0), batch_size)
             other_table, other_steps = defaultdict(float), defaultdict(list)
             instrument_overlap(other.overlap, other_table)
         table = defaultdict(float)
@@ -101,7 +102,7 @@ def profile(batch_size, threads, epochs, seed=0, use_cprofile=False, overlapped=
         profiler = cProfile.Profile() if use_cprofile else None
         floor_times = []
         for epoch in range(1, epochs + 1):
-            order = bench.epoch_order(len(train), seed, epoch)
+            order = epoch_order(len(train), seed, epoch)
             for s in range(steps):
                 table.clear()
                 x = train[order[s * batch_size:(s + 1) * batch_size]]

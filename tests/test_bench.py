@@ -10,6 +10,7 @@ import pytest
 import scratchvae as sv
 from scratchvae import VAE, Adagrad
 from scratchvae.experiments import bench
+from scratchvae.experiments.bench import comparisons, contenders, machine, memory
 
 # One thread: on a busy machine, two threads that wait for each other can take 100x longer.
 TINY = ["--dataset", "digits", "--batch-sizes", "50", "--repeats", "2", "--hidden", "16",
@@ -44,7 +45,7 @@ def test_bench_runs_and_writes_its_json(tmp_path, capsys):
     if r["overlap"] == "on":   # the overlapped step trains the very same model, bit for bit
         assert nelbo["scratchvae_overlap"] == nelbo["scratchvae"]
     if report["torch"]["version"]:  # same weights, same batches: the same model, within noise
-        assert r["valid"] and r["nelbo_spread"] < bench.ELBO_TOLERANCE
+        assert r["valid"] and r["nelbo_spread"] < comparisons.ELBO_TOLERANCE
     assert [g["where"] for g in report["goals"]] == ["batch 128, 1 thread", "batch 128, 2 threads",
                                                      "batch 32, 1 thread", "batch 32, 2 threads",
                                                      "batch 128, 1 thread", "Frey Face, 1 thread"]
@@ -97,7 +98,7 @@ def test_goals_are_judged_at_their_thread_counts():
                 "valid": valid, "quiet": {"noisy": False}}
     results = {"1": {"128": comparison(0.8, 1.0, 0.6), "32": comparison(0.95, 1.0, 0.5)},
                "2": {"128": comparison(0.9, 1.0, 0.5, valid=False)}}
-    goals = {(g["where"], g["what"]): (g["value"], g["met"]) for g in bench.check_goals(results)}
+    goals = {(g["where"], g["what"]): (g["value"], g["met"]) for g in comparisons.check_goals(results)}
     assert goals[("batch 128, 1 thread", "scratchvae / torch fused")] == (pytest.approx(0.8), True)
     assert goals[("batch 128, 1 thread", "scratchvae / GEMM floor")] == (pytest.approx(0.8 / 0.6), True)
     assert goals[("batch 32, 1 thread", "scratchvae / torch fused")] == (pytest.approx(0.95), False)
@@ -119,8 +120,8 @@ def test_without_pytorch_it_says_so_and_compares_with_the_gemm_floor(tmp_path, c
 
 def test_gemm_floor_multiplies_at_the_models_shapes():
     """Forward x W and dW = x^T dy for every layer, dx = dy W^T for all but the first."""
-    model = bench.make_model(784, 400, 20, seed=0)
-    floor = bench.GemmFloor(model, batch_size=32)
+    model = contenders.make_model(784, 400, 20, seed=0)
+    floor = contenders.GemmFloor(model, batch_size=32)
     shapes = [(a.shape, b.shape) for a, b, _ in floor.products]
     assert shapes == [((32, 784), (784, 400)), ((784, 32), (32, 400)),                     # encoder 1
                       ((32, 400), (400, 40)), ((400, 32), (32, 40)), ((32, 40), (40, 400)),  # 2
@@ -131,10 +132,10 @@ def test_gemm_floor_multiplies_at_the_models_shapes():
 def test_memory_run_reports_resident_memory_per_epoch(tmp_path):
     args = bench.add_arguments(__import__("argparse").ArgumentParser()).parse_args(
         [*TINY, "--memory-epochs", "3"])
-    m = bench.measure_memory(args, log=lambda *_: None)
+    m = memory.measure_memory(args, log=lambda *_: None)
     assert m["epochs"] == 3 and len(m["rss_per_epoch"]) == 3
     assert 0 < m["rss_after_setup"] <= m["peak_rss"] and max(m["rss_per_epoch"]) <= m["peak_rss"]
-    assert m["parameters"] == sum(p.size for p in bench.make_model(64, 16, 2, 0).parameters().values())
+    assert m["parameters"] == sum(p.size for p in contenders.make_model(64, 16, 2, 0).parameters().values())
 
 
 def test_an_adam_step_allocates_nothing_proportional_to_the_parameters():
@@ -179,12 +180,12 @@ def test_bernoulli_likelihood_and_grad_at_once_agree_with_the_reference_pair(xp,
 
 
 def test_the_noisy_mark_follows_the_load_per_core(monkeypatch):
-    cpus = bench.os.cpu_count()
-    monkeypatch.setattr(bench.os, "getloadavg", lambda: (0.9 * bench.QUIET_LOAD * cpus, 0.0, 0.0))
-    q = bench.Quietness().result()   # below the load limit: noisy only if others used the CPUs
-    assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > bench.QUIET_LOAD * cpus)
-    monkeypatch.setattr(bench.os, "getloadavg", lambda: (1.1 * bench.QUIET_LOAD * cpus, 0.0, 0.0))
-    assert bench.Quietness().result()["noisy"] is True
+    cpus = machine.os.cpu_count()
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (0.9 * machine.QUIET_LOAD * cpus, 0.0, 0.0))
+    q = machine.Quietness().result()   # below the load limit: noisy only if others used the CPUs
+    assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > machine.QUIET_LOAD * cpus)
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (1.1 * machine.QUIET_LOAD * cpus, 0.0, 0.0))
+    assert machine.Quietness().result()["noisy"] is True
 
 
 def test_frey_workload_runs_beside_pytorch_and_does_the_same_work():
@@ -192,14 +193,14 @@ def test_frey_workload_runs_beside_pytorch_and_does_the_same_work():
     count, and (with PyTorch) a held-out bound that agrees, since both draw the same eps."""
     rng = np.random.default_rng(0)
     train, test = rng.random((200, 12), dtype=np.float32), rng.random((50, 12), dtype=np.float32)
-    torch, _ = bench.import_torch()
-    r = bench.compare_frey(train, test, (1,), repeats=2, torch=torch, hidden=8, z_dim=2, lr=0.02,
+    torch, _ = contenders.import_torch()
+    r = comparisons.compare_frey(train, test, (1,), repeats=2, torch=torch, hidden=8, z_dim=2, lr=0.02,
                            unit_epochs=1, log=lambda *_: None)
     one = r["threads"]["1"]
     assert one["steps_per_unit"] == 2 and all(len(v) == 2 and min(v) > 0 for v in one["step_s"].values())
     overlapped = {"scratchvae_overlap"} if one["overlap"] == "on" else set()   # where a core is idle
     assert set(one["median_step_s"]) == ({"scratchvae", "torch"} if torch else {"scratchvae"}) | overlapped
-    assert one["agree_steps"] == bench.FREY_AGREE_STEPS
+    assert one["agree_steps"] == comparisons.FREY_AGREE_STEPS
     if overlapped:                      # the same model, bit for bit
         assert one["agree_nelbo"]["scratchvae_overlap"] == one["agree_nelbo"]["scratchvae"]
         assert one["heldout_nelbo"]["scratchvae_overlap"] == one["heldout_nelbo"]["scratchvae"]
@@ -216,7 +217,7 @@ def _frey_like_runs(lrs, threads=1):
     for lr in lrs:
         model = VAE(560, 5, (50,), likelihood="gaussian", activation="tanh", init="paper",
                     weight_decay=1 / 300, seed=0)
-        runs.append(bench.ScratchRun(model, lr, Adagrad(model.named_parameters(), lr=lr)))
+        runs.append(contenders.ScratchRun(model, lr, Adagrad(model.named_parameters(), lr=lr)))
     return runs
 
 
@@ -228,15 +229,15 @@ def test_the_frey_agreement_tells_rounding_from_a_different_learning_rate():
     eps = rng.standard_normal((60, 5), dtype=np.float32)
     same = {}
     for threads in (1, 2):
-        with bench.limit_threads(threads):
-            same[threads] = bench.agreement(_frey_like_runs([0.02]), train, test, eps, 100, 0)["scratchvae"]
-    assert abs(same[1] - same[2]) <= bench.FREY_AGREE_TOLERANCE, same
+        with machine.limit_threads(threads):
+            same[threads] = comparisons.agreement(_frey_like_runs([0.02]), train, test, eps, 100, 0)["scratchvae"]
+    assert abs(same[1] - same[2]) <= comparisons.FREY_AGREE_TOLERANCE, same
     a, b = (r.heldout_nelbo(test, eps) for r in _frey_like_runs([0.02, 0.021]))
     assert a == b   # the same start
     runs = _frey_like_runs([0.02, 0.021])
     runs[1].name = "faster"
-    moved = bench.agreement(runs, train, test, eps, 100, 0)
-    assert abs(moved["scratchvae"] - moved["faster"]) > bench.FREY_AGREE_TOLERANCE, moved
+    moved = comparisons.agreement(runs, train, test, eps, 100, 0)
+    assert abs(moved["scratchvae"] - moved["faster"]) > comparisons.FREY_AGREE_TOLERANCE, moved
 
 
 def test_the_run_without_openblas_coretype_repeats_the_same_command_line():
@@ -250,11 +251,11 @@ def test_the_run_without_openblas_coretype_repeats_the_same_command_line():
 def test_a_comparison_is_judged_by_the_load_before_the_benchmark_began(monkeypatch):
     """The benchmark's own earlier comparisons raise the load average for minutes; a later
     comparison is judged by the load taken at the start (and by the others' CPU use)."""
-    cpus = bench.os.cpu_count()
-    monkeypatch.setattr(bench.os, "getloadavg", lambda: (2.0 * bench.QUIET_LOAD * cpus, 0.0, 0.0))
-    assert bench.Quietness().result()["noisy"] is True
-    q = bench.Quietness(load_before=(0.1 * bench.QUIET_LOAD * cpus, 0.0, 0.0)).result()
-    assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > bench.QUIET_LOAD * cpus)
+    cpus = machine.os.cpu_count()
+    monkeypatch.setattr(machine.os, "getloadavg", lambda: (2.0 * machine.QUIET_LOAD * cpus, 0.0, 0.0))
+    assert machine.Quietness().result()["noisy"] is True
+    q = machine.Quietness(load_before=(0.1 * machine.QUIET_LOAD * cpus, 0.0, 0.0)).result()
+    assert q["noisy"] == (q["others_cores"] is not None and q["others_cores"] > machine.QUIET_LOAD * cpus)
 
 
 def test_the_optimizer_benchmark_times_the_update_as_it_is():

@@ -236,7 +236,7 @@ def platform_now():
     what a result computed here is bitwise reproducible on."""
     import numpy as np
 
-    from .bench import blas_info, cpu_model
+    from .bench.machine import blas_info, cpu_model
 
     blas = blas_info()
     return {"cpu": cpu_model(), "numpy": np.__version__,
