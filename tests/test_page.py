@@ -111,3 +111,26 @@ def test_a_runs_own_seed_is_in_its_name(name, seed):
     with pytest.raises(ValueError, match="--seed 3 contradicts"):
         runs.experiment("frey-z20-r2", seed=3)
     assert runs.spread_names()[:4] == ["frey-z20", "frey-z20-r1", "frey-z20-r2", "frey-z20-s1"]
+
+
+def test_the_step_size_note_names_the_step_used_and_every_model_whose_best_differs(tmp_path):
+    rows = [{"experiment": name, "lr": lr, "train_elbo": v, "seconds": 1.0}
+            for name, values in (("frey-z20", (711.0, 624.2, -3461.0)), ("frey-z20-ws", (664.9, 698.6, 305.9)))
+            for lr, v in zip(runs.STEP_SIZES, values)]
+    path = tmp_path / "stepsize.json"
+    path.write_text(json.dumps(rows))
+    note = page.stepsize_note(path)
+    assert f"frey {runs.STEP_SIZE_CHOICE['frey']:g}" in note
+    assert "differs from it for frey-z20-ws (0.02: 698.6 against 664.9)" in note
+    assert "frey-z20 (" not in note                     # AEVB's best is the step used
+    assert "**698.6**" in page.stepsize_table(path)
+    assert page.stepsize_note(tmp_path / "none.json") == ""
+
+
+def test_each_wake_sleep_run_says_the_scale_of_its_initial_weights():
+    old = _run("frey-z2-ws", [(10**4, 1.0, 1.0)], settings={"update_order": "decoder-first", "logvar_init": "zero"})
+    new = _run("frey-z5-ws", [(10**4, 1.0, 1.0)], settings={"update_order": "decoder-first", "logvar_init": "zero",
+                                                             "init": "paper-variance"})
+    text = page.ws_versions({"frey-z2-ws": old, "frey-z5-ws": new})
+    assert "frey-z2-ws: the authors' step" in text and "N(0, 0.01^2), the authors' code" in text
+    assert "frey-z5-ws: the authors' step" in text and "N(0, 0.1^2), the paper's N(0, 0.01) as a variance" in text
