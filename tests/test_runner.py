@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from scratchvae.experiments import reproduce, runner
+from scratchvae.experiments.results import log_rows
 from scratchvae.training import checkpoint
 
 ARCHIVE = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -113,6 +114,12 @@ def test_two_runs_on_the_cluster_end_as_one_after_the_other_and_a_failure_stops_
         _assert_same_run(tmp_path / "cluster" / name, tmp_path / "sequential" / name)
         log = (tmp_path / "cluster" / name / "run.log").read_text()
         assert f"{name}: started towards 20000 samples" in log
+    # the queue log: a START and an END per run, read by `reproduce report --log` as its commands
+    rows = log_rows(tmp_path / "cluster" / runner.QUEUE_LOG)
+    assert sorted(r[0] for r in rows) == [f"reproduce train {n} --samples 20000"
+                                          for n in ("digits-z2", "digits-z2-ws", "mnist-z3")]
+    assert {r[0].split()[2]: r[3] for r in rows} == {"digits-z2": "done", "digits-z2-ws": "done",
+                                                     "mnist-z3": "exit status 1"}
 
 
 def _checkpoint_samples(folder):

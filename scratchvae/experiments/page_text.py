@@ -132,7 +132,8 @@ exists; `--dry-run` lists them with the time each is estimated to take.
 
 The step-size runs: `reproduce stepsize frey-z20 frey-z20-ws mnist-z20 mnist-z20-ws`
 ({stepsize_seconds}). This page: `reproduce report --runs-dir /path/to/runs --page
-docs/results.md --log /path/to/queue-log` (seconds).
+docs/results.md --log /path/to/runs/queue.log` (seconds; `reproduce run` writes that log: a
+START and an END line for every run).
 
 ## Where the results differ from the paper, and why
 

@@ -24,7 +24,9 @@ processes (default: one per core) with one thread each, on loopback, or on the c
 its machine gone) is replaced and its run starts again on another worker, from its last
 checkpoint; a run that fails (bad data, a diverged loss) fails alone: the others go on, and
 the command ends with each failure and a non-zero exit status. Each run's progress lines are
-printed as they come, prefixed by its name, and kept in ``run.log`` in its folder.
+printed as they come, prefixed by its name, and kept in ``run.log`` in its folder; its start and
+end (exit status, wall time) go to ``queue.log`` in ``--runs-dir``, the log ``reproduce report
+--log`` turns into the results page's table of commands.
 """
 import json
 import os
@@ -37,6 +39,7 @@ FIGURE3_DIR, SPREAD_DIR = "figure3", "spread"
 TARGETS = {"figure2": 10**8, "figure3": 10**8, "spread": 10**7}
 TOPIC = "scratchvae-reproduce"            # the Dask event topic of the runs' progress lines
 LOG = "run.log"
+QUEUE_LOG = "queue.log"    # in --runs-dir: a START and an END line per run, for `reproduce report --log`
 
 
 def figure3_names():
@@ -112,22 +115,40 @@ def run_one(spec, runs_dir, data_dir=None):
             publish(line)
 
     log(f"{spec['name']}: started towards {spec['samples']} samples in process {os.getpid()}")
+    command = (f"python -m scratchvae.experiments.reproduce {'figure3 ' * (spec['kind'] == 'figure3')}"
+               f"train {spec['folder'].rsplit('/', 1)[-1]} --samples {spec['samples']}")
+    _queue(runs_dir, "START", command)
+    try:
+        result = _train(spec, out, data_dir, log)
+    except BaseException:
+        _queue(runs_dir, f"END rc=1 wall={time.time() - t0:.0f}s", command)
+        raise
+    _queue(runs_dir, f"END rc=0 wall={time.time() - t0:.0f}s", command)
+    return {"name": spec["name"], **result, "seconds": round(time.time() - t0, 1), "pid": os.getpid()}
+
+
+def _queue(runs_dir, event, command):
+    """One line of the queue log: time, process, event, command (what ``results.log_rows`` reads)."""
+    with open(Path(runs_dir) / QUEUE_LOG, "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid{os.getpid()} {event} {command}\n")
+
+
+def _train(spec, out, data_dir, log):
+    """Train one run (Figure 3's or an experiment of :mod:`.runs`); returns where it ended."""
     if spec["kind"] == "figure3":
         from . import figure3
 
         meta = figure3.train(spec["name"].split("/", 1)[1], spec["samples"], out, data_dir, print_fn=log)
         last = meta["history"][-1] if meta["history"] else {}
-        result = {"samples": meta["samples"], "wall_time": meta["wall_time"],
-                  "train": last.get("train_log_px"), "test": last.get("test_log_px"), "measure": "log p(x)"}
-    else:
-        from .runs import load_data, train
+        return {"samples": meta["samples"], "wall_time": meta["wall_time"],
+                "train": last.get("train_log_px"), "test": last.get("test_log_px"), "measure": "log p(x)"}
+    from .runs import load_data, train
 
-        exp = experiment(spec["folder"].rsplit("/", 1)[-1])
-        trainer = train(exp, load_data(exp, data_dir), out, spec["samples"], seed=exp.seed, print_fn=log)
-        last = trainer.history[-1] if trainer.history else {}
-        result = {"samples": trainer.samples, "wall_time": last.get("wall_time", 0.0),
-                  "train": last.get("train_elbo"), "test": last.get("test_elbo"), "measure": "ELBO"}
-    return {"name": spec["name"], **result, "seconds": round(time.time() - t0, 1), "pid": os.getpid()}
+    exp = experiment(spec["folder"].rsplit("/", 1)[-1])
+    trainer = train(exp, load_data(exp, data_dir), out, spec["samples"], seed=exp.seed, print_fn=log)
+    last = trainer.history[-1] if trainer.history else {}
+    return {"samples": trainer.samples, "wall_time": last.get("wall_time", 0.0),
+            "train": last.get("train_elbo"), "test": last.get("test_elbo"), "measure": "ELBO"}
 
 
 def _publisher():
