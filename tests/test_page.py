@@ -134,3 +134,13 @@ def test_each_wake_sleep_run_says_the_scale_of_its_initial_weights():
     text = page.ws_versions({"frey-z2-ws": old, "frey-z5-ws": new})
     assert "frey-z2-ws: the authors' step" in text and "N(0, 0.01^2), the authors' code" in text
     assert "frey-z5-ws: the authors' step" in text and "N(0, 0.1^2), the paper's N(0, 0.01) as a variance" in text
+
+
+def test_a_rerun_is_set_beside_its_archive_only_when_both_ran_the_same_settings():
+    from scratchvae.experiments.results import same_settings
+
+    old = {"seed": 0, "algorithm": "wake-sleep"}                               # before the settings existed
+    assert same_settings(old, {**old, "update_order": "together", "logvar_init": "drawn", "init": "paper"})
+    assert not same_settings(old, {**old, "update_order": "decoder-first", "logvar_init": "zero",
+                                   "init": "paper-variance"})
+    assert not same_settings({"seed": 0}, {"seed": 1})

@@ -6,7 +6,7 @@ import statistics
 from pathlib import Path
 
 from .figure2 import PAPER, at, markdown_table, plot_figure2, sci, table_rows
-from .results import (archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
+from .results import (SETTING_DEFAULTS, archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
                       log_rows, log_table, merge_commands)
 from .page_text import PAGE
 from .runs import ADAGRAD_WARMUP, BATCH_SIZE, STEP_SIZE_CHOICE, STEP_SIZES, experiment
@@ -201,7 +201,7 @@ def ws_versions(runs):
     for name, run in sorted(runs.items()):
         if run["experiment"].algorithm == "wake-sleep":
             s = run["settings"]
-            key = (s.get("update_order", "together"), s.get("logvar_init", "drawn"), s.get("init", "paper"))
+            key = tuple(s.get(k, SETTING_DEFAULTS[k]) for k in ("update_order", "logvar_init", "init"))
             groups.setdefault(key, []).append(name)
     if not groups:
         return ""
@@ -214,7 +214,8 @@ def ws_vs_aevb(runs):
     """One sentence per model with both algorithms: their held-out bounds at the largest
     evaluation point both reached."""
     parts = []
-    for name, run in runs.items():
+    for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].dataset,
+                                                            item[1]["experiment"].z_dim)):
         exp = run["experiment"]
         if exp.algorithm != "wake-sleep":
             continue

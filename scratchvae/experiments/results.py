@@ -7,6 +7,16 @@ from pathlib import Path
 
 from .runs import experiment
 
+# What a run's settings held before they recorded these: the wake-sleep step, start and scale
+# of every run made before each was chosen (see page.ws_versions).
+SETTING_DEFAULTS = {"update_order": "together", "logvar_init": "drawn", "init": "paper"}
+
+
+def same_settings(a, b):
+    """Whether two runs' settings agree on every key either records (a missing key read as
+    SETTING_DEFAULTS has it): only such runs are the same command run again."""
+    return all(a.get(k, SETTING_DEFAULTS.get(k)) == b.get(k, SETTING_DEFAULTS.get(k)) for k in {*a, *b})
+
 
 def read_run(folder):
     """``{experiment, folder, records, settings, evaluation, platform}`` of the run in
@@ -116,7 +126,7 @@ def compare_reruns(runs_dir, archive, path):
     model from another run (one started again after its folder was lost), at the sample counts
     both have: ``{name: {"points", "identical", "max_diff"}}`` (bounds, train and held-out, in
     nats), merged into ``path``. An archive that is this run's own copy (a prefix of its
-    metrics file: a run only appends) is skipped."""
+    metrics file: a run only appends), or one made with other settings, is skipped."""
     from ..training.checkpoint import atomic_write
 
     path = Path(path)
@@ -126,6 +136,8 @@ def compare_reruns(runs_dir, archive, path):
         old_file = Path(archive) / f"{name}.metrics.jsonl"
         if name not in archived or (run["folder"] / "metrics.jsonl").read_bytes().startswith(old_file.read_bytes()):
             continue
+        if not same_settings(run["settings"], archived[name]["settings"]):
+            continue                  # another algorithm's step or start: not the same command
         c = differing_point(run["records"], archived[name]["records"])
         if c:
             found[name] = {k: c[k] for k in ("points", "identical", "max_diff")}
