@@ -98,7 +98,7 @@ def _spec(name, samples):
 
 def test_the_workers_keep_glibcs_adaptive_malloc(cluster):
     """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers by default, which fixes glibc's
-    mmap threshold and made training 2.2 times slower; the local cluster's workers go without it
+    mmap threshold and made training about twice as slow; the local cluster's workers go without it
     and still use one BLAS thread."""
     from distributed import Client
 

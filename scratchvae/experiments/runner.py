@@ -203,8 +203,9 @@ def local_cluster(workers):
 
     Its workers start without Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``: setting it turns
     off glibc's adaptive mmap threshold, so every array above 128 KiB (a minibatch's activations)
-    is mapped and unmapped anew, page faults and all; a Frey Face run then took 2.2 times as long
-    (30.7 s against 13.8 s for 3 x 10^5 samples of frey-z20, one core). Workers of a cluster at
+    is mapped and unmapped anew, page faults and all; a Frey Face run then took about twice as
+    long (30.7 s against 13.8 s for 3 x 10^5 samples of frey-z20, one run each, beside two
+    idle-priority trainings: not a quiet machine, so the ratio is indicative only). Workers of a cluster at
     ``--scheduler`` should start without it too (``distributed.nanny.pre-spawn-environ``)."""
     import logging
 
