@@ -144,3 +144,14 @@ def test_a_rerun_is_set_beside_its_archive_only_when_both_ran_the_same_settings(
     assert not same_settings(old, {**old, "update_order": "decoder-first", "logvar_init": "zero",
                                    "init": "paper-variance"})
     assert not same_settings({"seed": 0}, {"seed": 1})
+
+
+def test_the_table_shows_wake_sleep_at_every_point_it_reached():
+    from scratchvae.experiments import figure2
+    found = {"frey-z2": _run("frey-z2", [(10**6, 760.4, 740.2), (10**7, 843.0, 825.0), (10**8, 1003.0, 855.0)]),
+             "frey-z2-ws": _run("frey-z2-ws", [(10**6, 779.0, 745.0), (10**7, 836.0, 809.0), (10**8, 901.0, 866.0)])}
+    for run in found.values():
+        run["records"] = [dict(r, wall_time=60.0) for r in run["records"]]
+    table = figure2.markdown_table(figure2.table_rows(found)).splitlines()
+    assert table[0].split(" | ")[6:9] == ["wake-sleep 10^6", "wake-sleep 10^7", "wake-sleep 10^8"]
+    assert table[2].split(" | ")[6:9] == ["779 / 745", "836 / 809", "901 / 866"]

@@ -124,14 +124,14 @@ def markdown_table(rows):
         return "-" if v is None else " / ".join("-" if a is None else f"{a:.0f}" for a in v)
 
     head = ["model"] + [f"AEVB {sci(n)}" for n in TABLE_POINTS] + [f"paper {sci(n)}" for n in (10**7, 10**8)] \
-        + [f"wake-sleep {sci(n)}" for n in TABLE_POINTS[:2]] + ["AEVB reached", "wake-sleep reached"]
+        + [f"wake-sleep {sci(n)}" for n in TABLE_POINTS] + ["AEVB reached", "wake-sleep reached"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         a, w = row.get("aevb", {}), row.get("wake-sleep", {})
         cells = [f"{row['dataset']} Nz={row['z_dim']}"]
         cells += [pair(a.get("at", {}).get(str(n))) for n in TABLE_POINTS]
         cells += [pair(row["paper"].get(str(n))) for n in (10**7, 10**8)]
-        cells += [pair(w.get("at", {}).get(str(n))) for n in TABLE_POINTS[:2]]
+        cells += [pair(w.get("at", {}).get(str(n))) for n in TABLE_POINTS]
         cells += [_reached(a), _reached(w)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
