@@ -155,3 +155,31 @@ def test_the_table_shows_wake_sleep_at_every_point_it_reached():
     table = figure2.markdown_table(figure2.table_rows(found)).splitlines()
     assert table[0].split(" | ")[6:9] == ["wake-sleep 10^6", "wake-sleep 10^7", "wake-sleep 10^8"]
     assert table[2].split(" | ")[6:9] == ["779 / 745", "836 / 809", "901 / 866"]
+
+
+def test_the_contiguous_lesson_computes_every_number_it_states(tmp_path):
+    def evaluation(z, elbo, blocks):
+        ev = {"experiment": f"frey-z{z}", "samples_trained": 10**7, "n_images": 465, "elbo": elbo,
+              "heldout_elbo_blocks": [{"images": list(ab), "elbo": e} for ab, e in blocks]}
+        (tmp_path / f"frey-z{z}-contiguous.evaluation.json").write_text(json.dumps(ev))
+    edges = [(0, 100), (100, 200), (200, 300), (300, 400), (400, 465)]
+    evaluation(2, 744.8, zip(edges, [786.0, 795.0, 772.0, 583.0, 809.0]))
+    evaluation(20, -275.2, zip(edges, [787.0, 693.0, 676.0, -3164.0, -408.0]))
+    parts = page.contiguous_lesson(tmp_path)
+    assert parts["contiguous_elbos"] == "Nz = 2, 20 at 10^7: 745, -275"
+    assert parts["contiguous"].splitlines()[0].startswith("- frey-z2-contiguous, all held-out frames: ELBO 745;")
+    # the other frames of Nz = 2: (786 + 795 + 772) * 100 + 809 * 65 over 365 = 788.7, so 205.7 below
+    assert parts["contiguous_worst"] == ("Frames 300-400 of that held-out part (frames 1800-1899 of the video) "
+                                         "score lowest in every run, far below the other held-out frames "
+                                         "(by 206 nats for Nz = 2, 3682 for Nz = 20)")
+    evaluation(20, -275.2, zip(edges, [787.0, -9000.0, 676.0, -3164.0, -408.0]))
+    assert page.contiguous_lesson(tmp_path)["contiguous_worst"].startswith("The lowest-scoring block differs")
+
+
+def test_the_mnist_gap_is_computed_from_the_aevb_runs():
+    found = {"mnist-z5": _run("mnist-z5", [(10**6, -141.0, -141.2), (10**7, -121.0, -123.5)]),
+             "mnist-z3": _run("mnist-z3", [(10**7, -139.0, -139.6)]),
+             "mnist-z5-ws": _run("mnist-z5-ws", [(10**7, -128.0, -140.0)]),      # not AEVB
+             "mnist-z20": _run("mnist-z20", [(10**6, -120.0, -120.0)])}          # not at 10^7
+    assert page.mnist_gap(found) == "at 10^7 samples by 0.6, 2.5 nats (Nz = 3, 5)."
+    assert page.mnist_gap({}) == "(no MNIST AEVB run has reached 10^7 samples yet)."

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scratchvae.experiments import reproduce
-from scratchvae.experiments.page import heldout_peaks, paper_gap, ws_collapse
+from scratchvae.experiments.page import heldout_peaks, init_scale, paper_gap, ws_collapse
 from scratchvae.experiments.results import compare_reruns, log_rows
 from scratchvae.data.datasets import DataSplits
 from scratchvae.optim import Adagrad
@@ -222,11 +222,29 @@ def test_paper_mode_uses_the_authors_warmup(tmp_path):
     ("frey-z2-contiguous", {"split": "contiguous"}, ("aevb", "contiguous", 0, "frey-z2-contiguous")),
     ("frey-z2", {"split_seed": 3}, ("aevb", "random", 3, "frey-z2-s3")),
     ("mnist-z200-ws", {}, ("wake-sleep", "random", 0, "mnist-z200-ws")),
+    ("frey-z2-sd0.1-s1", {}, ("aevb", "random", 1, "frey-z2-sd0.1-s1")),
+    ("frey-z2-ws-sd0.01", {}, ("wake-sleep", "random", 0, "frey-z2-ws-sd0.01")),
+    ("frey-z2-sd0.01", {}, ("aevb", "random", 0, "frey-z2")),            # AEVB's own scale
 ])
 def test_experiment_names_carry_algorithm_and_split(name, options, expected):
     exp = reproduce.experiment(name, **options)
     assert (exp.algorithm, exp.split, exp.split_seed, exp.name) == expected
     assert reproduce.experiment(exp.name) == exp                 # the name says it all
+
+
+@pytest.mark.parametrize("name, init, sd", [("frey-z2", "paper", 0.01), ("frey-z2-sd0.1", "paper-variance", 0.1),
+                                            ("frey-z2-ws", "paper-variance", 0.1),
+                                            ("frey-z2-ws-sd0.01", "paper", 0.01)])
+def test_an_sd_suffix_starts_the_run_from_the_other_scale(tmp_path, name, init, sd):
+    exp = reproduce.experiment(name)
+    assert exp.init == init and exp.own_init == (name.count("-sd") == 0)
+    rng = np.random.default_rng(0)
+    data = DataSplits("frey", rng.random((200, 560), dtype=np.float32),
+                      rng.random((30, 560), dtype=np.float32), None, None, (28, 20), "gaussian", "s")
+    model = reproduce.build_trainer(exp, data, tmp_path / "run").model
+    assert model.init == init
+    W = next(p for k, p, _ in model.decoder.named_parameters() if k.endswith("W"))
+    assert 0.8 * sd < float(W.std()) < 1.2 * sd
 
 
 @pytest.mark.parametrize("name, options, words", [
@@ -308,6 +326,27 @@ def test_the_page_names_a_wake_sleep_run_stuck_at_the_prior():
     assert ws_collapse({"frey-z20-ws": runs["frey-z20-ws"]}) == ""
 
 
+def test_the_page_sets_each_run_from_the_other_scale_beside_its_own():
+    def run(name, *points):
+        return {"experiment": reproduce.experiment(name),
+                "records": [{"samples": n, "test_elbo": te, "test_kl": kl} for n, te, kl in points]}
+    runs = {"frey-z2": run("frey-z2", (10**6, 740.3, 7.9), (10**8, 855.0, 9.0)),
+            "frey-z2-sd0.1": run("frey-z2-sd0.1", (10**6, 785.2, 8.1)),
+            "frey-z2-ws": run("frey-z2-ws", (10**6, 745.0, 5.1)),
+            "frey-z2-ws-sd0.01": run("frey-z2-ws-sd0.01", (10**5, 557.0, 0.002), (10**6, 558.6, 0.0004)),
+            "frey-z5-ws-sd0.01": run("frey-z5-ws-sd0.01", (10**6, 558.0, 0.0))}     # no frey-z5-ws
+    assert init_scale(runs) == (
+        "Held-out bound and its KL term, frey Nz = 2, AEVB, at 10^6 samples: from N(0, 0.01^2) (frey-z2) "
+        "740, KL term 7.9; from N(0, 0.1^2) (frey-z2-sd0.1) 785, KL term 8.1; and frey Nz = 2, "
+        "wake-sleep, at 10^6 samples: from N(0, 0.01^2) (frey-z2-ws-sd0.01) 559, KL term 0.0004; "
+        "from N(0, 0.1^2) (frey-z2-ws) 745, KL term 5.1.")
+    assert init_scale({"frey-z2": runs["frey-z2"]}).startswith("(No run from the other scale yet")
+    stuck = dict(runs, **{"frey-z2-ws-sd0.01": run("frey-z2-ws-sd0.01", (10**6, 558.6, 0.0004))})
+    for r in stuck.values():
+        r["records"] = [dict(x, train_kl=x["test_kl"]) for x in r["records"]]
+    assert ws_collapse(stuck) == ""         # a run from the other scale is not one of the figure's
+
+
 def test_the_page_sets_each_reached_point_beside_the_paper():
     def run(name, *points):
         return {"experiment": reproduce.experiment(name),
@@ -326,7 +365,8 @@ def test_the_page_says_where_the_held_out_bound_peaked():
                 "records": [{"samples": n, "test_elbo": te} for n, te in points]}
     runs = {"frey-z20": run("frey-z20", (10**6, 1000.0), (4 * 10**7, 1300.4), (10**8, 1275.2)),
             "frey-z20-ws": run("frey-z20-ws", (10**6, 700.0), (10**8, 900.0)),   # not AEVB
-            "frey-z2": run("frey-z2", (10**6, 700.0), (10**7, 800.0))}           # not past 10^7
+            "frey-z2": run("frey-z2", (10**6, 700.0), (10**7, 800.0)),           # not past 10^7
+            "frey-z20-sd0.1": run("frey-z20-sd0.1", (10**6, 1000.0), (10**8, 1400.0))}  # not the figure's
     assert heldout_peaks(runs) == "frey Nz = 20 held-out 1300 at 4e+07 samples, 1275 at 1e+08."
     assert heldout_peaks({"frey-z2": runs["frey-z2"]}).startswith("(no run")
     rising = {"frey-z5": run("frey-z5", (10**7, 1000.0), (2 * 10**7, 1050.0))}

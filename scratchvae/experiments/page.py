@@ -1,5 +1,6 @@
 """The results page of section 5 (``docs/results.md``): figures, data files, the table and
 every sentence with a number, each computed from the runs (:func:`report`)."""
+import dataclasses
 import json
 import os
 import statistics
@@ -9,7 +10,7 @@ from .figure2 import PAPER, at, markdown_table, plot_figure2, sci, table_rows
 from .results import (SETTING_DEFAULTS, archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
                       log_rows, log_table, merge_commands)
 from .page_text import PAGE
-from .runs import ADAGRAD_WARMUP, BATCH_SIZE, STEP_SIZE_CHOICE, STEP_SIZES, experiment
+from .runs import ADAGRAD_WARMUP, BATCH_SIZE, INIT, STEP_SIZE_CHOICE, STEP_SIZES, experiment
 
 RESULTS_DIR, RESULTS_PAGE = "docs/results", "docs/results.md"
 SPREAD = "spread"                        # the spread runs' folder, under the runs and results folders
@@ -46,7 +47,7 @@ def report(runs_dir, results_dir, page=None, log=None, spread_dir=None, print_fn
             continue                                     # archived: its files are in `out`
         archive_run(run, out)
         exp = run["experiment"]
-        if exp.algorithm != "aevb" or exp.split != "random" or exp.split_seed or exp.seed:
+        if exp.algorithm != "aevb" or exp.split != "random" or exp.split_seed or exp.seed or not exp.own_init:
             continue                                     # figures 4 and 5: the paper's AEVB models
         model, c = load_model(run["folder"] / "checkpoint.npz")
         shape = c.meta["settings"]["image_shape"]
@@ -72,13 +73,14 @@ def report(runs_dir, results_dir, page=None, log=None, spread_dir=None, print_fn
         spread = archived_runs(out / SPREAD)
         text = PAGE.format(table=table, commands=log_table(commands), reruns=reruns_text(reruns),
                            results=os.path.relpath(out, Path(page).parent),
-                           contiguous=contiguous_lesson(out / "contiguous"),
+                           **contiguous_lesson(out / "contiguous"),
                            stepsize=stepsize_table(out / "stepsize.json") + stepsize_note(out / "stepsize.json"),
                            stepsize_seconds=stepsize_seconds(out / "stepsize.json"),
-                           splits=splits_table(runs), mnist_train=mnist_train(runs),
+                           splits=splits_table(runs), mnist_train=mnist_train(runs), mnist_gap=mnist_gap(runs),
                            split_seeds=split_seed_spread(runs), spread=spread_text(spread, runs),
                            ws_vs_aevb=ws_vs_aevb(runs), ws_collapse=ws_collapse(runs), ws_versions=ws_versions(runs),
                            paper_gap=paper_gap(runs), heldout_peaks=heldout_peaks(runs),
+                           init_scale=init_scale(runs),
                            figures=figure_links(out, Path(page).parent))
         with atomic_write(page, "w") as f:
             f.write(text)
@@ -186,6 +188,19 @@ def mnist_train(runs):
     return " and ".join(str(n) for n in sizes) if sizes else "(no MNIST run yet)"
 
 
+def mnist_gap(runs, samples=10**7):
+    """How far the held-out bound of the MNIST AEVB runs is below their training bound at
+    ``samples``, in one sentence."""
+    found = [(run["experiment"].z_dim, r["train_elbo"] - r["test_elbo"]) for run in runs.values()
+             if run["experiment"].dataset == "mnist" and run["experiment"].algorithm == "aevb"
+             and run["experiment"].own_init and not run["experiment"].seed and (r := at(run["records"], samples))]
+    if not found:
+        return f"(no MNIST AEVB run has reached {sci(samples)} samples yet)."
+    found.sort()
+    return (f"at {sci(samples)} samples by " + ", ".join(f"{gap:.1f}" for _, gap in found)
+            + f" nats (Nz = {', '.join(str(z) for z, _ in found)}).")
+
+
 WS_STEPS = {("decoder-first", "zero"): "the authors' step (the decoder updated first, the dreams "
                                        "from the updated decoder) and start (zero log-variance outputs)",
             ("together", "drawn"): "the earlier step (both gradients at the same parameters) and start "
@@ -258,7 +273,8 @@ def heldout_peaks(runs, min_samples=10**7):
     for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].dataset,
                                                              item[1]["experiment"].z_dim)):
         exp, records = run["experiment"], run["records"]
-        if exp.algorithm != "aevb" or exp.split_seed or exp.seed or records[-1]["samples"] <= min_samples:
+        if (exp.algorithm != "aevb" or exp.split_seed or exp.seed or not exp.own_init
+                or records[-1]["samples"] <= min_samples):
             continue
         best, last = max(records, key=lambda r: r["test_elbo"]), records[-1]
         now = "still rising" if best is last else f"{last['test_elbo']:.0f} at {last['samples']:.2g}"
@@ -271,7 +287,8 @@ def ws_collapse(runs, kl_below=0.05):
     """A paragraph naming the wake-sleep runs whose encoder is still the prior (training KL
     below ``kl_below`` at their last evaluation), with the reason; empty if there are none."""
     stuck = [(run["experiment"], run["records"][-1]) for run in runs.values()
-             if run["experiment"].algorithm == "wake-sleep" and run["records"][-1]["train_kl"] < kl_below]
+             if run["experiment"].algorithm == "wake-sleep" and run["experiment"].own_init
+             and run["records"][-1]["train_kl"] < kl_below]
     if not stuck:
         return ""
     names = ", ".join(f"{e.dataset} Nz = {e.z_dim} (KL term {r['train_kl']:.3f} at {r['samples']:.2g} samples)"
@@ -289,11 +306,43 @@ def ws_collapse(runs, kl_below=0.05):
             "gradient comes from reconstructing the data, not from dreams.")
 
 
+SCALES = {"paper": "N(0, 0.01^2)", "paper-variance": "N(0, 0.1^2)"}
+
+
+def init_scale(runs):
+    """One clause per run from the other algorithm's initial scale (``-sd...``): its held-out
+    bound and KL term beside those of the same model from its own scale, at the largest
+    evaluation point both reached."""
+    parts = []
+    for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].algorithm,
+                                                            item[1]["experiment"].dataset,
+                                                            item[1]["experiment"].z_dim)):
+        exp = run["experiment"]
+        own = runs.get(dataclasses.replace(exp, init=INIT[exp.algorithm]).name)
+        if exp.own_init or own is None:
+            continue
+        common = sorted({r["samples"] for r in run["records"]} & {r["samples"] for r in own["records"]})
+        if not common:
+            continue
+        n = common[-1]
+        pair = [(SCALES[e.init], e.name, at(r["records"], n))
+                for e, r in sorted(((exp, run), (own["experiment"], own)), key=lambda p: p[0].init)]
+        parts.append(f"{exp.dataset} Nz = {exp.z_dim}, {'AEVB' if exp.algorithm == 'aevb' else exp.algorithm}, at "
+                     f"{sci(n)} samples: " + "; ".join(
+                         f"from {scale} ({name}) {r['test_elbo']:.0f}, KL term {r['test_kl']:.3g}"
+                         for scale, name, r in pair))
+    if not parts:
+        return ("(No run from the other scale yet: `scratchvae reproduce run frey-z2-sd0.1 "
+                "frey-z2-ws-sd0.01`.)")
+    return "Held-out bound and its KL term, " + "; and ".join(parts) + "."
+
+
 def split_seed_spread(runs, samples=10**6):
     """One sentence: the held-out bound at ``samples`` of frey-z20 on each random split run."""
     found = {run["experiment"].split_seed: r["test_elbo"] for name, run in runs.items()
              if name.startswith("frey-z20") and run["experiment"].algorithm == "aevb" and not run["experiment"].seed
-             and run["experiment"].split == "random" and (r := at(run["records"], samples))}
+             and run["experiment"].split == "random" and run["experiment"].own_init
+             and (r := at(run["records"], samples))}
     if len(found) < 2:
         return "(Runs of Nz = 20 on other shuffles, `--split-seed`, have not reached 10^6 samples yet.)"
     values = ", ".join(f"{v:.0f} (seed {k})" for k, v in sorted(found.items()))
@@ -413,15 +462,35 @@ def _other_machine(spread, runs, seed_ranges, name="frey-z20"):
                    "difference on.")
 
 
-def contiguous_lesson(folder):
-    """The held-out ELBO of every 100 consecutive frames of the contiguous split's runs
-    (their ``evaluation.json`` files in ``folder``), as markdown lines."""
-    lines = []
-    for path in sorted(Path(folder).glob("*.evaluation.json"), key=lambda p: experiment(p.name.split(".")[0]).z_dim):
-        ev = json.loads(path.read_text())
-        blocks = ", ".join(f"{a}-{b}: {e:.0f}" for (a, b), e in
-                           ((blk["images"], blk["elbo"]) for blk in ev["heldout_elbo_blocks"]))
-        lines.append(f"- {path.name.split('.')[0]}, all held-out frames: ELBO {ev['elbo']:.0f}; "
-                     f"by 100 consecutive held-out frames: {blocks}")
-    return "\n".join(lines) or "(no runs of the contiguous split are kept)"
-
+def contiguous_lesson(folder, frames=1965):
+    """The runs of the contiguous split (their ``evaluation.json`` files in ``folder``): the
+    page's three pieces, ``{contiguous_elbos, contiguous, contiguous_worst}``: the held-out ELBO
+    of each run, the ELBO of every 100 consecutive held-out frames as markdown lines, and the
+    block that scores lowest with how far below the other held-out frames it is."""
+    evs = sorted(((experiment(p.name.split(".")[0]), json.loads(p.read_text()))
+                  for p in Path(folder).glob("*.evaluation.json")), key=lambda item: item[0].z_dim)
+    if not evs:
+        none = "(no runs of the contiguous split are kept)"
+        return {"contiguous_elbos": none, "contiguous": none, "contiguous_worst": none}
+    lines, gaps, worst = [], [], set()
+    for exp, ev in evs:
+        blocks = [(tuple(blk["images"]), blk["elbo"]) for blk in ev["heldout_elbo_blocks"]]
+        lines.append(f"- {exp.name}, all held-out frames: ELBO {ev['elbo']:.0f}; by 100 "
+                     f"consecutive held-out frames: " + ", ".join(f"{a}-{b}: {e:.0f}" for (a, b), e in blocks))
+        (a, b), low = min(blocks, key=lambda blk: blk[1])
+        rest = [(b2 - a2, e) for (a2, b2), e in blocks if (a2, b2) != (a, b)]
+        rest_mean = sum(n * e for n, e in rest) / sum(n for n, _ in rest)
+        gaps.append(f"{rest_mean - low:.0f}{' nats' if not gaps else ''} for Nz = {exp.z_dim}")
+        worst.add((a, b, ev["n_images"]))
+    sizes = ", ".join(str(exp.z_dim) for exp, _ in evs)
+    samples = " and ".join(sci(n) for n in sorted({ev["samples_trained"] for _, ev in evs}))
+    elbos = f"Nz = {sizes} at {samples}: " + ", ".join(f"{ev['elbo']:.0f}" for _, ev in evs)
+    if len(worst) == 1:
+        a, b, n = worst.pop()
+        first = frames - n
+        where = (f"Frames {a}-{b} of that held-out part (frames {first + a}-{first + b - 1} of the video) "
+                 f"score lowest in every run")
+    else:
+        where = "The lowest-scoring block differs between the runs; each scores"
+    return {"contiguous_elbos": elbos, "contiguous": "\n".join(lines),
+            "contiguous_worst": f"{where}, far below the other held-out frames (by {', '.join(gaps)})"}

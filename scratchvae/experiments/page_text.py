@@ -68,9 +68,9 @@ is not known.
   size and order tried; `scratchvae/models/wake_sleep.py`), and in the paper's Figure 2 it
   learns at every Nz. The two algorithms therefore start from different scales here, a
   departure from the paper's one rule: AEVB's runs were made with the code's scale before
-  this was found and are not yet rerun. One measurement of what the scale does to AEVB: Frey
-  Face Nz = 2, seed 0, held-out bound at 10^6 samples 743 from N(0, 0.01^2) and 785 from
-  N(0, 0.1^2).
+  this was found and are not yet rerun. What the scale does, measured with runs named
+  `-sd0.1` (AEVB from wake-sleep's scale) and `-sd0.01` (wake-sleep from AEVB's), seed 0:
+  {init_scale}
 
 scratchvae's own choices, where the authors' code differs or says nothing:
 
@@ -147,9 +147,8 @@ START and an END line for every run).
   between the two trainings is listed under Settings (the shuffle, minibatches drawn without
   replacement, the prior on the biases, where Adagrad's epsilon goes); these runs do not say
   which of them matters.
-- **MNIST data.** {mnist_train} training images instead of (most likely) 50,000: the training bound rises faster and
-  the held-out bound falls behind it sooner than in the paper (in an earlier run of Nz = 20
-  without the warm-up, by 3 nats at 10^7 samples).
+- **MNIST data.** {mnist_train} training images instead of (most likely) 50,000: fewer images are
+  fitted more closely, and the held-out bound falls behind the training bound: {mnist_gap}
 - **Frey Face split.** The paper's split is random, like the one used here, but the shuffle
   itself is not published: another shuffle gives other held-out frames. {split_seeds} How much
   the shuffle and the run's own seed move the result, on one machine and across machines:
@@ -164,17 +163,15 @@ START and an END line for every run).
 ## A lesson about held-out data: the contiguous split
 
 An earlier version of this page held out the *last* 465 frames of the video (`--split
-contiguous`) and found held-out bounds far below the paper's (Nz = 2, 5, 10, 20 at 10^7: 745,
-401, 355, -273). The model was not at fault: neighbouring frames of a video are near copies, so
+contiguous`) and found held-out bounds far below the paper's ({contiguous_elbos}). The model
+was not at fault: neighbouring frames of a video are near copies, so
 a random split tests on frames very like training frames, while the end of the video holds
 poses and expressions the model never saw. The held-out ELBO of every 100 consecutive held-out
 frames of those runs (no warm-up, 1500 training frames) shows where it fails:
 
 {contiguous}
 
-Frames 300-400 of that held-out part (frames 1800-1899 of the video) score far below the
-others, and more so the larger the latent space (about 200 nats below the rest for Nz = 2,
-about 3,900 for Nz = 20): the decoder's per-pixel variances shrink on the training frames and
+{contiguous_worst}: the decoder's per-pixel variances shrink on the training frames and
 punish pixels unlike any it saw. Both splits are fair
 questions; they are different questions (interpolation between seen frames, or extrapolation
 to a new stretch of video), and a result is only comparable with one that asked the same.

@@ -1,10 +1,13 @@
 """The runs of Kingma & Welling (2013), section 5, Figure 2: what a named run is, and how it
 is trained and evaluated.
 
-A run is named ``<dataset>-z<latent size>[-ws][-contiguous][-s<split seed>][-r<seed>]``:
+A run is named ``<dataset>-z<latent size>[-ws][-sd0.01|-sd0.1][-contiguous][-s<split seed>][-r<seed>]``:
 ``frey-z2`` ... ``frey-z20``, ``mnist-z3`` ... ``mnist-z200`` (and ``digits-z2``, a
 seconds-long stand-in that needs no download); ``-ws`` trains it with the wake-sleep
-algorithm instead of AEVB (also ``--algorithm wake-sleep``), ``-contiguous`` uses Frey
+algorithm instead of AEVB (also ``--algorithm wake-sleep``), ``-sd0.1`` / ``-sd0.01`` draws
+the initial weights with that standard deviation instead of the algorithm's own (``INIT``:
+``frey-z2-sd0.1`` is AEVB from wake-sleep's scale, ``frey-z2-ws-sd0.01`` wake-sleep from
+AEVB's), ``-contiguous`` uses Frey
 Face's contiguous split (``--split contiguous``), ``-s3`` the random split of seed 3
 (``--split-seed 3``), ``-r2`` the run's own seed 2 (initial weights, minibatch order, noise;
 default 0). Each uses the paper's settings (section 5):
@@ -84,9 +87,16 @@ class Experiment:
     @property
     def name(self):
         return (f"{self.dataset}-z{self.z_dim}" + ("-ws" if self.algorithm == "wake-sleep" else "")
+                + ("" if self.own_init else f"-{SCALE_NAMES[self.init]}")
                 + ("-contiguous" if self.split == "contiguous" else "")
                 + (f"-s{self.split_seed}" if self.split_seed else "")
                 + (f"-r{self.seed}" if self.seed else ""))
+
+    @property
+    def own_init(self):
+        """Whether the run starts from its algorithm's initial weights (``INIT``), as the
+        runs of the figures do; the others (``-sd...``) measure what the scale does."""
+        return self.init == INIT[self.algorithm]
 
 
 # The initial weights of each algorithm (scratchvae.layers.init_weights). AEVB: N(0, 0.01^2), the
@@ -94,13 +104,14 @@ class Experiment:
 # N(0, 0.01^2) wake-sleep stays at the prior on Frey Face at Nz = 2 and 5 (see
 # scratchvae.models.wake_sleep, "Which one mattered").
 INIT = {"aevb": "paper", "wake-sleep": "paper-variance"}
+SCALE_NAMES = {"paper": "sd0.01", "paper-variance": "sd0.1"}   # a name's -sd suffix: the other one's scale
 
 # Adagrad step sizes chosen with `reproduce stepsize` (docs/results/stepsize.json): the
 # candidate with the highest training bound after the first 10^5 samples.
 STEP_SIZE_CHOICE = {"frey": 0.01, "mnist": 0.01, "digits": 0.1}
 HIDDEN = {"frey": 200, "mnist": 500, "digits": 50}
 BINARIZATION = {"frey": "none", "mnist": "dynamic", "digits": "dynamic"}
-NAME = re.compile(r"(frey|mnist|digits)-z(\d+)(-ws)?(-contiguous)?(?:-s(\d+))?(?:-r(\d+))?")
+NAME = re.compile(r"(frey|mnist|digits)-z(\d+)(-ws)?(?:-(sd0\.01|sd0\.1))?(-contiguous)?(?:-s(\d+))?(?:-r(\d+))?")
 
 
 def _non_negative_int(option, value):
@@ -114,13 +125,14 @@ def experiment(name, lr=None, algorithm=None, split=None, split_seed=None, seed=
     line's options) add to what the name says and must not contradict it."""
     m = NAME.fullmatch(str(name))
     if not m or int(m.group(2)) < 1:
-        raise ValueError(f"experiment must be <dataset>-z<latent size>[-ws][-contiguous][-s<seed>]"
-                         f"[-r<seed>] with dataset frey, mnist or digits, e.g. frey-z20 or "
+        raise ValueError(f"experiment must be <dataset>-z<latent size>[-ws][-sd0.01|-sd0.1][-contiguous]"
+                         f"[-s<seed>][-r<seed>] with dataset frey, mnist or digits, e.g. frey-z20 or "
                          f"frey-z20-ws; got {name!r}")
     ds = m.group(1)
     named = {"algorithm": "wake-sleep" if m.group(3) else "aevb",
-             "split": "contiguous" if m.group(4) else "random",
-             "split_seed": int(m.group(5) or 0), "seed": int(m.group(6) or 0)}
+             "split": "contiguous" if m.group(5) else "random",
+             "split_seed": int(m.group(6) or 0), "seed": int(m.group(7) or 0)}
+    init = {v: k for k, v in SCALE_NAMES.items()}[m.group(4)] if m.group(4) else None
     for option, value, allowed in (("algorithm", algorithm, ALGORITHMS), ("split", split, SPLITS)):
         if value is not None and value not in allowed:
             raise ValueError(f"--{option} must be one of {', '.join(allowed)}; got {value!r}")
@@ -138,7 +150,7 @@ def experiment(name, lr=None, algorithm=None, split=None, split_seed=None, seed=
     if ds != "frey" and named["split"] != "random":
         raise ValueError(f"--split {named['split']} applies to frey only, not to {name!r}")
     return Experiment(ds, int(m.group(2)), HIDDEN[ds], STEP_SIZE_CHOICE[ds] if lr is None else lr,
-                      BINARIZATION[ds], init=INIT[named["algorithm"]], **named)
+                      BINARIZATION[ds], init=init or INIT[named["algorithm"]], **named)
 
 
 def figure2_names(datasets=("frey", "mnist")):
