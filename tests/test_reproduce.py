@@ -336,10 +336,14 @@ def test_the_page_sets_each_run_from_the_other_scale_beside_its_own():
             "frey-z2-ws-sd0.01": run("frey-z2-ws-sd0.01", (10**5, 557.0, 0.002), (10**6, 558.6, 0.0004)),
             "frey-z5-ws-sd0.01": run("frey-z5-ws-sd0.01", (10**6, 558.0, 0.0))}     # no frey-z5-ws
     assert init_scale(runs) == (
-        "Held-out bound and its KL term, frey Nz = 2, AEVB, at 10^6 samples: from N(0, 0.01^2) (frey-z2) "
-        "740, KL term 7.9; from N(0, 0.1^2) (frey-z2-sd0.1) 785, KL term 8.1; and frey Nz = 2, "
-        "wake-sleep, at 10^6 samples: from N(0, 0.01^2) (frey-z2-ws-sd0.01) 559, KL term 0.0004; "
-        "from N(0, 0.1^2) (frey-z2-ws) 745, KL term 5.1.")
+        "at 10^6 samples, held-out bound (its KL term) from N(0, 0.01^2) / from N(0, 0.1^2): "
+        "AEVB frey Nz = 2: 740 (7.9) / 785 (8.1) (frey-z2-sd0.1); "
+        "wake-sleep frey Nz = 2: 559 (0.0004) / 745 (5.1) (frey-z2-ws-sd0.01).")
+    runs["frey-z2-sd0.1"]["records"] = [{"samples": 10**5, "test_elbo": 600.0, "test_kl": 2.0}]
+    runs["frey-z2"]["records"].insert(0, {"samples": 10**5, "test_elbo": 590.0, "test_kl": 1.5})
+    assert init_scale(runs).startswith("held-out bound (its KL term) from N(0, 0.01^2) / from N(0, 0.1^2): "
+                                       "AEVB frey Nz = 2 at 10^5: 590 (1.5) / 600 (2) (frey-z2-sd0.1); "
+                                       "wake-sleep frey Nz = 2 at 10^6: ")
     assert init_scale({"frey-z2": runs["frey-z2"]}).startswith("(No run from the other scale yet")
     stuck = dict(runs, **{"frey-z2-ws-sd0.01": run("frey-z2-ws-sd0.01", (10**6, 558.6, 0.0004))})
     for r in stuck.values():

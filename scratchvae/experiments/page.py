@@ -313,7 +313,7 @@ def init_scale(runs):
     """One clause per run from the other algorithm's initial scale (``-sd...``): its held-out
     bound and KL term beside those of the same model from its own scale, at the largest
     evaluation point both reached."""
-    parts = []
+    found = []
     for name, run in sorted(runs.items(), key=lambda item: (item[1]["experiment"].algorithm,
                                                             item[1]["experiment"].dataset,
                                                             item[1]["experiment"].z_dim)):
@@ -322,19 +322,19 @@ def init_scale(runs):
         if exp.own_init or own is None:
             continue
         common = sorted({r["samples"] for r in run["records"]} & {r["samples"] for r in own["records"]})
-        if not common:
-            continue
-        n = common[-1]
-        pair = [(SCALES[e.init], e.name, at(r["records"], n))
-                for e, r in sorted(((exp, run), (own["experiment"], own)), key=lambda p: p[0].init)]
-        parts.append(f"{exp.dataset} Nz = {exp.z_dim}, {'AEVB' if exp.algorithm == 'aevb' else exp.algorithm}, at "
-                     f"{sci(n)} samples: " + "; ".join(
-                         f"from {scale} ({name}) {r['test_elbo']:.0f}, KL term {r['test_kl']:.3g}"
-                         for scale, name, r in pair))
-    if not parts:
+        if common:
+            by_init = {exp.init: at(run["records"], common[-1]), own["experiment"].init: at(own["records"], common[-1])}
+            found.append((exp, common[-1], [by_init[init] for init in SCALES]))
+    if not found:
         return ("(No run from the other scale yet: `scratchvae reproduce run frey-z2-sd0.1 "
                 "frey-z2-ws-sd0.01`.)")
-    return "Held-out bound and its KL term, " + "; and ".join(parts) + "."
+    points = {n for _, n, _ in found}
+    clauses = [f"{'AEVB' if exp.algorithm == 'aevb' else exp.algorithm} {exp.dataset} Nz = {exp.z_dim}"
+               + ("" if len(points) == 1 else f" at {sci(n)}") + ": "
+               + " / ".join(f"{r['test_elbo']:.0f} ({r['test_kl']:.3g})" for r in pair) + f" ({exp.name})"
+               for exp, n, pair in found]
+    return (("" if len(points) > 1 else f"at {sci(points.pop())} samples, ") + "held-out bound (its KL term) "
+            f"from {' / from '.join(SCALES.values())}: " + "; ".join(clauses) + ".")
 
 
 def split_seed_spread(runs, samples=10**6):

@@ -69,7 +69,7 @@ is not known.
   learns at every Nz. The two algorithms therefore start from different scales here, a
   departure from the paper's one rule: AEVB's runs were made with the code's scale before
   this was found and are not yet rerun. What the scale does, measured with runs named
-  `-sd0.1` (AEVB from wake-sleep's scale) and `-sd0.01` (wake-sleep from AEVB's), seed 0:
+  `-sd0.1` (AEVB from wake-sleep's scale) and `-sd0.01` (wake-sleep from AEVB's), seed 0,
   {init_scale}
 
 scratchvae's own choices, where the authors' code differs or says nothing:
