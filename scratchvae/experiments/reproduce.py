@@ -97,7 +97,9 @@ def add_arguments(parser):
     def common(p, experiments=True):
         if experiments:
             p.add_argument("experiments", nargs="+", metavar="EXPERIMENT",
-                           help="frey-z2 ... frey-z20, mnist-z2 ... mnist-z20 (or digits-z2)")
+                           help="frey-z2 ... frey-z20, mnist-z3 ... mnist-z200 (or digits-z2), each with "
+                                "optional -ws, -sd0.1 or -sd0.01, -contiguous, -s<split seed>, -r<seed> "
+                                "(scratchvae.experiments.runs)")
         p.add_argument("--data-dir", metavar="DIR", help="folder holding mnist/ and frey/ "
                        "(default: $SCRATCHVAE_DATA_DIR or ./data); nothing is downloaded")
         p.add_argument("--runs-dir", default=RUNS_DIR, metavar="DIR",
