@@ -322,7 +322,8 @@ def test_readme_commands_parse():
     assert len(commands) >= 8
     for words in commands:
         parser.parse_args(words[1:])
-    assert 'python3 -m pytest -m "not slow and not browser" -q' in README.read_text()
+    assert 'python3 -m pytest -m "not slow and not browser" -n auto -q' in README.read_text()
+    assert 'python3 -m pytest -m "not slow and not browser" -n auto -q' in (README.parent / ".ci" / "run").read_text()
 
 
 # -- bad files and numbers: one line naming what is wrong, a non-zero status, nothing changed ---
