@@ -344,7 +344,7 @@ def test_the_page_sets_each_run_from_the_other_scale_beside_its_own():
     assert init_scale(runs).startswith("held-out bound (its KL term) from N(0, 0.01^2) / from N(0, 0.1^2): "
                                        "AEVB frey Nz = 2 at 10^5: 590 (1.5) / 600 (2) (frey-z2-sd0.1); "
                                        "wake-sleep frey Nz = 2 at 10^6: ")
-    assert init_scale({"frey-z2": runs["frey-z2"]}).startswith("(No run from the other scale yet")
+    assert init_scale({"frey-z2": runs["frey-z2"]}) == "(no run from the other scale yet: `scratchvae reproduce run scale`)."
     stuck = dict(runs, **{"frey-z2-ws-sd0.01": run("frey-z2-ws-sd0.01", (10**6, 558.6, 0.0004))})
     for r in stuck.values():
         r["records"] = [dict(x, train_kl=x["test_kl"]) for x in r["records"]]

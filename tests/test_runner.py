@@ -49,7 +49,7 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
     runs = tmp_path / "runs"
     (runs / "frey-z20").mkdir(parents=True)                  # half done: half the time left
     (runs / "frey-z20" / "metrics.jsonl").write_text(json.dumps({"samples": 5 * 10**7}) + "\n")
-    status = reproduce.main(["run", "all", "spread", "digits-z2", "--dry-run", "--runs-dir", str(runs),
+    status = reproduce.main(["run", "all", "spread", "scale", "digits-z2", "--dry-run", "--runs-dir", str(runs),
                              "--results-dir", str(ARCHIVE), "--workers", "2"])
     out = capsys.readouterr().out
     assert status == 0 and not any(p.name != "frey-z20" for p in runs.iterdir())   # nothing run
@@ -62,15 +62,17 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
                                      for m in ("aevb", "wake-sleep", "mcem"))
     expected += figure3
     expected += [f"spread/frey-z20{s}{r}" for s in ("", "-s1", "-s2") for r in ("", "-r1", "-r2")]
-    assert names == expected + ["digits-z2"]
+    scale = [f"frey-z{z}-sd0.1" for z in (2, 5, 10, 20)] + ["frey-z2-ws-sd0.01", "frey-z5-ws-sd0.01"]
+    assert names == expected + scale + ["digits-z2"]
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in names}
     frey = json.loads((ARCHIVE / "frey-z20.metrics.jsonl").read_text().splitlines()[-1])
     minutes = (10**8 - 5 * 10**7) / (frey["samples"] / frey["wall_time"]) / 60
     assert re.search(rf"frey-z20\s+5e\+07\s+1e\+08\s+\S+\s+{minutes:.0f} min\s+frey-z20$", rows["frey-z20"])
     assert re.search(r"spread/frey-z20-s1-r2\s+0\s+1e\+07\s+\S+\s+\d+ min\s+frey-z20$", rows["spread/frey-z20-s1-r2"])
+    assert re.search(r"frey-z2-ws-sd0.01\s+0\s+1e\+06\s", rows["frey-z2-ws-sd0.01"])   # a scale run's target
     assert "unknown" in rows["digits-z2"]                     # no archived digits run to measure
     unknown = sum("unknown" in row for row in rows.values())
-    assert re.search(rf"34 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
+    assert re.search(rf"40 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
                      r"workers, longest first, about [\d.]+ h\.", out)
 
 

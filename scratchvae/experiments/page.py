@@ -326,8 +326,7 @@ def init_scale(runs):
             by_init = {exp.init: at(run["records"], common[-1]), own["experiment"].init: at(own["records"], common[-1])}
             found.append((exp, common[-1], [by_init[init] for init in SCALES]))
     if not found:
-        return ("(No run from the other scale yet: `scratchvae reproduce run frey-z2-sd0.1 "
-                "frey-z2-ws-sd0.01`.)")
+        return "(no run from the other scale yet: `scratchvae reproduce run scale`)."
     points = {n for _, n, _ in found}
     clauses = [f"{'AEVB' if exp.algorithm == 'aevb' else exp.algorithm} {exp.dataset} Nz = {exp.z_dim}"
                + ("" if len(points) == 1 else f" at {sci(n)}") + ": "

@@ -12,8 +12,10 @@ Runs are named as their folders under ``--runs-dir``: Figure 2's by the experime
 :mod:`.runs` (``frey-z20``, ``mnist-z3-ws``, ...), Figure 3's ``figure3/<method>-<size>``
 (``figure3/aevb-large``, see :mod:`.figure3`), the spread's ``spread/<experiment>``
 (``spread/frey-z20-s1-r2``). Groups: ``all`` (Figures 2 and 3), ``figure2``, ``figure3``,
-``spread``. Each run goes to its target (Figure 2: 10^8 training samples, the paper's axis;
-Figure 3: what :mod:`.figure3` sets, else 10^8; the spread: 10^7; ``--samples`` for all),
+``spread``, ``scale`` (Figure 2's models from the other algorithm's initial weights,
+``frey-z2-sd0.1``, ``frey-z2-ws-sd0.01``, ...). Each run goes to its target (Figure 2: 10^8
+training samples, the paper's axis; Figure 3: what :mod:`.figure3` sets, else 10^8; the
+spread: 10^7; a run from the other scale: 10^6; ``--samples`` for all),
 resuming from its checkpoint what a run has done: a finished run costs nothing, an
 interrupted one continues bit for bit.
 
@@ -33,10 +35,10 @@ import os
 import time
 from pathlib import Path
 
-from .runs import experiment, figure2_names, spread_names
+from .runs import experiment, figure2_names, scale_names, spread_names
 
 FIGURE3_DIR, SPREAD_DIR = "figure3", "spread"
-TARGETS = {"figure2": 10**8, "figure3": 10**8, "spread": 10**7}
+TARGETS = {"figure2": 10**8, "figure3": 10**8, "spread": 10**7, "scale": 10**6}
 TOPIC = "scratchvae-reproduce"            # the Dask event topic of the runs' progress lines
 LOG = "run.log"
 QUEUE_LOG = "queue.log"    # in --runs-dir: a START and an END line per run, for `reproduce report --log`
@@ -52,7 +54,7 @@ def figure3_names():
 
 
 GROUPS = {"figure2": figure2_names, "figure3": figure3_names,
-          "spread": lambda: [f"{SPREAD_DIR}/{name}" for name in spread_names()]}
+          "spread": lambda: [f"{SPREAD_DIR}/{name}" for name in spread_names()], "scale": scale_names}
 GROUPS["all"] = lambda: GROUPS["figure2"]() + GROUPS["figure3"]()
 
 
@@ -78,7 +80,7 @@ def spec(name, samples=None):
                              f"or {SPREAD_DIR}/<experiment>") from None
         if exp.name != name:
             raise ValueError(f"write {name!r} as {exp.name}")
-        kind = "figure2"
+        kind = "figure2" if exp.own_init else "scale"
     return {"name": name, "kind": kind, "folder": name, "samples": samples or TARGETS[kind]}
 
 

@@ -165,6 +165,13 @@ def spread_names(z_dim=20, shuffles=3, seeds=3):
             for s in range(shuffles) for r in range(seeds)]
 
 
+def scale_names():
+    """Figure 2's Frey Face models from the other algorithm's initial weights: AEVB from
+    N(0, 0.1^2) at every Nz, wake-sleep from N(0, 0.01^2) where it stays at the prior."""
+    return ([f"frey-z{z}-{SCALE_NAMES['paper-variance']}" for z in LATENT_SIZES["frey"]]
+            + [f"frey-z{z}-ws-{SCALE_NAMES['paper']}" for z in (2, 5)])
+
+
 def eval_points(stop, start=10**4, per_decade=8):
     """Log-spaced sample counts from ``start`` to ``stop`` (both included), multiples of
     the batch size: where training pauses to evaluate and save a checkpoint."""
