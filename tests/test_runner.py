@@ -81,6 +81,8 @@ def test_bad_names_and_options_are_refused_before_any_work(tmp_path, capsys):
                         (["frey-z20-r0"], "write 'frey-z20-r0' as frey-z20"),
                         (["all", "--workers", "0"], "--workers must be a positive integer"),
                         (["all", "--samples", "0"], "--samples must be a positive integer"),
+                        (["all", "--max-minutes", "0"], "--max-minutes must be > 0"),
+                        (["all", "--max-minutes", "nan"], "--max-minutes must be > 0"),
                         (["all", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sets")):
         assert reproduce.main(["run", *argv, "--runs-dir", str(tmp_path / "runs")]) == 1
         assert words in capsys.readouterr().err
@@ -164,3 +166,18 @@ def test_a_killed_worker_is_retried_and_its_run_resumes_to_the_same_bits(tmp_pat
     assert 0 < resumed < 100000
     runner.run_one(_spec("digits-z2", 100000), tmp_path / "uninterrupted")
     _assert_same_run(folder, tmp_path / "uninterrupted" / "digits-z2")
+
+
+def test_a_time_budget_stops_runs_short_and_starts_none_after_it(tmp_path, capsys, cluster):
+    common = ["--samples", "20000", "--scheduler", cluster.scheduler_address]
+    status = reproduce.main(["run", "digits-z2", "--runs-dir", str(tmp_path / "spent"),
+                             "--max-minutes", "1e-9", *common])
+    out = capsys.readouterr().out
+    assert status == 0 and "[1/1] digits-z2: not started, the --max-minutes budget is spent (at 0 samples)" in out
+    assert "0 of 1 runs at their target" in out and "1 stopped short by --max-minutes" in out
+    assert not (tmp_path / "spent" / "digits-z2").exists()           # nothing written for it
+    status = reproduce.main(["run", "digits-z2", "--runs-dir", str(tmp_path / "ample"),
+                             "--max-minutes", "60", *common])
+    assert status == 0 and "1 of 1 runs at their target" in capsys.readouterr().out
+    runner.run_one(_spec("digits-z2", 20000), tmp_path / "unlimited")
+    _assert_same_run(tmp_path / "ample" / "digits-z2", tmp_path / "unlimited" / "digits-z2")

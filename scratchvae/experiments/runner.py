@@ -7,6 +7,8 @@
     scratchvae reproduce run spread                 Frey Face Nz = 20: 3 shuffles x 3 seeds
     scratchvae reproduce run all --scheduler tcp://HOST:8786
                                                     on a running cluster whose workers share --runs-dir
+    scratchvae reproduce run figure2 --max-minutes 170
+                                                    within a time limit (a cluster job's, a session's)
 
 Runs are named as their folders under ``--runs-dir``: Figure 2's by the experiment names of
 :mod:`.runs` (``frey-z20``, ``mnist-z3-ws``, ...), Figure 3's ``figure3/<method>-<size>``
@@ -17,7 +19,10 @@ Runs are named as their folders under ``--runs-dir``: Figure 2's by the experime
 training samples, the paper's axis; Figure 3: what :mod:`.figure3` sets, else 10^8; the
 spread: 10^7; a run from the other scale: 10^6; ``--samples`` for all),
 resuming from its checkpoint what a run has done: a finished run costs nothing, an
-interrupted one continues bit for bit.
+interrupted one continues bit for bit. With ``--max-minutes M``, a run begins no evaluation
+point that its measured speed says would end more than M minutes after the command started
+(the time left goes to a last stretch, as in ``reproduce train --max-minutes``), and a run
+whose turn comes after that is not started: the same command later resumes them all.
 
 The scheduling is Dask's ``distributed`` (``pip install 'scratchvae[cluster]'``; the library
 never imports it): one task per run, the longest first, on a ``LocalCluster`` of ``--workers``
@@ -97,17 +102,25 @@ def specs(names, samples=None):
 # ---------------------------------------------------------------------------------------
 # one run, on a worker
 # ---------------------------------------------------------------------------------------
-def run_one(spec, runs_dir, data_dir=None):
+def run_one(spec, runs_dir, data_dir=None, deadline=None):
     """Train the run ``spec`` in ``runs_dir/<folder>`` to its target, resuming what it has done,
     with one BLAS thread; its progress lines go to its ``run.log`` and, on a Dask worker, to
-    the client. Returns a summary: where the run ended and the seconds this call took."""
+    the client. With ``deadline`` (a ``time.time()``), it begins no evaluation point it could not
+    reach by then, and does not start if the deadline has passed. Returns a summary:
+    where the run ended and the seconds this call took."""
     from ..backend import set_threads
 
     set_threads(1)
     out = Path(runs_dir) / spec["folder"]
-    out.mkdir(parents=True, exist_ok=True)
     publish = _publisher()
     t0 = time.time()
+    if deadline is not None and deadline <= t0:
+        line = f"{spec['name']}: not started, the --max-minutes budget is spent"
+        if publish is not None:
+            publish(line)
+        return {"name": spec["name"], "samples": done_samples(spec, runs_dir), "wall_time": None,
+                "train": None, "test": None, "measure": None, "seconds": 0.0, "pid": os.getpid()}
+    out.mkdir(parents=True, exist_ok=True)
 
     def log(*parts, **_):
         line = " ".join(str(p) for p in parts)
@@ -121,7 +134,7 @@ def run_one(spec, runs_dir, data_dir=None):
                f"train {spec['folder'].rsplit('/', 1)[-1]} --samples {spec['samples']}")
     _queue(runs_dir, "START", command)
     try:
-        result = _train(spec, out, data_dir, log)
+        result = _train(spec, out, data_dir, log, None if deadline is None else (deadline - t0) / 60)
     except BaseException:
         _queue(runs_dir, f"END rc=1 wall={time.time() - t0:.0f}s", command)
         raise
@@ -135,19 +148,20 @@ def _queue(runs_dir, event, command):
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid{os.getpid()} {event} {command}\n")
 
 
-def _train(spec, out, data_dir, log):
+def _train(spec, out, data_dir, log, max_minutes=None):
     """Train one run (Figure 3's or an experiment of :mod:`.runs`); returns where it ended."""
     if spec["kind"] == "figure3":
         from . import figure3
 
-        meta = figure3.train(spec["name"].split("/", 1)[1], spec["samples"], out, data_dir, print_fn=log)
+        meta = figure3.train(spec["name"].split("/", 1)[1], spec["samples"], out, data_dir, max_minutes,
+                             print_fn=log)
         last = meta["history"][-1] if meta["history"] else {}
         return {"samples": meta["samples"], "wall_time": meta["wall_time"],
                 "train": last.get("train_log_px"), "test": last.get("test_log_px"), "measure": "log p(x)"}
     from .runs import load_data, train
 
     exp = experiment(spec["folder"].rsplit("/", 1)[-1])
-    trainer = train(exp, load_data(exp, data_dir), out, spec["samples"], seed=exp.seed, print_fn=log)
+    trainer = train(exp, load_data(exp, data_dir), out, spec["samples"], max_minutes, seed=exp.seed, print_fn=log)
     last = trainer.history[-1] if trainer.history else {}
     return {"samples": trainer.samples, "wall_time": last.get("wall_time", 0.0),
             "train": last.get("train_elbo"), "test": last.get("test_elbo"), "measure": "ELBO"}
@@ -167,17 +181,18 @@ def _publisher():
 # ---------------------------------------------------------------------------------------
 # every run, on a cluster
 # ---------------------------------------------------------------------------------------
-def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn=print):
+def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn=print, deadline=None):
     """Submit one task per run to the Dask ``client`` (the longest first, by ``estimates``:
-    ``{name: seconds}``) and wait for all. Prints each run's progress lines as they come and a
-    line when it ends. Returns ``(results, failures)``: ``[summary]`` and ``[(name, error)]``."""
+    ``{name: seconds}``; each with ``deadline``, see :func:`run_one`) and wait for all. Prints
+    each run's progress lines as they come and a line when it ends. Returns ``(results,
+    failures)``: ``[summary]`` and ``[(name, error)]``."""
     from distributed import as_completed
 
     estimates = estimates or {}
     client.subscribe_topic(TOPIC, lambda event: print_fn(event[1], flush=True))
     futures = {}
     for s in run_specs:
-        future = client.submit(run_one, s, str(runs_dir), data_dir, key=f"reproduce-run:{s['name']}",
+        future = client.submit(run_one, s, str(runs_dir), data_dir, deadline, key=f"reproduce-run:{s['name']}",
                                pure=False, priority=int(estimates.get(s["name"]) or 0))
         futures[future] = s
     results, failures = [], []
@@ -190,6 +205,10 @@ def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn
             continue
         r = future.result()
         results.append(r)
+        if r["wall_time"] is None:
+            print_fn(f"[{i}/{len(futures)}] {name}: not started, the --max-minutes budget is spent "
+                     f"(at {r['samples']} samples)", flush=True)
+            continue
         value = "" if r["test"] is None else (f", {r['measure']} train {r['train']:.2f} / held-out "
                                                f"{r['test']:.2f}")
         print_fn(f"[{i}/{len(futures)}] {name}: at {r['samples']} samples{value} "
@@ -245,23 +264,27 @@ def run_command(args, print_fn=print):
     data_dir = None if args.data_dir is None else str(Path(args.data_dir).resolve())
     seconds = {name: e["seconds"] for name, e in estimates.items()}
     t0 = time.time()
+    deadline = None if args.max_minutes is None else t0 + 60 * args.max_minutes
     try:
         if args.scheduler:
             with Client(args.scheduler, timeout="30s") as client:
                 print_fn(f"{len(run_specs)} runs on the cluster at {args.scheduler} "
                          f"({len(client.scheduler_info()['workers'])} workers), into {runs_dir}")
-                results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn)
+                results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn, deadline)
         else:
             with local_cluster(workers) as cluster, Client(cluster) as client:
                 print_fn(f"{len(run_specs)} runs on a local cluster of {workers} worker processes "
                          f"(scheduler {cluster.scheduler_address}), into {runs_dir}")
-                results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn)
+                results, failures = execute(run_specs, runs_dir, client, data_dir, seconds, print_fn, deadline)
     except KeyboardInterrupt:
         print_fn("interrupted: each run keeps its last checkpoint; the same command resumes them"
                  + (" (the cluster at --scheduler may still be running the runs it had begun)"
                     if args.scheduler else ""))
         return 130
-    print_fn(f"{len(results)} of {len(run_specs)} runs at their target in {(time.time() - t0) / 60:.1f} min")
+    targets = {s["name"]: s["samples"] for s in run_specs}
+    short = sum(r["samples"] < targets[r["name"]] for r in results)
+    print_fn(f"{len(results) - short} of {len(run_specs)} runs at their target in {(time.time() - t0) / 60:.1f} min"
+             + (f"; {short} stopped short by --max-minutes (the same command resumes them)" if short else ""))
     if failures:
         print_fn(f"{len(failures)} failed:")
         for name, error in failures:
@@ -422,6 +445,10 @@ def add_arguments(p):
                    "the spread: 10^7)")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding mnist/ and frey/ "
                    "(default: $SCRATCHVAE_DATA_DIR or ./data on each worker); nothing is downloaded")
+    p.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop each run at the last evaluation point it can reach M minutes after the "
+                   "command starts, and start none after that (a cluster job's time limit); the same "
+                   "command resumes them")
     p.add_argument("--results-dir", default=RESULTS_DIR, metavar="DIR",
                    help=f"the archived runs whose measured speed --dry-run uses (default: {RESULTS_DIR})")
     return p
