@@ -384,12 +384,16 @@ def test_log_rows_mark_a_run_started_again_before_its_end_as_interrupted(tmp_pat
     log.write_text(f"2026-01-01T09:19:59 w1 START {cmd}\n"             # its machine stopped
                    f"2026-01-02T09:45:25 w2 START {cmd}\n"             # resumed from its checkpoint
                    f"2026-01-02T10:25:25 w2 END rc=0 wall=2400s {cmd}\n"
-                   f"2026-01-02T10:30:00 w1 START {cmd.replace('frey-z2', 'frey-z5')}\n")
+                   f"2026-01-02T10:30:00 w1 START {cmd.replace('frey-z2', 'frey-z5')}\n"
+                   f"2026-01-02T10:31:00 w2 START {cmd.replace('frey-z2', 'frey-z10')}\n"
+                   f"2026-01-02T11:06:00 w2 END rc=0 wall=2100s at=30613700 {cmd.replace('frey-z2', 'frey-z10')}\n")
     short = "reproduce train frey-z2 --samples 100000000"
     assert log_rows(log) == [
         [short, "2026-01-01 09:19", "-", "interrupted, resumed"],
         [short, "2026-01-02 09:45", "40.0 min", "done"],
-        [short.replace("frey-z2", "frey-z5"), "2026-01-02 10:30", "-", "running"]]
+        [short.replace("frey-z2", "frey-z5"), "2026-01-02 10:30", "-", "running"],
+        [short.replace("frey-z2", "frey-z10"), "2026-01-02 10:31", "35.0 min",
+         "stopped at 3.06e+07 samples by --max-minutes"]]
     assert log_rows(log, names={"frey-z5"})[0][3] == "running"
 
 

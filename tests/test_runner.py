@@ -181,3 +181,13 @@ def test_a_time_budget_stops_runs_short_and_starts_none_after_it(tmp_path, capsy
     assert status == 0 and "1 of 1 runs at their target" in capsys.readouterr().out
     runner.run_one(_spec("digits-z2", 20000), tmp_path / "unlimited")
     _assert_same_run(tmp_path / "ample" / "digits-z2", tmp_path / "unlimited" / "digits-z2")
+
+
+def test_a_run_the_budget_stops_short_is_logged_as_stopped_not_done(tmp_path):
+    # one second cannot reach 10^8 samples: the run stops after its first evaluation point
+    result = runner.run_one(_spec("digits-z2", 10**8), tmp_path, deadline=time.time() + 1.0)
+    assert 10**4 <= result["samples"] < 10**8
+    end = (tmp_path / runner.QUEUE_LOG).read_text().splitlines()[-1]
+    assert f" at={result['samples']} " in end
+    [row] = log_rows(tmp_path / runner.QUEUE_LOG)
+    assert row[3] == f"stopped at {result['samples']:.3g} samples by --max-minutes"

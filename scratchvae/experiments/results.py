@@ -149,21 +149,22 @@ def compare_reruns(runs_dir, archive, path):
 def log_rows(log_path, names=None):
     """Rows ``[command, started, wall time, status]`` for the ``reproduce`` commands of a
     queue log (lines ``<time> <worker> START <command>`` and ``<time> <worker> END rc=<code>
-    wall=<seconds>s <command>``). A command started again before its END was interrupted (its
-    machine stopped) and resumed from its checkpoint. Commands are shortened to ``reproduce ...``
+    wall=<seconds>s [at=<samples>] <command>``, ``at`` where a time budget stopped the run short
+    of its target). A command started again before its END was interrupted (its machine
+    stopped) and resumed from its checkpoint. Commands are shortened to ``reproduce ...``
     without their folders, so the page names no folder of the machine that ran them."""
     lines = Path(log_path).read_text().splitlines() if log_path and Path(log_path).is_file() else []
     started, rows = {}, []
     for line in lines:
-        m = re.match(r"(\S+) (\S+) (START|END)(?: rc=(\d+) wall=(\d+)s)? (.*)$", line)
-        if not m or "scratchvae.experiments.reproduce" not in m.group(6):
+        m = re.match(r"(\S+) (\S+) (START|END)(?: rc=(\d+) wall=(\d+)s(?: at=(\d+))?)? (.*)$", line)
+        if not m or "scratchvae.experiments.reproduce" not in m.group(7):
             continue
-        command = "reproduce " + m.group(6).split("scratchvae.experiments.reproduce", 1)[1].strip()
+        command = "reproduce " + m.group(7).split("scratchvae.experiments.reproduce", 1)[1].strip()
         command = re.sub(r"\s--(runs-dir|data-dir|results-dir)\s+\S+", "", command)
         exp_name = command.split()[2] if len(command.split()) > 2 else ""
         if names is not None and exp_name not in names:
             continue
-        key = m.group(6)
+        key = m.group(7)
         if m.group(3) == "START":
             if key in started:                   # started again with no END: it was killed
                 rows[started[key]][3] = "interrupted, resumed"
@@ -172,7 +173,9 @@ def log_rows(log_path, names=None):
         elif key in started:
             row = rows[started.pop(key)]
             row[2] = f"{int(m.group(5)) / 60:.1f} min"
-            row[3] = "done" if m.group(4) == "0" else f"exit status {m.group(4)}"
+            rc, at = m.group(4), m.group(6)
+            row[3] = (f"exit status {rc}" if rc != "0" else
+                      f"stopped at {int(at):.3g} samples by --max-minutes" if at else "done")
     return rows
 
 

@@ -138,7 +138,8 @@ def run_one(spec, runs_dir, data_dir=None, deadline=None):
     except BaseException:
         _queue(runs_dir, f"END rc=1 wall={time.time() - t0:.0f}s", command)
         raise
-    _queue(runs_dir, f"END rc=0 wall={time.time() - t0:.0f}s", command)
+    short = f" at={result['samples']}" if result["samples"] < spec["samples"] else ""  # the budget stopped it
+    _queue(runs_dir, f"END rc=0 wall={time.time() - t0:.0f}s{short}", command)
     return {"name": spec["name"], **result, "seconds": round(time.time() - t0, 1), "pid": os.getpid()}
 
 
