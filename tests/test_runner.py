@@ -71,6 +71,8 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
     assert re.search(r"spread/frey-z20-s1-r2\s+0\s+1e\+07\s+\S+\s+\d+ min\s+frey-z20$", rows["spread/frey-z20-s1-r2"])
     assert re.search(r"frey-z2-ws-sd0.01\s+0\s+1e\+06\s", rows["frey-z2-ws-sd0.01"])   # a scale run's target
     assert "unknown" in rows["digits-z2"]                     # no archived digits run to measure
+    if "figure3/mcem-large" not in runner.measured_speeds(ARCHIVE):   # the other training set's speed
+        assert rows["figure3/mcem-large"].endswith(" figure3/mcem-small")
     unknown = sum("unknown" in row for row in rows.values())
     assert re.search(rf"40 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
                      r"workers, longest first, about [\d.]+ h\.", out)

@@ -344,12 +344,16 @@ def measured_speeds(results_dir):
 
 def _speed_of(spec, speeds):
     """``(samples/s, from which archived run)`` for a run: its own archive, else the same model
-    on the canonical split and seed, else the median of its dataset and algorithm."""
+    on the canonical split and seed, else the median of its dataset and algorithm; a Figure-3
+    run without its own, the same method on the other training set (a sample costs about the
+    same: one point's pass, whatever N)."""
     name = spec["folder"].rsplit("/", 1)[-1] if spec["kind"] == "spread" else spec["name"]
     if name in speeds:
         return speeds[name][0], name
     if spec["kind"] == "figure3":
-        return None, None
+        method, size = name.rsplit("-", 1)
+        other = f"{method}-{'large' if size == 'small' else 'small'}"
+        return (speeds[other][0], other) if other in speeds else (None, None)
     exp = experiment(name)
     base = f"{exp.dataset}-z{exp.z_dim}" + ("-ws" if exp.algorithm == "wake-sleep" else "")
     if base in speeds:
@@ -420,7 +424,8 @@ def dry_run_table(run_specs, estimates, workers, results_dir):
     lines.append(f"Speeds: training samples per second of the archived runs in {results_dir} (their "
                  "last record: samples over wall time, evaluations included), measured on the machine "
                  "that made them, two runs at a time; a run is estimated at the speed of its own "
-                 "archive, else the same model's, else the median of its dataset and algorithm.")
+                 "archive, else the same model's, else the median of its dataset and algorithm "
+                 "(a Figure-3 run: the same method's on the other training set).")
     return "\n".join(lines)
 
 
