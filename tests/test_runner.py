@@ -113,6 +113,19 @@ def test_the_workers_keep_glibcs_adaptive_malloc(cluster):
     assert len(env) == 2 and set(env.values()) == {(None, "1")}, env
 
 
+def test_the_longest_runs_start_first_whatever_order_they_are_named_in(tmp_path):
+    distributed = pytest.importorskip("distributed")
+
+    names = ["digits-z2", "digits-z2-s1", "digits-z2-s2"]        # named shortest first
+    # one worker, so that the order of the starts is the order the scheduler chose
+    with runner.local_cluster(1) as c, distributed.Client(c) as client:
+        runner.execute([_spec(n, 10000) for n in names], tmp_path, client,
+                       estimates={n: i + 1 for i, n in enumerate(names)})
+    starts = [line.split()[-3] for line in (tmp_path / runner.QUEUE_LOG).read_text().splitlines()
+              if " START " in line]
+    assert starts == names[::-1]
+
+
 def test_two_runs_on_the_cluster_end_as_one_after_the_other_and_a_failure_stops_neither(tmp_path, capsys, cluster):
     empty = tmp_path / "no-data"
     empty.mkdir()

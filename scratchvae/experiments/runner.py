@@ -192,7 +192,8 @@ def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn
     estimates = estimates or {}
     client.subscribe_topic(TOPIC, lambda event: print_fn(event[1], flush=True))
     futures = {}
-    for s in run_specs:
+    # submitted longest first too: a free worker takes a task as it comes, before its priority counts
+    for s in sorted(run_specs, key=lambda s: -(estimates.get(s["name"]) or 0)):
         future = client.submit(run_one, s, str(runs_dir), data_dir, deadline, key=f"reproduce-run:{s['name']}",
                                pure=False, priority=int(estimates.get(s["name"]) or 0))
         futures[future] = s
