@@ -126,6 +126,25 @@ def test_the_longest_runs_start_first_whatever_order_they_are_named_in(tmp_path)
     assert starts == names[::-1]
 
 
+def test_a_run_cancelled_on_the_scheduler_is_a_failure_that_stops_no_other(tmp_path):
+    distributed = pytest.importorskip("distributed")
+
+    with runner.local_cluster(1) as c, distributed.Client(c) as client, distributed.Client(c) as other:
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(out=runner.execute(
+            [_spec("digits-z2", 20000), _spec("digits-z2-s1", 20000)], tmp_path, client,
+            estimates={"digits-z2": 2, "digits-z2-s1": 1})))
+        thread.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and not (tmp_path / runner.QUEUE_LOG).is_file():
+            time.sleep(0.02)                                  # digits-z2 has started; -s1 waits
+        other.cancel([distributed.Future("reproduce-run:digits-z2-s1", other)], force=True)
+        thread.join(timeout=120)
+    results, failures = result["out"]
+    assert [r["name"] for r in results] == ["digits-z2"] and results[0]["samples"] == 20000
+    assert failures == [("digits-z2-s1", "cancelled on the scheduler")]
+
+
 def test_two_runs_on_the_cluster_end_as_one_after_the_other_and_a_failure_stops_neither(tmp_path, capsys, cluster):
     empty = tmp_path / "no-data"
     empty.mkdir()

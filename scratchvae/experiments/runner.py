@@ -200,9 +200,9 @@ def execute(run_specs, runs_dir, client, data_dir=None, estimates=None, print_fn
     results, failures = [], []
     for i, future in enumerate(as_completed(futures), 1):
         name = futures[future]["name"]
-        if future.status == "error":
-            error = future.exception()
-            failures.append((name, f"{type(error).__name__}: {error}"))
+        if future.status in ("error", "cancelled"):       # cancelled: by another client of the scheduler
+            error = future.exception() if future.status == "error" else None
+            failures.append((name, f"{type(error).__name__}: {error}" if error else "cancelled on the scheduler"))
             print_fn(f"[{i}/{len(futures)}] {name}: FAILED: {failures[-1][1].splitlines()[0]}", flush=True)
             continue
         r = future.result()
