@@ -71,11 +71,16 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
     assert re.search(r"spread/frey-z20-s1-r2\s+0\s+1e\+07\s+\S+\s+\d+ min\s+frey-z20$", rows["spread/frey-z20-s1-r2"])
     assert re.search(r"frey-z2-ws-sd0.01\s+0\s+1e\+06\s", rows["frey-z2-ws-sd0.01"])   # a scale run's target
     assert "unknown" in rows["digits-z2"]                     # no archived digits run to measure
-    if "figure3/mcem-large" not in runner.measured_speeds(ARCHIVE):   # the other training set's speed
-        assert rows["figure3/mcem-large"].endswith(" figure3/mcem-small")
     unknown = sum("unknown" in row for row in rows.values())
     assert re.search(rf"40 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
                      r"workers, longest first, about [\d.]+ h\.", out)
+
+
+def test_a_figure3_run_without_its_own_speed_takes_the_other_training_sets():
+    speeds = {"figure3/mcem-small": (2000.0, 10**6), "figure3/aevb-large": (14000.0, 10**8)}
+    assert runner._speed_of(_spec("figure3/mcem-large", 10**6), speeds) == (2000.0, "figure3/mcem-small")
+    assert runner._speed_of(_spec("figure3/aevb-small", 10**6), speeds) == (14000.0, "figure3/aevb-large")
+    assert runner._speed_of(_spec("figure3/wake-sleep-small", 10**6), speeds) == (None, None)
 
 
 def test_bad_names_and_options_are_refused_before_any_work(tmp_path, capsys):
