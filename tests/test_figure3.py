@@ -76,6 +76,10 @@ def test_a_run_records_estimates_and_final_bounds_and_resumes_bitwise(runs, name
     # asked for what it reached, a run trains nothing and keeps its record
     again = figure3.train(name, 12000, a, data_dir=SHARED_DATA, n_eval=10, **QUIET)
     assert again["history"] == meta["history"] and again["final"] == final
+    # each session that trained says where it ran; one that trained nothing adds nothing
+    assert [p["from_samples"] for p in meta["platform"]] == [0, 10000]
+    assert meta["platform"][0]["cpu"] and meta["platform"][0]["blas"]["threads"] >= 1
+    assert again["platform"] == meta["platform"]
 
 
 @needs_shared
@@ -164,6 +168,39 @@ def test_the_ranking_is_read_off_the_curves():
     assert c["overtakes"] == 10**6 and c["to"] == 10**6
     assert rep.value_at(mcem, "test", 10**7) is None
     assert rep.sci(12000) == "1.2 x 10^4" and rep.sci(10**8) == "10^8" and rep.sci(5.6e6) == "5.6 x 10^6"
+
+
+def test_times_are_compared_only_between_runs_made_on_one_machine():
+    here = {"cpu": "CPU A", "numpy": "2.4.6", "blas": {"library": "openblas", "version": "0.3.31",
+                                                       "kernel": "Haswell", "threads": 1}}
+    there = {**here, "blas": {**here["blas"], "kernel": "SkylakeX"}}
+
+    def run(points, platform):
+        return {"samples": points[-1][0], "train_time": points[-1][0] / 1000,
+                "history": [{"samples": s, "train_time": s / 1000, "test_log_px": v} for s, v in points],
+                **({"platform": platform} if platform is not None else {})}
+    aevb_points = [(10**4, -200), (10**5, -160), (10**6, -140)]
+    mcem_points = [(10**4, -180), (10**5, -150), (10**6, -145)]
+    one = [{"from_samples": 0, **here}, {"from_samples": 10**5, **here}]   # resumed, same machine
+    said = rep.ranking_sentences({"aevb-small": run(aevb_points, one),
+                                  "mcem-small": run(mcem_points, [{"from_samples": 0, **here}])})
+    assert any(s.startswith("small set, per second of training: AEVB overtakes MCEM") for s in said)
+    assert any("times as long per sample" in s for s in said)
+    for mcem_platform, why in (([{"from_samples": 0, **there}], "the two ran on different machines"),
+                               (None, "the MCEM run did not record its machine")):
+        said = rep.ranking_sentences({"aevb-small": run(aevb_points, one),
+                                      "mcem-small": run(mcem_points, mcem_platform)})
+        assert f"small set, per second of training: AEVB and MCEM are not compared: {why}." in said
+        assert not any("times as long" in s for s in said)
+        assert any(s.startswith("small set, per training sample: AEVB overtakes MCEM") for s in said)
+    # a run resumed on another machine is not one machine's run
+    assert not rep.same_platform(one, [{"from_samples": 0, **here}, {"from_samples": 10**5, **there}])
+    assert rep.machines_sentence({"aevb-small": run(aevb_points, one), "mcem-small": run(mcem_points, None),
+                                  "mcem-large": run(mcem_points, [{"from_samples": 0, **here},
+                                                                  {"from_samples": 10**5, **there}])}) == (
+        "Where the runs trained: aevb-small on CPU A, NumPy 2.4.6, openblas 0.3.31 (Haswell kernel); "
+        "mcem-large on CPU A, NumPy 2.4.6, openblas 0.3.31 (Haswell kernel) then CPU A, NumPy 2.4.6, "
+        "openblas 0.3.31 (SkylakeX kernel); mcem-small: not recorded (made before Figure-3 runs recorded it).")
 
 
 def test_runs_are_named_and_evaluation_points_fall_on_whole_steps():

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .bench.machine import platform_now
+
 METHODS = ("aevb", "wake-sleep", "mcem")        # the paper's three
 OPTIONS = ("mcem-online",)                        # named options, not in the paper's figure
 SIZES = ("small", "large")
@@ -244,7 +246,9 @@ def train(name, samples, out, data_dir=None, max_minutes=None, seed=0, n_eval=10
     step), estimating log p(x) at each of :func:`eval_points`; resumes from ``out/checkpoint.npz``
     bitwise. With ``max_minutes``, no stretch is started that the measured speed says would end
     after the budget. At the last point it also records the estimate with the model's own start,
-    and (AEVB, wake-sleep) the ELBO and L_5000. Returns the run's record."""
+    and (AEVB, wake-sleep) the ELBO and L_5000. Each session that trains records where it ran
+    (``platform``: CPU, NumPy, BLAS kernel), for the page compares times only between runs made on
+    one machine. Returns the run's record."""
     method_name, size = parse_run(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,13 +266,14 @@ def train(name, samples, out, data_dir=None, max_minutes=None, seed=0, n_eval=10
     if ckpt.is_file():
         meta = _load(ckpt, method)
         print_fn(f"{name}: resuming at {meta['samples']} samples")
+    targets = [t for t in eval_points(samples, unit=method.unit) if t > meta["samples"]]
+    if targets:                      # timings compare only between runs made on one machine
+        meta.setdefault("platform", []).append({"from_samples": meta["samples"], **platform_now()})
     budget = None if max_minutes is None else 60.0 * max_minutes
     t_session, s_session = time.perf_counter(), meta["samples"]
     x = data["train"].astype(np.float32)
     steps_per_epoch = n // BATCH_SIZE
-    for target in eval_points(samples, unit=method.unit):
-        if target <= meta["samples"]:
-            continue
+    for target in targets:
         if budget is not None and meta["samples"] > s_session:
             elapsed = time.perf_counter() - t_session
             rate = (meta["samples"] - s_session) / elapsed

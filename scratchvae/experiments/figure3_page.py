@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 from . import figure3 as f3
-from .figure3_report import (bound_sentences, bound_sizes, bounds_table, collect, markdown_table,
-                             overfit_sentences, plot, q_sentences, ranking_sentences, sci,
+from .figure3_report import (bound_sentences, bound_sizes, bounds_table, collect, machines_sentence,
+                             markdown_table, overfit_sentences, plot, q_sentences, ranking_sentences, sci,
                              seconds_per_million, start_sentences, with_archive)
 
 
@@ -124,7 +124,9 @@ def xaxis_section(runs):
     costs = [(n, seconds_per_million(r), seconds_per_million(r, "train_cpu_time")) for n, r in runs.items()]
     if costs:
         lines += ["", "Measured cost of a training sample as counted (training only, without the estimates): "
-                  + "; ".join(f"{n} {s:.0f} s per 10^6 samples ({c:.0f} s of CPU)" for n, s, c in costs) + "."]
+                  + "; ".join(f"{n} {s:.0f} s per 10^6 samples ({c:.0f} s of CPU)" for n, s, c in costs)
+                  + ". " + machines_sentence(runs) + " The page compares times only between runs made on "
+                  "one machine."]
     return "\n".join(lines)
 
 

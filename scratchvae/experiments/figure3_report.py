@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figure3 as f3
+from .bench.machine import platform_words, same_platform
 
 LABELS = {"aevb": "AEVB", "wake-sleep": "Wake-Sleep", "mcem": "MCEM", "mcem-online": "on-line MCEM"}
 COLORS = {"aevb": "tab:red", "wake-sleep": "tab:green", "mcem": "tab:blue", "mcem-online": "tab:purple"}
@@ -124,6 +125,35 @@ def bound_sizes(runs):
 
 def seconds_per_million(run, key="train_time"):
     return run[key] / run["samples"] * 1e6 if run["samples"] else float("nan")
+
+
+def machine(run):
+    """Where a run trained (every machine, if its sessions ran on more than one), or None."""
+    sessions = run.get("platform") or []
+    return " then ".join(dict.fromkeys(platform_words([s]) for s in sessions)) or None
+
+
+def machines_sentence(runs):
+    """Which run trained where: a time is a property of the run and its machine."""
+    by = {}
+    for name, r in runs.items():
+        by.setdefault(machine(r), []).append(name)
+    parts = [f"{', '.join(names)} on {where}" for where, names in by.items() if where]
+    if None in by:
+        parts.append(f"{', '.join(by[None])}: not recorded (made before Figure-3 runs recorded it)")
+    return "Where the runs trained: " + "; ".join(parts) + "."
+
+
+def not_comparable(a, b, a_label, b_label):
+    """Why the times of runs ``a`` and ``b`` are not compared, or None when they ran on one machine."""
+    if same_platform(a.get("platform"), b.get("platform")):
+        return None
+    missing = [lbl for r, lbl in ((a, a_label), (b, b_label)) if not r.get("platform")]
+    if len(missing) == 2:
+        return "neither run recorded its machine"
+    if missing:
+        return f"the {missing[0]} run did not record its machine"
+    return "the two ran on different machines"
 
 
 # ---------------------------------------------------------------------------------------
@@ -322,6 +352,10 @@ def ranking_sentences(runs):
             if aevb is None or other is None:
                 continue
             for x, unit in (("samples", "training samples"), ("train_time", "seconds of training")):
+                why = not_comparable(aevb, other, "AEVB", label) if x == "train_time" else None
+                if why:
+                    out.append(f"{size} set, per second of training: AEVB and {label} are not compared: {why}.")
+                    continue
                 c = crossing(aevb, other, "test", x)
                 if c is None:
                     out.append(f"{size} set: the AEVB and {label} runs share no range of {unit}.")
@@ -341,7 +375,7 @@ def ranking_sentences(runs):
                 per = "per training sample" if x == "samples" else "per second of training"
                 out.append(f"{size} set, {per}: {s}; at the last common point AEVB minus {label} is "
                            f"{last_d:+.1f} nats.")
-        if aevb is not None and mcem is not None:
+        if aevb is not None and mcem is not None and not not_comparable(aevb, mcem, "AEVB", "MCEM"):
             a, m = seconds_per_million(aevb), seconds_per_million(mcem)
             out.append(f"{size} set: training takes {a:.0f} s per 10^6 samples for AEVB and {m:.0f} s for "
                        f"MCEM ({m / a:.1f} times as long per sample).")

@@ -6,6 +6,7 @@ import os
 import statistics
 from pathlib import Path
 
+from .bench.machine import platform_words
 from .figure2 import PAPER, at, markdown_table, plot_figure2, sci, table_rows
 from .results import (SETTING_DEFAULTS, archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
                       log_rows, log_table, merge_commands)
@@ -349,15 +350,6 @@ def split_seed_spread(runs, samples=10**6):
             f"a spread of {max(found.values()) - min(found.values()):.0f} nats.")
 
 
-def _platform_words(platform):
-    """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's first session."""
-    if not platform:
-        return None
-    p, blas = platform[0], platform[0].get("blas", {})
-    return (f"{p.get('cpu')}, NumPy {p.get('numpy')}, {blas.get('library')} {blas.get('version')} "
-            f"({blas.get('kernel')} kernel)")
-
-
 def _count(items, word):
     return f"{len(items)} {word}{'' if len(items) == 1 else 's'}"
 
@@ -412,7 +404,7 @@ def spread_text(spread, runs):
                     f"deviation {sd:.0f}, from {min(values):.0f} to {max(values):.0f} "
                     f"({max(values) - min(values):.0f} nats). The seeds of one shuffle spread by "
                     f"{seeds_spread} nats{shuffles_spread}.")
-    where = {w for run in spread.values() if (w := _platform_words(run.get("platform")))}
+    where = {w for run in spread.values() if (w := platform_words(run.get("platform")))}
     if where:
         text.append(f"\n\nThe spread runs ran on {'; '.join(sorted(where))}, one thread each.")
     text.append(" " + _other_machine(spread, runs, seed_ranges))
@@ -427,7 +419,7 @@ def _other_machine(spread, runs, seed_ranges, name="frey-z20"):
     if not mine or not theirs or differing_point(mine["records"], theirs["records"]) is None:
         return ""
     c = differing_point(mine["records"], theirs["records"])
-    here, there = _platform_words(mine.get("platform")), _platform_words(theirs.get("platform"))
+    here, there = platform_words(mine.get("platform")), platform_words(theirs.get("platform"))
     machine = f"made on {there}" if there else "made before runs recorded their machine"
     if c["first_difference"] is None:
         return (f"Its {name} (shuffle 0, seed 0) repeats the records of the table's {name} "

@@ -250,22 +250,11 @@ def _log(exp, trainer, print_fn):
              f"held-out {r['test_elbo']:10.3f}  ({r['wall_time']:.0f} s)")
 
 
-def platform_now():
-    """The CPU, NumPy and its BLAS (library, version, the kernel it chose for this CPU, threads):
-    what a result computed here is bitwise reproducible on."""
-    import numpy as np
-
-    from .bench.machine import blas_info, cpu_model
-
-    blas = blas_info()
-    return {"cpu": cpu_model(), "numpy": np.__version__,
-            "blas": {k: blas.get(k) for k in ("library", "version", "kernel", "threads")}}
-
-
 def record_platform(out, samples, overwrite=False):
     """Append where this session of the run in ``out`` runs, from ``samples`` on, to
     ``out/platform.json`` (a list of sessions; started afresh with ``overwrite``)."""
     from ..training.checkpoint import atomic_write
+    from .bench.machine import platform_now
 
     path = Path(out) / PLATFORM
     try:

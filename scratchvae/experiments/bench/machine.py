@@ -106,6 +106,35 @@ class Quietness:
                 "others_cores": others, "cpus": self.cpus, "noisy": bool(noisy)}
 
 
+def platform_now():
+    """The CPU, NumPy and its BLAS (library, version, the kernel it chose for this CPU, threads):
+    what a result computed here is bitwise reproducible on, and what its timings belong to."""
+    blas = blas_info()
+    return {"cpu": cpu_model(), "numpy": np.__version__,
+            "blas": {k: blas.get(k) for k in ("library", "version", "kernel", "threads")}}
+
+
+def platform_words(sessions):
+    """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's first session (a run's
+    platform record is a list of sessions, each a :func:`platform_now` with ``from_samples``),
+    or None if the run recorded none."""
+    if not sessions:
+        return None
+    p, blas = sessions[0], sessions[0].get("blas", {})
+    return (f"{p.get('cpu')}, NumPy {p.get('numpy')}, {blas.get('library')} {blas.get('version')} "
+            f"({blas.get('kernel')} kernel)")
+
+
+def same_platform(a, b):
+    """Whether two runs' platform records show one machine throughout (CPU, NumPy, BLAS and its
+    kernel, threads in every session): only then are their timings comparable. False when
+    either recorded none."""
+    if not a or not b:
+        return False
+    strip = [{k: v for k, v in s.items() if k != "from_samples"} for s in (*a, *b)]
+    return all(s == strip[0] for s in strip)
+
+
 def machine_info():
     return {"cpu": cpu_model(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__, "blas": blas_info()}
