@@ -183,3 +183,18 @@ def test_the_mnist_gap_is_computed_from_the_aevb_runs():
              "mnist-z20": _run("mnist-z20", [(10**6, -120.0, -120.0)])}          # not at 10^7
     assert page.mnist_gap(found) == "at 10^7 samples by 0.6, 2.5 nats (Nz = 3, 5)."
     assert page.mnist_gap({}) == "(no MNIST AEVB run has reached 10^7 samples yet)."
+
+
+def test_the_page_says_on_which_machine_each_run_trained():
+    """A wall time belongs to its run's machine: the table's runs are grouped by the machine they
+    recorded, a run resumed elsewhere names both, and one without a record says so."""
+    other = [{**PLATFORM[0], "from_samples": 10**6, "blas": {**PLATFORM[0]["blas"], "kernel": "SkylakeX"}}]
+    table = {"frey-z2": _run("frey-z2", [(10**4, -526.0, -526.0)], platform=PLATFORM),
+             "frey-z5": _run("frey-z5", [(10**4, -526.0, -526.0)]),
+             "frey-z10": _run("frey-z10", [(10**4, -526.0, -526.0)], platform=PLATFORM),
+             "frey-z20": _run("frey-z20", [(10**4, -526.0, -526.0)], platform=PLATFORM + other)}
+    assert page.machines(table) == (
+        "Where the runs on this page trained (a wall time is its machine's): frey-z2, frey-z10 on Some CPU, "
+        "NumPy 2.0, openblas 0.3 (Haswell kernel); frey-z20 on Some CPU, NumPy 2.0, openblas 0.3 (Haswell "
+        "kernel) then Some CPU, NumPy 2.0, openblas 0.3 (SkylakeX kernel); frey-z5: not recorded (made "
+        "before runs recorded their machine).")

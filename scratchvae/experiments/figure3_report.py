@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import figure3 as f3
-from .bench.machine import platform_words, same_platform
+from .bench.machine import same_platform, where_runs_ran
 
 LABELS = {"aevb": "AEVB", "wake-sleep": "Wake-Sleep", "mcem": "MCEM", "mcem-online": "on-line MCEM"}
 COLORS = {"aevb": "tab:red", "wake-sleep": "tab:green", "mcem": "tab:blue", "mcem-online": "tab:purple"}
@@ -127,21 +127,11 @@ def seconds_per_million(run, key="train_time"):
     return run[key] / run["samples"] * 1e6 if run["samples"] else float("nan")
 
 
-def machine(run):
-    """Where a run trained (every machine, if its sessions ran on more than one), or None."""
-    sessions = run.get("platform") or []
-    return " then ".join(dict.fromkeys(platform_words([s]) for s in sessions)) or None
-
-
 def machines_sentence(runs):
     """Which run trained where: a time is a property of the run and its machine."""
-    by = {}
-    for name, r in runs.items():
-        by.setdefault(machine(r), []).append(name)
-    parts = [f"{', '.join(names)} on {where}" for where, names in by.items() if where]
-    if None in by:
-        parts.append(f"{', '.join(by[None])}: not recorded (made before Figure-3 runs recorded it)")
-    return "Where the runs trained: " + "; ".join(parts) + "."
+    return "Where the runs trained: " + where_runs_ran(
+        {name: r.get("platform") for name, r in runs.items()},
+        unrecorded="not recorded (made before Figure-3 runs recorded it)") + "."
 
 
 def not_comparable(a, b, a_label, b_label):

@@ -6,7 +6,7 @@ import os
 import statistics
 from pathlib import Path
 
-from .bench.machine import platform_words
+from .bench.machine import platform_words, where_runs_ran
 from .figure2 import PAPER, at, markdown_table, plot_figure2, sci, table_rows
 from .results import (SETTING_DEFAULTS, archive_run, archived_runs, collect_runs, compare_reruns, differing_point,
                       log_rows, log_table, merge_commands)
@@ -81,7 +81,7 @@ def report(runs_dir, results_dir, page=None, log=None, spread_dir=None, print_fn
                            split_seeds=split_seed_spread(runs), spread=spread_text(spread, runs),
                            ws_vs_aevb=ws_vs_aevb(runs), ws_collapse=ws_collapse(runs), ws_versions=ws_versions(runs),
                            paper_gap=paper_gap(runs), heldout_peaks=heldout_peaks(runs),
-                           init_scale=init_scale(runs),
+                           init_scale=init_scale(runs), machines=machines(runs),
                            figures=figure_links(out, Path(page).parent))
         with atomic_write(page, "w") as f:
             f.write(text)
@@ -208,6 +208,13 @@ WS_STEPS = {("decoder-first", "zero"): "the authors' step (the decoder updated f
                                    "(every weight drawn), made before the authors' order was followed"}
 WS_INITS = {"paper": "weights from N(0, 0.01^2), the authors' code",
             "paper-variance": "weights from N(0, 0.1^2), the paper's N(0, 0.01) as a variance"}
+
+
+def machines(runs):
+    """Where each run of the table trained: its wall time is that machine's."""
+    return ("Where the runs on this page trained (a wall time is its machine's): " + where_runs_ran(
+        {name: r.get("platform") for name, r in runs.items()},
+        unrecorded="not recorded (made before runs recorded their machine)") + ".")
 
 
 def ws_versions(runs):

@@ -112,6 +112,8 @@ are AEVB's, read off its Figure 2 (about +-20 nats; "-" where a curve cannot be 
 
 {table}
 
+{machines}
+
 {figures}
 
 ## Commands and wall times

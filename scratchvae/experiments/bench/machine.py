@@ -115,14 +115,24 @@ def platform_now():
 
 
 def platform_words(sessions):
-    """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's first session (a run's
-    platform record is a list of sessions, each a :func:`platform_now` with ``from_samples``),
-    or None if the run recorded none."""
-    if not sessions:
-        return None
-    p, blas = sessions[0], sessions[0].get("blas", {})
-    return (f"{p.get('cpu')}, NumPy {p.get('numpy')}, {blas.get('library')} {blas.get('version')} "
-            f"({blas.get('kernel')} kernel)")
+    """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's platform record (a list
+    of sessions, each a :func:`platform_now` with ``from_samples``), the machines joined by
+    'then' if it moved; None if the run recorded none."""
+    words = [f"{p.get('cpu')}, NumPy {p.get('numpy')}, {p.get('blas', {}).get('library')} "
+             f"{p.get('blas', {}).get('version')} ({p.get('blas', {}).get('kernel')} kernel)"
+             for p in sessions or []]
+    return " then ".join(dict.fromkeys(words)) or None
+
+
+def where_runs_ran(platforms, unrecorded="not recorded"):
+    """'<runs> on <machine>; ...; <runs>: <unrecorded>' from ``{run name: platform record}``."""
+    by = {}
+    for name, sessions in platforms.items():
+        by.setdefault(platform_words(sessions), []).append(name)
+    parts = [f"{', '.join(names)} on {where}" for where, names in by.items() if where]
+    if None in by:
+        parts.append(f"{', '.join(by[None])}: {unrecorded}")
+    return "; ".join(parts)
 
 
 def same_platform(a, b):
