@@ -338,7 +338,17 @@ def test_the_page_sets_each_run_from_the_other_scale_beside_its_own():
     assert init_scale(runs) == (
         "at 10^6 samples, held-out bound (its KL term) from N(0, 0.01^2) / from N(0, 0.1^2): "
         "AEVB frey Nz = 2: 740 (7.9) / 785 (8.1) (frey-z2-sd0.1); "
-        "wake-sleep frey Nz = 2: 559 (0.0004) / 745 (5.1) (frey-z2-ws-sd0.01).")
+        "wake-sleep frey Nz = 2: 559 (0.0004) / 745 (5.1) (frey-z2-ws-sd0.01). "
+        "The held-out bound is higher from N(0, 0.1^2) for AEVB frey Nz = 2 (by 45 nats), "
+        "wake-sleep frey Nz = 2 (by 186 nats).")
+    both = dict(runs, **{"mnist-z20-ws": run("mnist-z20-ws", (10**6, -149.1, 43.6)),
+                         "mnist-z20-ws-sd0.01": run("mnist-z20-ws-sd0.01", (10**6, -128.7, 15.3)),
+                         "mnist-z3-ws": run("mnist-z3-ws", (10**6, -158.0, 6.2)),
+                         "mnist-z3-ws-sd0.01": run("mnist-z3-ws-sd0.01", (10**6, -160.5, 5.7))})
+    assert init_scale(both).endswith(
+        "The held-out bound is higher from N(0, 0.01^2) for wake-sleep mnist Nz = 20 (by 20 nats); "
+        "from N(0, 0.1^2) for AEVB frey Nz = 2 (by 45 nats), wake-sleep frey Nz = 2 (by 186 nats), "
+        "wake-sleep mnist Nz = 3 (by 2 nats).")
     runs["frey-z2-sd0.1"]["records"] = [{"samples": 10**5, "test_elbo": 600.0, "test_kl": 2.0}]
     runs["frey-z2"]["records"].insert(0, {"samples": 10**5, "test_elbo": 590.0, "test_kl": 1.5})
     assert init_scale(runs).startswith("held-out bound (its KL term) from N(0, 0.01^2) / from N(0, 0.1^2): "

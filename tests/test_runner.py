@@ -62,7 +62,8 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
                                      for m in ("aevb", "wake-sleep", "mcem"))
     expected += figure3
     expected += [f"spread/frey-z20{s}{r}" for s in ("", "-s1", "-s2") for r in ("", "-r1", "-r2")]
-    scale = [f"frey-z{z}-sd0.1" for z in (2, 5, 10, 20)] + ["frey-z2-ws-sd0.01", "frey-z5-ws-sd0.01"]
+    scale = ([f"frey-z{z}-sd0.1" for z in (2, 5, 10, 20)] + ["frey-z2-ws-sd0.01", "frey-z5-ws-sd0.01"]
+             + [f"mnist-z{z}-ws-sd0.01" for z in (3, 5, 10, 20, 200)])
     assert names == expected + scale + ["digits-z2"]
     rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in names}
     frey = json.loads((ARCHIVE / "frey-z20.metrics.jsonl").read_text().splitlines()[-1])
@@ -72,7 +73,7 @@ def test_dry_run_lists_every_run_with_what_it_has_done_and_its_time(tmp_path, ca
     assert re.search(r"frey-z2-ws-sd0.01\s+0\s+1e\+06\s", rows["frey-z2-ws-sd0.01"])   # a scale run's target
     assert "unknown" in rows["digits-z2"]                     # no archived digits run to measure
     unknown = sum("unknown" in row for row in rows.values())
-    assert re.search(rf"40 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
+    assert re.search(rf"45 runs: [\d.]+ h of computing \(and {unknown} without a measured speed\); on 2 "
                      r"workers, longest first, about [\d.]+ h\.", out)
 
 

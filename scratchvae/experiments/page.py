@@ -341,7 +341,22 @@ def init_scale(runs):
                + " / ".join(f"{r['test_elbo']:.0f} ({r['test_kl']:.3g})" for r in pair) + f" ({exp.name})"
                for exp, n, pair in found]
     return (("" if len(points) > 1 else f"at {sci(points.pop())} samples, ") + "held-out bound (its KL term) "
-            f"from {' / from '.join(SCALES.values())}: " + "; ".join(clauses) + ".")
+            f"from {' / from '.join(SCALES.values())}: " + "; ".join(clauses) + ". " + _better_scale(found))
+
+
+def _better_scale(found):
+    """Which scale gives the higher held-out bound, model by model, grouped by scale, then by
+    algorithm and dataset, with the margins."""
+    groups = {scale: {} for scale in SCALES.values()}
+    for exp, _, pair in found:
+        (low, high), (a, b) = SCALES.values(), (r["test_elbo"] for r in pair)
+        model = ("AEVB" if exp.algorithm == "aevb" else exp.algorithm, exp.dataset)
+        groups[high if b > a else low].setdefault(model, []).append((exp.z_dim, abs(b - a)))
+    return "The held-out bound is higher " + "; ".join(
+        f"from {scale} for " + ", ".join(
+            f"{algorithm} {dataset} Nz = {', '.join(str(z) for z, _ in zs)} (by {', '.join(f'{d:.0f}' for _, d in zs)} nats)"
+            for (algorithm, dataset), zs in models.items())
+        for scale, models in groups.items() if models) + "."
 
 
 def split_seed_spread(runs, samples=10**6):
