@@ -247,8 +247,8 @@ def train(name, samples, out, data_dir=None, max_minutes=None, seed=0, n_eval=10
     bitwise. With ``max_minutes``, no stretch is started that the measured speed says would end
     after the budget. At the last point it also records the estimate with the model's own start,
     and (AEVB, wake-sleep) the ELBO and L_5000. Each session that trains records where it ran
-    (``platform``: CPU, NumPy, BLAS kernel), for the page compares times only between runs made on
-    one machine. Returns the run's record."""
+    (``platform``: CPU, NumPy, BLAS kernel), so that the page compares times only between runs
+    made on one machine. Returns the run's record."""
     method_name, size = parse_run(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

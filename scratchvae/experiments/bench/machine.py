@@ -118,9 +118,11 @@ def platform_words(sessions):
     """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's platform record (a list
     of sessions, each a :func:`platform_now` with ``from_samples``), the machines joined by
     'then' if it moved; None if the run recorded none."""
-    words = [f"{p.get('cpu')}, NumPy {p.get('numpy')}, {p.get('blas', {}).get('library')} "
-             f"{p.get('blas', {}).get('version')} ({p.get('blas', {}).get('kernel')} kernel)"
-             for p in sessions or []]
+    words = []
+    for p in sessions or []:
+        blas = p.get("blas") or {}
+        words.append(f"{p.get('cpu')}, NumPy {p.get('numpy')}, {blas.get('library')} {blas.get('version')} "
+                     f"({blas.get('kernel')} kernel)")
     return " then ".join(dict.fromkeys(words)) or None
 
 
