@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from scratchvae.experiments import page, reproduce, runs
+from scratchvae.experiments import page, page_spread, reproduce, runs
 from scratchvae.training.metrics import read_metrics
 
 PLATFORM = [{"from_samples": 0, "cpu": "Some CPU", "numpy": "2.0", "blas": {"library": "openblas",
@@ -29,7 +29,7 @@ def _spread(values):
 
 def test_the_spread_over_shuffles_and_seeds_is_computed_from_the_runs():
     spread = _spread([[1050, 1040, 1046], [1010, 1030, 1012], [1001, 1003, 1020]])
-    text = page.spread_text(spread, {})
+    text = page_spread.spread_text(spread, {})
     assert "trains Nz = 20 on 3 shuffles (`-s`, the held-out frames) with 3 seeds" in text
     assert "| 0 | 1050 (1090) | 1040 (1080) | 1046 (1086) | 10 |" in text
     assert "| 2 | 1001 (1041) | 1003 (1043) | 1020 (1060) | 19 |" in text
@@ -38,7 +38,7 @@ def test_the_spread_over_shuffles_and_seeds_is_computed_from_the_runs():
             "of one shuffle spread by 10 to 20 nats; the means of the 3 shuffles by 37.") in text
     assert "At 10^7: not reached yet (`scratchvae reproduce run spread`)." in text
     assert "ran on Some CPU, NumPy 2.0, openblas 0.3 (Haswell kernel), one thread each." in text
-    assert page.spread_text({}, {}).startswith("(The spread runs, `scratchvae reproduce run spread`")
+    assert page_spread.spread_text({}, {}).startswith("(The spread runs, `scratchvae reproduce run spread`")
 
 
 def test_the_same_command_on_another_machine_says_where_the_runs_part():
@@ -48,7 +48,7 @@ def test_the_same_command_on_another_machine_says_where_the_runs_part():
                                      {"samples": 10**6, "train_elbo": 1096.2, "test_elbo": 1049.0}]
     table = {"frey-z20": _run("frey-z20", [(10**4, -526.2334168, -526.1), (13300, 518.92, 498.38),
                                            (10**6, 1108.7, 1065.0), (10**7, 1404.0, 1273.0)])}
-    text = page.spread_text(spread, table)
+    text = page_spread.spread_text(spread, table)
     assert ("Its frey-z20 (shuffle 0, seed 0) is the command of the table's frey-z20 (made before runs "
             "recorded their machine) run again: 0 of the 3 evaluation points both reached are identical. "
             "At the first (1e+04 samples, before Adagrad's first update) the bounds differ by 2e-07 nats, "
@@ -59,7 +59,7 @@ def test_the_same_command_on_another_machine_says_where_the_runs_part():
     same = {"frey-z20": _run("frey-z20", [(n, tr, te) for n, tr, te in
                                           ((10**4, -526.0, -526.0), (10**6, 1089.0, 1049.0))])}
     assert "repeats the records of the table's frey-z20 (made before runs recorded their machine) bit " \
-           "for bit at all 2 evaluation points both reached" in page.spread_text(_spread([[1049, 1041, 1045]]), same)
+           "for bit at all 2 evaluation points both reached" in page_spread.spread_text(_spread([[1049, 1041, 1045]]), same)
 
 
 def test_the_page_says_which_images_and_which_wake_sleep_step_each_run_used():
