@@ -136,6 +136,9 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     assert json.loads((results / "reruns.json").read_text())["digits-z2"] == \
         {"points": 1, "identical": 1, "max_diff": 0.0}
     assert reproduce.main(["train", "digits-z2", "--samples", "12000", *common]) == 0
+    # a rerun whose records match the archived ones byte for byte, wall times too (a quick run
+    # on a quiet machine), is a rerun still, not the archive's own copy: it has its own start
+    (results / "digits-z2.metrics.jsonl").write_bytes((runs / "digits-z2" / "metrics.jsonl").read_bytes())
     for _ in range(2):                  # the second report compares with the first's copy: skipped
         assert reproduce.main(["report", *common, "--results-dir", str(results), "--page", str(page)]) == 0
         assert json.loads((results / "reruns.json").read_text())["digits-z2"] == \
@@ -145,6 +148,9 @@ def test_smoke_train_resume_evaluate_report(tmp_path, capsys):
     records = read_metrics(runs / "digits-z2" / "metrics.jsonl")
     records[-1]["test_elbo"] += 0.5
     (results / "digits-z2.metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    platform = json.loads((results / "digits-z2.platform.json").read_text())
+    platform[0]["started"] = "2026-01-01T10:00:00.000000+00:00"      # archived from another run
+    (results / "digits-z2.platform.json").write_text(json.dumps(platform))
     found = compare_reruns(runs, results, tmp_path / "reruns.json")
     assert found["digits-z2"] == {"points": 3, "identical": 2, "max_diff": 0.5}
 

@@ -121,20 +121,30 @@ def differing_point(a, b):
             "first_difference": first}
 
 
+def own_copy(run, old, old_metrics):
+    """Whether the archived run ``old`` is a copy of ``run`` that an earlier report saved: both
+    began with the same session (its start time in their platform records). For records
+    without start times, whether the archived metrics file is a prefix of the run's (a run
+    only appends), which an identical rerun also is."""
+    started = [(r["platform"] or [{}])[0].get("started") for r in (run, old)]
+    if all(started):
+        return started[0] == started[1]
+    return (run["folder"] / "metrics.jsonl").read_bytes().startswith(Path(old_metrics).read_bytes())
+
+
 def compare_reruns(runs_dir, archive, path):
     """Set each run in ``runs_dir`` beside the records an earlier report archived for the same
     model from another run (one started again after its folder was lost), at the sample counts
     both have: ``{name: {"points", "identical", "max_diff"}}`` (bounds, train and held-out, in
-    nats), merged into ``path``. An archive that is this run's own copy (a prefix of its
-    metrics file: a run only appends), or one made with other settings, is skipped."""
+    nats), merged into ``path``. An archive that is this run's own copy (see :func:`own_copy`),
+    or one made with other settings, is skipped."""
     from ..training.checkpoint import atomic_write
 
     path = Path(path)
     found = json.loads(path.read_text()) if path.is_file() else {}
     archived = archived_runs(archive)
     for name, run in collect_runs(runs_dir).items():
-        old_file = Path(archive) / f"{name}.metrics.jsonl"
-        if name not in archived or (run["folder"] / "metrics.jsonl").read_bytes().startswith(old_file.read_bytes()):
+        if name not in archived or own_copy(run, archived[name], Path(archive) / f"{name}.metrics.jsonl"):
             continue
         if not same_settings(run["settings"], archived[name]["settings"]):
             continue                  # another algorithm's step or start: not the same command

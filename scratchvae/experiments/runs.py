@@ -255,7 +255,10 @@ def _log(exp, trainer, print_fn):
 
 def record_platform(out, samples, overwrite=False):
     """Append where this session of the run in ``out`` runs, from ``samples`` on, to
-    ``out/platform.json`` (a list of sessions; started afresh with ``overwrite``)."""
+    ``out/platform.json`` (a list of sessions; started afresh with ``overwrite``), with the
+    session's start time, which tells a run from a rerun of the same command."""
+    import datetime
+
     from ..training.checkpoint import atomic_write
     from .bench.machine import platform_now
 
@@ -264,7 +267,8 @@ def record_platform(out, samples, overwrite=False):
         sessions = [] if overwrite or not path.is_file() else json.loads(path.read_text())
     except ValueError:
         sessions = []
-    sessions.append({"from_samples": samples, **platform_now()})
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    sessions.append({"from_samples": samples, "started": started, **platform_now()})
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:
         json.dump(sessions, f, indent=1)

@@ -116,7 +116,7 @@ def platform_now():
 
 def platform_words(sessions):
     """'<cpu>, NumPy <v>, <blas library> <v> (<kernel> kernel)' of a run's platform record (a list
-    of sessions, each a :func:`platform_now` with ``from_samples``), the machines joined by
+    of sessions, each a :func:`platform_now` with ``from_samples`` and perhaps ``started``), the machines joined by
     'then' if it moved; None if the run recorded none."""
     words = []
     for p in sessions or []:
@@ -143,7 +143,7 @@ def same_platform(a, b):
     either recorded none."""
     if not a or not b:
         return False
-    strip = [{k: v for k, v in s.items() if k != "from_samples"} for s in (*a, *b)]
+    strip = [{k: v for k, v in s.items() if k not in ("from_samples", "started")} for s in (*a, *b)]
     return all(s == strip[0] for s in strip)
 
 
