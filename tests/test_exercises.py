@@ -287,6 +287,34 @@ def test_every_known_mistake_fails_and_is_told_apart(name):
             assert grader.diagnose(e, expected, received) == [f"known mistake: {mistake.says}"]
 
 
+def _energies(logp0, p0, logp1, p1):
+    return -logp0 + 0.5 * (p0 ** 2).sum(axis=1), -logp1 + 0.5 * (p1 ** 2).sum(axis=1)
+
+
+def test_a_known_mistake_beside_a_nan_is_still_named():
+    """The first acceptance probability a student writes often has two mistakes: the energies
+    reversed and diverged chains left as nan. Its outputs equal no known mistake everywhere, so
+    the grader names the reversal from the inputs without a nan, and says where the nan is."""
+    e = catalog.get("hmc_accept_prob")
+
+    def reversed_unguarded(logp0, p0, logp1, p1):
+        h0, h1 = _energies(logp0, p0, logp1, p1)
+        return np.minimum(1.0, np.exp(h1 - h0))
+
+    def guarded_but_wrong_elsewhere(logp0, p0, logp1, p1):      # no known mistake: none is named
+        h0, h1 = _energies(logp0, p0, logp1, p1)
+        return np.where(np.isfinite(h1), np.minimum(1.0, np.exp(h0 - h1)) * 0.9, np.nan)
+
+    with np.errstate(all="ignore"):
+        expected = grader.run_trusted(e, e.library_function())
+        lines = grader.diagnose(e, expected, grader.run_student(e, reversed_unguarded, {}))
+        assert lines == ["known mistake: the energies' difference reversed: a = min(1, exp(H(z, p) - "
+                         "H(z', p'))), start minus end; and a nan or inf where the value is finite, on "
+                         "'diverged chains (log p = -inf, nan)'"]
+        other = grader.diagnose(e, expected, grader.run_student(e, guarded_but_wrong_elsewhere, {}))
+        assert not any("known mistake" in line for line in other), other
+
+
 @pytest.mark.parametrize("name", [e.name for e in AVAILABLE])
 def test_correct_pieces_written_another_way_pass(name):
     """The outputs tolerance leaves room for other correct forms of each formula, and so does the

@@ -7,8 +7,9 @@ The checks, in order:
 (a) outputs: the student's function and the library's on the same seeded float64 inputs (several
     shapes, S > 1 samples where there is a sample axis), every output compared elementwise by
     relative error against :data:`~.exercise.OUTPUT_TOL`. A result of the wrong kind, shape or
-    dtype is named; when the outputs equal a known mistake's on every input, the grader names
-    the mistake, otherwise the worst coordinate with its expected and received values.
+    dtype is named; when the outputs equal a known mistake's on every input (or on every input
+    where they hold no nan or inf that the library's outputs do not, the others then named), the
+    grader names the mistake, otherwise the worst coordinate with its expected and received values.
 (b) gradient: for a gradient exercise, the student's gradient against central differences of
     the library's forward (:mod:`scratchvae.gradcheck`, float64, away from kinks).
 (c) derivations: the checks of :mod:`scratchvae.derivations` that use the function, with the
@@ -286,12 +287,42 @@ def _derivation_checks(exercise, function, files):
     return out
 
 
+def _lost_values(expected, received):
+    """Whether ``received`` holds a nan or inf where ``expected`` is finite."""
+    return any((np.isfinite(np.asarray(e, dtype=np.float64))
+                & ~np.isfinite(np.asarray(received[name], dtype=np.float64))).any()
+               for name, e in expected.items())
+
+
+def _mistake_where_finite(exercise, expected, received):
+    """Two mistakes at once, one of them a nan or inf (often the unguarded edge case), hide the
+    other from a whole-output match: name a known mistake that the outputs equal on every
+    input where they lost no finite value, if they are wrong on one of those inputs."""
+    if any(compare(e, r, exercise.align)[2] for e, r in zip(expected, received)):
+        return []                                        # the wrong kind of array: said elsewhere
+    cases = exercise.cases()
+    align = exercise.align or (lambda e, r: r)
+    lost = [_lost_values(e, align(e, r)) for e, r in zip(expected, received)]
+    kept = [i for i, x in enumerate(lost) if not x]
+    if not kept or len(kept) == len(cases) or same_outputs([expected[i] for i in kept],
+                                                             [received[i] for i in kept], exercise.align):
+        return []
+    for mistake in exercise.mistakes:
+        theirs = run_trusted(exercise, mistake.body)
+        if theirs and same_outputs([theirs[i] for i in kept], [received[i] for i in kept], exercise.align):
+            where = ", ".join(repr(c.label) for c, x in zip(cases, lost) if x)
+            return [f"known mistake: {mistake.says}; and a nan or inf where the value is finite, on {where}"]
+    return []
+
+
 def diagnose(exercise, expected, received):
     """Lines that say what is wrong: the known mistake the outputs equal, or generic hints."""
     for mistake in exercise.mistakes:
         if same_outputs(run_trusted(exercise, mistake.body), received, exercise.align):
             return [f"known mistake: {mistake.says}"]
-    lines = []
+    lines = _mistake_where_finite(exercise, expected, received)
+    if lines:
+        return lines
     right = [c.label for c, e, r in zip(exercise.cases(), expected, received)
              if not compare(e, r, exercise.align)[2] and compare(e, r, exercise.align)[0] <= OUTPUT_TOL]
     if right:
