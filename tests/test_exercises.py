@@ -315,6 +315,28 @@ def test_a_known_mistake_beside_a_nan_is_still_named():
         assert not any("known mistake" in line for line in other), other
 
 
+def test_a_value_lost_as_nan_or_as_inf_is_the_same_mistake():
+    """The Bernoulli log-likelihood from probabilities, written with 1 / (1 + exp(-l)) rather
+    than the library's sigmoid, loses the same values at logits of +-40 as the known mistake,
+    one of them as nan where the mistake's is -inf: it is that mistake."""
+    e = catalog.get("bernoulli_log_likelihood")
+
+    def from_probabilities(x, logits):
+        p = 1 / (1 + np.exp(-logits))
+        return np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=-1)
+
+    with np.errstate(all="ignore"):
+        expected = grader.run_trusted(e, e.library_function())
+        received = grader.run_student(e, from_probabilities, {})
+        mistake = grader.run_trusted(e, e.mistakes[1].body)
+        lost = [np.flatnonzero(~np.isfinite(r["log_likelihood"])).tolist() for r in received]
+        assert any(lost) and lost == [np.flatnonzero(~np.isfinite(m["log_likelihood"])).tolist()
+                                      for m in mistake]
+        assert not all(np.array_equal(r["log_likelihood"], m["log_likelihood"], equal_nan=True)
+                       for r, m in zip(received, mistake))             # nan here, -inf there
+        assert grader.diagnose(e, expected, received) == [f"known mistake: {e.mistakes[1].says}"]
+
+
 @pytest.mark.parametrize("name", [e.name for e in AVAILABLE])
 def test_correct_pieces_written_another_way_pass(name):
     """The outputs tolerance leaves room for other correct forms of each formula, and so does the
