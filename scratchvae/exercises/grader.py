@@ -246,7 +246,7 @@ def _check(name, passed, worst, detail):
 
 
 def _outputs_check(exercise, expected, received):
-    worst, where, problem, label = 0.0, None, None, None
+    worst, where, label = 0.0, None, None
     for case, e, r in zip(exercise.cases(), expected, received):
         w, at, prob = compare(e, r, exercise.align)
         if prob:
