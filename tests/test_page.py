@@ -198,3 +198,5 @@ def test_the_page_says_on_which_machine_each_run_trained():
         "NumPy 2.0, openblas 0.3 (Haswell kernel); frey-z20 on Some CPU, NumPy 2.0, openblas 0.3 (Haswell "
         "kernel) then Some CPU, NumPy 2.0, openblas 0.3 (SkylakeX kernel); frey-z5: not recorded (made "
         "before runs recorded their machine).")
+    # in the order of the names, whatever order the runs were read in (folders or archive)
+    assert page.machines(dict(reversed(table.items()))) == page.machines(table)

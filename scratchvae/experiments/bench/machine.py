@@ -4,6 +4,7 @@ BLAS, so scratchvae and PyTorch unequally)."""
 import contextlib
 import os
 import platform
+import re
 import sys
 import time
 
@@ -127,9 +128,15 @@ def platform_words(sessions):
 
 
 def where_runs_ran(platforms, unrecorded="not recorded"):
-    """'<runs> on <machine>; ...; <runs>: <unrecorded>' from ``{run name: platform record}``."""
+    """'<runs> on <machine>; ...; <runs>: <unrecorded>' from ``{run name: platform record}``, the
+    names in order, numbers by value (so that a page read from the runs and one read from their
+    archive agree)."""
+    def natural(name):
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
     by = {}
-    for name, sessions in platforms.items():
+    for name in sorted(platforms, key=natural):
+        sessions = platforms[name]
         by.setdefault(platform_words(sessions), []).append(name)
     parts = [f"{', '.join(names)} on {where}" for where, names in by.items() if where]
     if None in by:
