@@ -167,6 +167,16 @@ def test_the_ranking_is_read_off_the_curves():
     c = rep.crossing(aevb, mcem, "test")
     assert c["overtakes"] == 10**6 and c["to"] == 10**6
     assert rep.value_at(mcem, "test", 10**7) is None
+    # the shorter run's last point, a batch short of the other's, is the last common point: there
+    # the difference is the one at the end of both curves, not at the point before
+    mcem = run([(10**4, -180), (10**5, -150), (10**6, -145), (10**7 - 2000, -138)])
+    c = rep.crossing(aevb, mcem, "test")
+    assert c["to"] == 10**7 - 2000 and c["diffs"][-1][0] == 10**7 - 2000
+    assert c["diffs"][-1][1] == pytest.approx(-130 - (-138), abs=1e-3)
+    assert [p for p, _ in c["diffs"]] == [10**4, 10**5, 10**6, 10**7 - 2000]
+    later = run([(2 * 10**4, -170), (10**5, -150)])                  # starts after aevb's first point
+    assert rep.crossing(aevb, later, "test")["diffs"][0][0] == 2 * 10**4
+    assert rep.crossing(aevb, run([(10**8, -120)]), "test") is None   # no common range
     assert rep.sci(12000) == "1.2 x 10^4" and rep.sci(10**8) == "10^8" and rep.sci(5.6e6) == "5.6 x 10^6"
 
 

@@ -91,14 +91,17 @@ def value_at(run, part, where, x="samples"):
 
 def crossing(a, b, part, x="samples"):
     """How run ``a``'s curve stands against run ``b``'s where both have points: a dict with the
-    common range, the differences a - b at a's points inside it (b interpolated), and ``overtakes``:
-    the first point of a at or above b after a point below it (None if none)."""
+    common range, the differences a - b at a's points inside it and at its two ends (the other
+    curve interpolated), and ``overtakes``: the first such point with a at or above b after one
+    below it (None if none). The ends count because the runs' evaluation points fall a batch
+    apart: MCEM's 5.6 x 10^7 is 2000 samples short of AEVB's, and is still where both last are."""
     xa, _ = curve(a, part, x)
     xb, _ = curve(b, part, x)
     lo, hi = max(xa[0], xb[0]), min(xa[-1], xb[-1])
-    pts = [p for p in xa if lo * (1 - 1e-9) <= p <= hi * (1 + 1e-9)]
-    if not pts:
+    if lo > hi * (1 + 1e-9):
         return None
+    pts = [p for p in xa if lo * (1 - 1e-9) <= p <= hi * (1 + 1e-9)]
+    pts = sorted(pts + [end for end in {lo, hi} if not any(abs(p - end) <= 1e-9 * end for p in pts)])
     diffs = [(p, value_at(a, part, p, x) - value_at(b, part, p, x)) for p in pts]
     overtakes = None
     for (p0, d0), (p1, d1) in zip(diffs, diffs[1:]):
