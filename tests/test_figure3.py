@@ -241,8 +241,8 @@ def test_a_run_still_training_is_read_from_its_checkpoint_and_marked(tmp_path):
 
 def test_a_run_whose_folder_is_gone_is_shown_from_the_archive_and_marked(tmp_path):
     """The report keeps what an earlier report archived in figure3.json for every run whose
-    folder is not there; a run in the folder replaces its archived record; an archived run
-    that had not finished says it stopped, not that it is still training."""
+    folder is not there; a run in the folder replaces its archived record once it got as far;
+    an archived run that had not finished says it stopped, not that it is still training."""
     def run(samples, training=False):
         r = {"run": "x", "history": [{"samples": samples, "train_log_px": -150.0, "test_log_px": -151.0}]}
         return {**r, "training": True} if training else r
@@ -257,3 +257,6 @@ def test_a_run_whose_folder_is_gone_is_shown_from_the_archive_and_marked(tmp_pat
     assert rep.label("mcem-small", merged["mcem-small"]) == "mcem-small (stopped; from the archive)"
     assert rep.label("mcem-small", run(5000, training=True)) == "mcem-small (still training)"
     assert rep.with_archive({"aevb-small": run(1)}, tmp_path / "none.json").keys() == {"aevb-small"}
+    # a rerun still short of the archived run does not hide it; once level with it, it is shown
+    assert rep.with_archive({"mcem-small": run(4000, training=True)}, archive)["mcem-small"]["archived"]
+    assert "archived" not in rep.with_archive({"mcem-small": run(5000, training=True)}, archive)["mcem-small"]

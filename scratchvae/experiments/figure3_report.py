@@ -41,11 +41,15 @@ def collect(runs_dir):
 
 
 def with_archive(runs, archive):
-    """``runs`` and, for every run not among them, its record in an earlier ``figure3.json``
-    (``archive``, if it exists), marked ``archived``: a run folder that is gone (another
-    machine, a deleted folder) still shows as far as it got. In the order of METHODS, SIZES."""
+    """``runs`` and, for every run not among them or further in it, its record in an earlier
+    ``figure3.json`` (``archive``, if it exists), marked ``archived``: a run folder that is
+    gone (another machine, a deleted folder) still shows as far as it got, and so does one that
+    a rerun, still short of it, has not yet passed. In the order of METHODS, SIZES."""
     kept = json.loads(Path(archive).read_text())["runs"] if Path(archive).is_file() else {}
-    merged = {**{name: {**r, "archived": True} for name, r in kept.items()}, **runs}
+    merged = {name: {**r, "archived": True} for name, r in kept.items()}
+    for name, r in runs.items():
+        if name not in merged or merged[name]["history"][-1]["samples"] <= r["history"][-1]["samples"]:
+            merged[name] = r
     order = [f"{m}-{s}" for m in f3.METHODS + f3.OPTIONS for s in f3.SIZES]
     return {name: merged[name] for name in order if name in merged}
 
