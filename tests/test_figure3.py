@@ -161,7 +161,8 @@ def test_an_estimate_below_L_5000_is_said_to_fall_short():
 
 def test_the_ranking_is_read_off_the_curves():
     def run(points):
-        return {"history": [{"samples": s, "train_time": s / 1000, "test_log_px": v} for s, v in points]}
+        return {"samples": points[-1][0],
+                "history": [{"samples": s, "train_time": s / 1000, "test_log_px": v} for s, v in points]}
     aevb = run([(10**4, -200), (10**5, -160), (10**6, -140), (10**7, -130)])
     mcem = run([(10**4, -180), (10**5, -150), (10**6, -145)])
     c = rep.crossing(aevb, mcem, "test")
@@ -177,6 +178,15 @@ def test_the_ranking_is_read_off_the_curves():
     later = run([(2 * 10**4, -170), (10**5, -150)])                  # starts after aevb's first point
     assert rep.crossing(aevb, later, "test")["diffs"][0][0] == 2 * 10**4
     assert rep.crossing(aevb, run([(10**8, -120)]), "test") is None   # no common range
+    # a curve that overtakes and then falls below again is said to, not only to overtake
+    again = rep.crossing(aevb, run([(10**4, -180), (10**5, -165), (10**6, -145), (10**7, -120)]), "test")
+    assert again["overtakes"] == 10**5 and again["falls_back"] == 10**7
+    assert rep.crossing(aevb, mcem, "test")["falls_back"] is None
+    said = rep.ranking_sentences({"aevb-small": aevb, "mcem-small": run([(10**4, -180), (10**5, -165),
+                                                                        (10**6, -145), (10**7, -120)])})
+    assert ("small set, per training sample: AEVB overtakes MCEM on the held-out images at about 10^5 "
+            "training samples and falls below it again at about 10^7 (points from 10^4 to 10^7 training "
+            "samples); at the last common point AEVB minus MCEM is -10.0 nats.") in said
     assert rep.sci(12000) == "1.2 x 10^4" and rep.sci(10**8) == "10^8" and rep.sci(5.6e6) == "5.6 x 10^6"
 
 

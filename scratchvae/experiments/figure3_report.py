@@ -96,8 +96,8 @@ def value_at(run, part, where, x="samples"):
 def crossing(a, b, part, x="samples"):
     """How run ``a``'s curve stands against run ``b``'s where both have points: a dict with the
     common range, the differences a - b at a's points inside it and at its two ends (the other
-    curve interpolated), and ``overtakes``: the first such point with a at or above b after one
-    below it (None if none). The ends count because the runs' evaluation points fall a batch
+    curve interpolated), ``overtakes``: the first such point with a at or above b after one
+    below it, and ``falls_back``: the first point after that with a below b again (None if none). The ends count because the runs' evaluation points fall a batch
     apart: MCEM's 5.6 x 10^7 is 2000 samples short of AEVB's, and is still where both last are."""
     xa, _ = curve(a, part, x)
     xb, _ = curve(b, part, x)
@@ -107,12 +107,9 @@ def crossing(a, b, part, x="samples"):
     pts = [p for p in xa if lo * (1 - 1e-9) <= p <= hi * (1 + 1e-9)]
     pts = sorted(pts + [end for end in {lo, hi} if not any(abs(p - end) <= 1e-9 * end for p in pts)])
     diffs = [(p, value_at(a, part, p, x) - value_at(b, part, p, x)) for p in pts]
-    overtakes = None
-    for (p0, d0), (p1, d1) in zip(diffs, diffs[1:]):
-        if d0 < 0 <= d1:
-            overtakes = p1
-            break
-    return {"from": lo, "to": hi, "diffs": diffs, "overtakes": overtakes,
+    overtakes = next((p1 for (_, d0), (p1, d1) in zip(diffs, diffs[1:]) if d0 < 0 <= d1), None)
+    falls_back = None if overtakes is None else next((p for p, d in diffs if p > overtakes and d < 0), None)
+    return {"from": lo, "to": hi, "diffs": diffs, "overtakes": overtakes, "falls_back": falls_back,
             "always_above": all(d >= 0 for _, d in diffs), "always_below": all(d < 0 for _, d in diffs)}
 
 
@@ -365,8 +362,10 @@ def ranking_sentences(runs):
                 elif c["always_below"]:
                     s = f"{label}'s held-out estimate is above AEVB's at every common point {where}"
                 elif c["overtakes"] is not None:
-                    at = sci(c["overtakes"]) if x == "samples" else f"{c['overtakes']:.0f}"
-                    s = f"AEVB overtakes {label} on the held-out images at about {at} {unit} (points {where})"
+                    at, back = ((sci(v) if x == "samples" else f"{v:.0f}") if v is not None else None
+                                for v in (c["overtakes"], c["falls_back"]))
+                    s = f"AEVB overtakes {label} on the held-out images at about {at} {unit}"
+                    s += f" and falls below it again at about {back} (points {where})" if back else f" (points {where})"
                 else:
                     s = f"AEVB falls below {label} on the held-out images within the common range {where}"
                 per = "per training sample" if x == "samples" else "per second of training"
